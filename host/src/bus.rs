@@ -1,0 +1,596 @@
+//! The event bus: named events, pattern subscriptions owned by plugins (or the host), bounded
+//! delivery into each subscriber plugin's own mailbox.
+//!
+//! ## Names and patterns
+//! - An event name is one or more `:`-separated segments (`user:created`). A segment is 1 to 64
+//!   characters of `A-Z a-z 0-9 _ - .`; a name is at most 256 bytes.
+//! - A pattern is segments too. A literal segment matches itself. `*` matches exactly one
+//!   segment, anywhere (`user:*`, `*:created`). `**`, only as the last segment, matches one or
+//!   more segments (`user:**` matches `user:a` and `user:a:b`; a lone `**` matches every event).
+//!   So `data:*` matches `data:processed` but neither `data` nor `data:x:y`.
+//! - Anything else (empty segments, `da*`, `**` before the end) is rejected with
+//!   `invalid_pattern` / `invalid_event_name`.
+//!
+//! ## Delivery
+//! The payload is put in one `Arc` per emit and shared read-only by all subscribers. Each
+//! delivery is queued in the subscriber's mailbox and runs on the subscriber's own worker thread,
+//! never on the emitter's: per subscription, events arrive in the order they were queued. A
+//! plugin receives its own events when it subscribed to a matching pattern (delivered after the
+//! current call returns, never re-entrantly). Mailboxes are bounded: when one is full the emitter
+//! waits up to `emit_block` (default 50 ms), then the event is dropped *for that subscriber only*
+//! and counted; an emitter never waits on its own full mailbox. Host subscribers run inline on
+//! the emitting thread and must not block.
+//!
+//! This module does no I/O and knows nothing of plugins' threads; the manager plugs mailboxes in.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::error::{Error, Result};
+
+/// One emitted event, shared read-only by every subscriber it is delivered to.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct BusEvent {
+    /// Full event name, for example `user:created`.
+    pub name: Arc<str>,
+    /// Payload bytes (JSON unless `raw`).
+    pub payload: Arc<[u8]>,
+    /// Whether the payload is raw bytes rather than JSON.
+    pub raw: bool,
+    /// The plugin that emitted it, or `None` for the host.
+    pub source: Option<String>,
+}
+
+/// Who owns a subscription: a plugin instance (name and generation) or the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Plugin { name: String, generation: u64 },
+    Host,
+}
+
+/// What happened to one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    Queued,
+    /// The mailbox stayed full past the limit; counted by the mailbox.
+    Dropped,
+}
+
+/// Where a plugin's deliveries go (its worker's mailbox).
+pub(crate) trait Mailbox: Send + Sync {
+    /// Queues `event` for subscription `id`; waits at most `block` when the mailbox is full.
+    fn deliver(&self, id: u64, event: &Arc<BusEvent>, block: std::time::Duration) -> Delivery;
+}
+
+/// A host-side handler.
+pub type HostHandler = Arc<dyn Fn(&BusEvent) + Send + Sync>;
+
+enum Target {
+    Plugin(Arc<dyn Mailbox>),
+    Host(HostHandler),
+}
+
+struct Subscription {
+    id: u64,
+    owner: Owner,
+    pattern: Pattern,
+    once: bool,
+    fired: AtomicBool,
+    target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    One,
+    Rest,
+}
+
+/// A validated subscription pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+const MAX_NAME_BYTES: usize = 256;
+const MAX_SEGMENT: usize = 64;
+
+fn check_segment(seg: &str) -> Result<(), String> {
+    if seg.is_empty() {
+        return Err("it has an empty segment".into());
+    }
+    if seg.len() > MAX_SEGMENT {
+        return Err(format!(
+            "segment `{seg}` is longer than {MAX_SEGMENT} characters"
+        ));
+    }
+    if let Some(c) = seg
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a segment; use A-Z a-z 0-9 _ - ."
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an event name (see the module docs for the rules).
+///
+/// # Errors
+/// `invalid_event_name`, saying which rule it breaks.
+pub fn validate_event_name(name: &str) -> Result<()> {
+    let fail = |reason: String| Error::InvalidEventName {
+        name: name.to_owned(),
+        reason,
+    };
+    if name.len() > MAX_NAME_BYTES {
+        return Err(fail(format!("it is longer than {MAX_NAME_BYTES} bytes")));
+    }
+    for seg in name.split(':') {
+        check_segment(seg).map_err(fail)?;
+    }
+    Ok(())
+}
+
+impl Pattern {
+    /// Parses a pattern.
+    ///
+    /// # Errors
+    /// `invalid_pattern`, saying which rule it breaks.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let fail = |reason: String| Error::InvalidPattern {
+            pattern: text.to_owned(),
+            reason,
+        };
+        if text.len() > MAX_NAME_BYTES {
+            return Err(fail(format!("it is longer than {MAX_NAME_BYTES} bytes")));
+        }
+        let parts: Vec<&str> = text.split(':').collect();
+        let mut segments = Vec::with_capacity(parts.len());
+        for (i, seg) in parts.iter().enumerate() {
+            segments.push(match *seg {
+                "*" => Segment::One,
+                "**" if i + 1 == parts.len() => Segment::Rest,
+                "**" => return Err(fail("`**` may only be the last segment".into())),
+                s if s.contains('*') => {
+                    return Err(fail(format!(
+                        "segment `{s}` mixes `*` with text; `*` stands alone"
+                    )));
+                }
+                s => {
+                    check_segment(s).map_err(fail)?;
+                    Segment::Literal(s.to_owned())
+                }
+            });
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    fn is_exact(&self) -> bool {
+        self.segments
+            .iter()
+            .all(|s| matches!(s, Segment::Literal(_)))
+    }
+
+    /// Whether the (valid) event name matches.
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        let mut parts = name.split(':');
+        for (i, seg) in self.segments.iter().enumerate() {
+            match seg {
+                Segment::Rest => return parts.next().is_some(),
+                Segment::One => {
+                    if parts.next().is_none() {
+                        return false;
+                    }
+                }
+                Segment::Literal(l) => {
+                    if parts.next() != Some(l.as_str()) {
+                        return false;
+                    }
+                }
+            }
+            let _ = i;
+        }
+        parts.next().is_none()
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    by_id: HashMap<u64, Arc<Subscription>>,
+    exact: HashMap<String, Vec<Arc<Subscription>>>,
+    wildcard: Vec<Arc<Subscription>>,
+}
+
+impl Index {
+    fn remove(&mut self, id: u64) -> Option<Arc<Subscription>> {
+        let sub = self.by_id.remove(&id)?;
+        if sub.pattern.is_exact() {
+            if let Some(list) = self.exact.get_mut(&sub.pattern.text) {
+                list.retain(|s| s.id != id);
+                if list.is_empty() {
+                    self.exact.remove(&sub.pattern.text);
+                }
+            }
+        } else {
+            self.wildcard.retain(|s| s.id != id);
+        }
+        Some(sub)
+    }
+}
+
+/// Counters of the bus as a whole.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events emitted.
+    pub emitted: u64,
+    /// Deliveries queued to subscribers (host handlers included).
+    pub delivered: u64,
+    /// Deliveries dropped because a mailbox stayed full.
+    pub dropped: u64,
+}
+
+/// The event bus. Cheap to share (`Arc`); all methods take `&self`.
+pub struct EventBus {
+    index: RwLock<Index>,
+    next_id: AtomicU64,
+    emit_block: std::time::Duration,
+    emitted: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventBus")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventBus {
+    /// A bus whose emitters wait at most `emit_block` on a full mailbox.
+    pub fn new(emit_block: std::time::Duration) -> Self {
+        Self {
+            index: RwLock::new(Index::default()),
+            next_id: AtomicU64::new(1),
+            emit_block,
+            emitted: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn insert(&self, owner: Owner, pattern: &str, once: bool, target: Target) -> Result<u64> {
+        let pattern = Pattern::parse(pattern)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let sub = Arc::new(Subscription {
+            id,
+            owner,
+            pattern,
+            once,
+            fired: AtomicBool::new(false),
+            target,
+        });
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sub.pattern.is_exact() {
+            index
+                .exact
+                .entry(sub.pattern.text.clone())
+                .or_default()
+                .push(Arc::clone(&sub));
+        } else {
+            index.wildcard.push(Arc::clone(&sub));
+        }
+        index.by_id.insert(id, sub);
+        Ok(id)
+    }
+
+    pub(crate) fn subscribe_plugin(
+        &self,
+        name: &str,
+        generation: u64,
+        pattern: &str,
+        once: bool,
+        mailbox: Arc<dyn Mailbox>,
+    ) -> Result<u64> {
+        let owner = Owner::Plugin {
+            name: name.to_owned(),
+            generation,
+        };
+        self.insert(owner, pattern, once, Target::Plugin(mailbox))
+    }
+
+    /// Subscribes a host handler, which runs inline on the emitting thread and must not block.
+    ///
+    /// # Errors
+    /// `invalid_pattern`.
+    pub fn subscribe_host(&self, pattern: &str, once: bool, handler: HostHandler) -> Result<u64> {
+        self.insert(Owner::Host, pattern, once, Target::Host(handler))
+    }
+
+    /// Removes subscription `id` if `owner` made it.
+    ///
+    /// # Errors
+    /// `subscription_not_found` when there is no such subscription of this owner.
+    pub(crate) fn unsubscribe(&self, owner: &Owner, id: u64) -> Result<()> {
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match index.by_id.get(&id) {
+            Some(sub) if &sub.owner == owner => {
+                index.remove(id);
+                Ok(())
+            }
+            _ => Err(Error::SubscriptionNotFound { id }),
+        }
+    }
+
+    /// Removes a host subscription.
+    ///
+    /// # Errors
+    /// `subscription_not_found`.
+    pub fn unsubscribe_host(&self, id: u64) -> Result<()> {
+        self.unsubscribe(&Owner::Host, id)
+    }
+
+    /// Removes every subscription of one plugin instance (`once` ones included); returns how many.
+    pub(crate) fn remove_owner(&self, owner: &Owner) -> usize {
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ids: Vec<u64> = index
+            .by_id
+            .values()
+            .filter(|s| &s.owner == owner)
+            .map(|s| s.id)
+            .collect();
+        for id in &ids {
+            index.remove(*id);
+        }
+        ids.len()
+    }
+
+    /// Number of live subscriptions of `owner`.
+    pub(crate) fn count_owner(&self, owner: &Owner) -> usize {
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        index.by_id.values().filter(|s| &s.owner == owner).count()
+    }
+
+    /// Emits an event. `emitter` is the emitting plugin instance, if any (it is never made to
+    /// wait on its own mailbox). Returns the number of deliveries queued.
+    ///
+    /// # Errors
+    /// `invalid_event_name`.
+    pub(crate) fn emit(
+        &self,
+        emitter: Option<&Owner>,
+        name: &str,
+        payload: &[u8],
+        raw: bool,
+    ) -> Result<usize> {
+        validate_event_name(name)?;
+        self.emitted.fetch_add(1, Ordering::Relaxed);
+        let matched: Vec<Arc<Subscription>> = {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut matched: Vec<Arc<Subscription>> =
+                index.exact.get(name).cloned().unwrap_or_default();
+            matched.extend(
+                index
+                    .wildcard
+                    .iter()
+                    .filter(|s| s.pattern.matches(name))
+                    .cloned(),
+            );
+            matched
+        };
+        if matched.is_empty() {
+            return Ok(0);
+        }
+        // Subscriptions were pushed in creation order; deliver in id order for determinism.
+        let mut matched = matched;
+        matched.sort_unstable_by_key(|s| s.id);
+        let source = match emitter {
+            Some(Owner::Plugin { name, .. }) => Some(name.clone()),
+            _ => None,
+        };
+        let event = Arc::new(BusEvent {
+            name: Arc::from(name),
+            payload: Arc::from(payload),
+            raw,
+            source,
+        });
+        let mut queued = 0;
+        let mut spent_once = Vec::new();
+        for sub in &matched {
+            if sub.once {
+                if sub.fired.swap(true, Ordering::AcqRel) {
+                    continue;
+                }
+                spent_once.push(sub.id);
+            }
+            let outcome = match &sub.target {
+                Target::Host(handler) => {
+                    handler(&event);
+                    Delivery::Queued
+                }
+                Target::Plugin(mailbox) => {
+                    let block = if emitter == Some(&sub.owner) {
+                        std::time::Duration::ZERO
+                    } else {
+                        self.emit_block
+                    };
+                    mailbox.deliver(sub.id, &event, block)
+                }
+            };
+            match outcome {
+                Delivery::Queued => queued += 1,
+                Delivery::Dropped => {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.delivered.fetch_add(queued as u64, Ordering::Relaxed);
+        if !spent_once.is_empty() {
+            let mut index = self
+                .index
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in spent_once {
+                index.remove(id);
+            }
+        }
+        Ok(queued)
+    }
+
+    /// Emits an event as the host.
+    ///
+    /// # Errors
+    /// `invalid_event_name`.
+    pub fn emit_host(&self, name: &str, payload: &[u8]) -> Result<usize> {
+        self.emit(None, name, payload, false)
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> BusStats {
+        BusStats {
+            emitted: self.emitted.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn m(pattern: &str, name: &str) -> bool {
+        Pattern::parse(pattern).unwrap().matches(name)
+    }
+
+    #[test]
+    fn pattern_rules() {
+        assert!(m("user:created", "user:created"));
+        assert!(!m("user:created", "user:deleted"));
+        assert!(!m("user:created", "user"));
+        assert!(m("data:*", "data:processed"));
+        assert!(!m("data:*", "data"));
+        assert!(!m("data:*", "data:x:y"));
+        assert!(m("*:created", "user:created"));
+        assert!(!m("*:created", "created"));
+        assert!(!m("*:created", "a:b:created"));
+        assert!(m("*", "anything"));
+        assert!(!m("*", "a:b"));
+        assert!(m("data:**", "data:x"));
+        assert!(m("data:**", "data:x:y:z"));
+        assert!(!m("data:**", "data"));
+        assert!(m("**", "a"));
+        assert!(m("**", "a:b:c"));
+        assert!(m("a:*:c", "a:b:c"));
+        assert!(!m("a:*:c", "a:b:d"));
+    }
+
+    #[test]
+    fn invalid_patterns_and_names_are_rejected() {
+        for p in [
+            "", "a::b", ":a", "a:", "da*", "**:a", "a:**:b", "a b", "a:*x",
+        ] {
+            let e = Pattern::parse(p).unwrap_err();
+            assert_eq!(e.code().as_str(), "invalid_pattern", "{p}");
+        }
+        for n in ["", "a::b", "a:*", "a b", "x:", &"a".repeat(300)] {
+            let e = validate_event_name(n).unwrap_err();
+            assert_eq!(e.code().as_str(), "invalid_event_name", "{n:?}");
+        }
+        validate_event_name("user:created.v2").unwrap();
+    }
+
+    fn recorder(bus: &EventBus, pattern: &str, once: bool) -> (u64, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        let id = bus
+            .subscribe_host(
+                pattern,
+                once,
+                Arc::new(move |e: &BusEvent| s.lock().unwrap().push(e.name.to_string())),
+            )
+            .unwrap();
+        (id, seen)
+    }
+
+    #[test]
+    fn off_removes_only_that_subscription_and_once_fires_once() {
+        let bus = EventBus::new(std::time::Duration::ZERO);
+        let (a, seen_a) = recorder(&bus, "x:*", false);
+        let (_b, seen_b) = recorder(&bus, "x:*", false);
+        let (_c, seen_c) = recorder(&bus, "x:y", true);
+        bus.emit_host("x:y", b"1").unwrap();
+        bus.unsubscribe_host(a).unwrap();
+        bus.emit_host("x:y", b"2").unwrap();
+        assert_eq!(seen_a.lock().unwrap().len(), 1);
+        assert_eq!(seen_b.lock().unwrap().len(), 2);
+        assert_eq!(seen_c.lock().unwrap().len(), 1);
+        assert_eq!(
+            bus.count_owner(&Owner::Host),
+            1,
+            "once was removed after firing"
+        );
+        assert_eq!(
+            bus.unsubscribe_host(a).unwrap_err().code().as_str(),
+            "subscription_not_found"
+        );
+    }
+
+    #[test]
+    fn owners_cannot_remove_each_others_subscriptions() {
+        struct Null;
+        impl Mailbox for Null {
+            fn deliver(&self, _: u64, _: &Arc<BusEvent>, _: std::time::Duration) -> Delivery {
+                Delivery::Queued
+            }
+        }
+        let bus = EventBus::new(std::time::Duration::ZERO);
+        let id = bus
+            .subscribe_plugin("a", 1, "x", false, Arc::new(Null))
+            .unwrap();
+        let b = Owner::Plugin {
+            name: "b".into(),
+            generation: 2,
+        };
+        assert!(bus.unsubscribe(&b, id).is_err());
+        let a_old = Owner::Plugin {
+            name: "a".into(),
+            generation: 0,
+        };
+        assert!(
+            bus.unsubscribe(&a_old, id).is_err(),
+            "an older generation is another owner"
+        );
+        let a = Owner::Plugin {
+            name: "a".into(),
+            generation: 1,
+        };
+        assert_eq!(bus.remove_owner(&a), 1);
+        assert_eq!(bus.emit_host("x", b"").unwrap(), 0);
+    }
+}

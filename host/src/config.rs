@@ -1,0 +1,76 @@
+//! Settings of the plugin manager, validated once. (The config file and environment layer of
+//! the server build on this.)
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How the plugin manager runs plugins.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ManagerConfig {
+    /// Where shadow copies are written; default: a fresh folder under `/dev/shm` when it
+    /// exists (memory-backed, so a load costs no disk write), else the system temp folder.
+    pub shadow_dir: Option<PathBuf>,
+    /// Limit for a plugin's library initialisers plus `initialize`.
+    pub initialize_timeout: Duration,
+    /// Limit for `cleanup` plus dropping the instance and joining its thread.
+    pub cleanup_timeout: Duration,
+    /// Limit for one `execute` call (mailbox wait included), also for dependency calls.
+    pub execute_timeout: Duration,
+    /// Jobs a plugin's mailbox holds (execute calls and event deliveries).
+    pub mailbox_capacity: usize,
+    /// How long an emitter waits on a full mailbox before the event is dropped for that
+    /// subscriber.
+    pub emit_block: Duration,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            shadow_dir: None,
+            initialize_timeout: Duration::from_secs(10),
+            cleanup_timeout: Duration::from_secs(10),
+            execute_timeout: Duration::from_secs(30),
+            mailbox_capacity: 1024,
+            emit_block: Duration::from_millis(50),
+        }
+    }
+}
+
+impl ManagerConfig {
+    /// Sets [`ManagerConfig::shadow_dir`].
+    pub fn with_shadow_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.shadow_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`ManagerConfig::initialize_timeout`].
+    pub fn with_initialize_timeout(mut self, t: Duration) -> Self {
+        self.initialize_timeout = t;
+        self
+    }
+
+    /// Sets [`ManagerConfig::cleanup_timeout`].
+    pub fn with_cleanup_timeout(mut self, t: Duration) -> Self {
+        self.cleanup_timeout = t;
+        self
+    }
+
+    /// Sets [`ManagerConfig::execute_timeout`].
+    pub fn with_execute_timeout(mut self, t: Duration) -> Self {
+        self.execute_timeout = t;
+        self
+    }
+
+    /// Sets [`ManagerConfig::mailbox_capacity`].
+    pub fn with_mailbox_capacity(mut self, n: usize) -> Self {
+        self.mailbox_capacity = n;
+        self
+    }
+
+    /// Sets [`ManagerConfig::emit_block`].
+    pub fn with_emit_block(mut self, t: Duration) -> Self {
+        self.emit_block = t;
+        self
+    }
+}

@@ -1,0 +1,534 @@
+//! Everything the host library can fail with, and the stable machine-readable codes of those
+//! failures (`docs/error-codes.md`). HTTP mapping lives elsewhere; this module knows no HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// `Result` with the host's [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the host library can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The plugin file does not exist.
+    #[error("plugin file `{}` does not exist", path.display())]
+    FileNotFound {
+        /// The path asked for.
+        path: PathBuf,
+    },
+    /// The file is not a shared library this host can load.
+    #[error("`{}` is not a loadable plugin library: {reason}", path.display())]
+    NotALibrary {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// The library does not export a symbol every plugin exports.
+    #[error("`{}` exports no `{symbol}` symbol: it was not built with plugin-api's export_plugin!", path.display())]
+    MissingSymbol {
+        /// The file.
+        path: PathBuf,
+        /// The missing symbol.
+        symbol: &'static str,
+    },
+    /// The declaration does not start with the plugin-api magic value.
+    #[error("`{}` has a bad declaration magic {found:?}, expected {expected:?}", path.display())]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+        /// Bytes found.
+        found: String,
+        /// Bytes expected.
+        expected: String,
+    },
+    /// The plugin targets an ABI or API version outside what this host accepts.
+    #[error("`{}` targets plugin ABI {found}; this host accepts {accepted}", path.display())]
+    IncompatibleAbi {
+        /// The file.
+        path: PathBuf,
+        /// Version found, `major.minor`.
+        found: String,
+        /// Versions accepted, for example `1.0..=1.0`.
+        accepted: String,
+    },
+    /// The plugin was built with `panic = "abort"`; a panic in it would kill the host.
+    #[error("`{}` was built with panic = \"abort\"; the host needs panic = \"unwind\" so that a panic cannot kill it", path.display())]
+    PanicAbort {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The manifest could not be read or is invalid.
+    #[error("`{}` has an invalid manifest: {reason}", path.display())]
+    InvalidManifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A plugin name breaks the naming rule.
+    #[error("invalid plugin name `{name}`: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// The dynamic loader refused the library.
+    #[error("cannot open `{}`", path.display())]
+    LibraryOpen {
+        /// The file (the original, not the shadow copy).
+        path: PathBuf,
+        /// The loader's error; its message holds dlerror's text.
+        #[source]
+        source: libloading::Error,
+    },
+    /// A plugin with this name is already loaded.
+    #[error("plugin `{name}` is already loaded (from `{}`)", path.display())]
+    AlreadyLoaded {
+        /// The plugin name.
+        name: String,
+        /// Where the loaded one came from.
+        path: PathBuf,
+    },
+    /// No plugin with this name is loaded.
+    #[error("plugin `{name}` is not loaded")]
+    NotFound {
+        /// The plugin name.
+        name: String,
+    },
+    /// A required dependency is not loaded and active.
+    #[error("plugin `{plugin}` requires `{dependency}`, which is not loaded")]
+    DependencyNotFound {
+        /// The plugin being loaded.
+        plugin: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// A dependency is loaded but its version does not meet the requirement.
+    #[error("plugin `{plugin}` requires `{dependency}` {required}, but {found} is loaded")]
+    DependencyVersion {
+        /// The plugin that has the requirement.
+        plugin: String,
+        /// The dependency.
+        dependency: String,
+        /// The semver requirement.
+        required: String,
+        /// The version present.
+        found: String,
+    },
+    /// A plugin lists itself as a dependency.
+    #[error("plugin `{plugin}` depends on itself")]
+    SelfDependency {
+        /// The plugin.
+        plugin: String,
+    },
+    /// The dependencies form a cycle.
+    #[error("circular dependency: {}", cycle.join(" -> "))]
+    CircularDependency {
+        /// The cycle, first name repeated at the end: `["a", "b", "a"]`.
+        cycle: Vec<String>,
+    },
+    /// Several files in one directory declare the same plugin name.
+    #[error("plugin name `{name}` is declared by several files: {}", paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// Every file declaring it.
+        paths: Vec<PathBuf>,
+    },
+    /// Unloading was refused because active plugins depend on this one.
+    #[error("plugin `{name}` has active dependents: {}", dependents.join(", "))]
+    HasDependents {
+        /// The plugin asked to unload.
+        name: String,
+        /// Its active dependents, in the order a cascade would unload them.
+        dependents: Vec<String>,
+    },
+    /// The plugin's `initialize` returned an error or panicked.
+    #[error("plugin `{plugin}` failed to initialize: {message}")]
+    InitializeFailed {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's error code (`panicked` for a panic).
+        plugin_code: String,
+        /// The plugin's message.
+        message: String,
+    },
+    /// The plugin's `execute` (or another hook) returned an error or panicked.
+    #[error("plugin `{plugin}` failed: {message}")]
+    PluginFailed {
+        /// The plugin.
+        plugin: String,
+        /// The plugin's error code (`panicked` for a panic).
+        plugin_code: String,
+        /// The plugin's message.
+        message: String,
+        /// Whether it was a panic.
+        panicked: bool,
+    },
+    /// A plugin did not answer within the configured time.
+    #[error("plugin `{plugin}` did not finish {operation} within {after:?}")]
+    Timeout {
+        /// The plugin.
+        plugin: String,
+        /// What it was doing: `initialize`, `execute`, `cleanup`, ...
+        operation: &'static str,
+        /// The limit.
+        after: Duration,
+    },
+    /// The plugin is disabled; enable it first.
+    #[error("plugin `{name}` is disabled")]
+    Disabled {
+        /// The plugin.
+        name: String,
+    },
+    /// The plugin is in a state that does not allow the operation.
+    #[error("plugin `{name}` is {state}, not active")]
+    NotActive {
+        /// The plugin.
+        name: String,
+        /// Its state.
+        state: String,
+    },
+    /// A plugin asked for a plugin it did not declare as a dependency.
+    #[error("plugin `{plugin}` did not declare a dependency on `{dependency}`")]
+    DependencyNotDeclared {
+        /// The caller.
+        plugin: String,
+        /// What it asked for.
+        dependency: String,
+    },
+    /// A dependency handle or context outlived the instance it was made for.
+    #[error(
+        "plugin `{plugin}` used a stale handle to `{target}` (generation {generation}); the instance was unloaded or reloaded"
+    )]
+    Stale {
+        /// The caller.
+        plugin: String,
+        /// What the handle pointed at.
+        target: String,
+        /// The generation the handle was bound to.
+        generation: u64,
+    },
+    /// A reload found a different plugin name in the file.
+    #[error("`{}` now declares plugin `{found}`, not `{expected}`", path.display())]
+    NameChanged {
+        /// The file.
+        path: PathBuf,
+        /// The loaded plugin's name.
+        expected: String,
+        /// The name in the file.
+        found: String,
+    },
+    /// An event name breaks the naming rule.
+    #[error("invalid event name `{name}`: {reason}")]
+    InvalidEventName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A subscription pattern breaks the pattern rules.
+    #[error("invalid pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern as given.
+        pattern: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// No live subscription with this id belongs to the caller.
+    #[error("no subscription {id} of this owner")]
+    SubscriptionNotFound {
+        /// The id asked for.
+        id: u64,
+    },
+    /// A request was malformed.
+    #[error("bad request: {message}")]
+    BadRequest {
+        /// What is wrong.
+        message: String,
+    },
+    /// An I/O error on a host-owned file.
+    #[error("i/o error on `{}`", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A bug or an unexpected condition inside the host.
+    #[error("internal error: {message}")]
+    Internal {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// A stable, machine-readable error code (the snake_case strings of shared/API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `bad_request`
+    BadRequest,
+    /// `not_found`
+    NotFound,
+    /// `file_not_found`
+    FileNotFound,
+    /// `already_loaded`
+    AlreadyLoaded,
+    /// `invalid_plugin`
+    InvalidPlugin,
+    /// `incompatible_abi`
+    IncompatibleAbi,
+    /// `unsupported_panic_strategy`
+    UnsupportedPanicStrategy,
+    /// `invalid_name`
+    InvalidName,
+    /// `dependency_not_found`
+    DependencyNotFound,
+    /// `dependency_version_mismatch`
+    DependencyVersionMismatch,
+    /// `self_dependency`
+    SelfDependency,
+    /// `circular_dependency`
+    CircularDependency,
+    /// `duplicate_plugin`
+    DuplicatePlugin,
+    /// `has_dependents`
+    HasDependents,
+    /// `initialize_failed`
+    InitializeFailed,
+    /// `plugin_failed`
+    PluginFailed,
+    /// `timeout`
+    Timeout,
+    /// `plugin_disabled`
+    PluginDisabled,
+    /// `plugin_not_active`
+    PluginNotActive,
+    /// `dependency_not_declared`
+    DependencyNotDeclared,
+    /// `stale_handle`
+    StaleHandle,
+    /// `invalid_event_name`
+    InvalidEventName,
+    /// `invalid_pattern`
+    InvalidPattern,
+    /// `subscription_not_found`
+    SubscriptionNotFound,
+    /// `internal`
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, for documentation checks.
+    pub const ALL: &'static [ErrorCode] = &[
+        Self::BadRequest,
+        Self::NotFound,
+        Self::FileNotFound,
+        Self::AlreadyLoaded,
+        Self::InvalidPlugin,
+        Self::IncompatibleAbi,
+        Self::UnsupportedPanicStrategy,
+        Self::InvalidName,
+        Self::DependencyNotFound,
+        Self::DependencyVersionMismatch,
+        Self::SelfDependency,
+        Self::CircularDependency,
+        Self::DuplicatePlugin,
+        Self::HasDependents,
+        Self::InitializeFailed,
+        Self::PluginFailed,
+        Self::Timeout,
+        Self::PluginDisabled,
+        Self::PluginNotActive,
+        Self::DependencyNotDeclared,
+        Self::StaleHandle,
+        Self::InvalidEventName,
+        Self::InvalidPattern,
+        Self::SubscriptionNotFound,
+        Self::Internal,
+    ];
+
+    /// The snake_case code, stable across releases.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
+            Self::FileNotFound => "file_not_found",
+            Self::AlreadyLoaded => "already_loaded",
+            Self::InvalidPlugin => "invalid_plugin",
+            Self::IncompatibleAbi => "incompatible_abi",
+            Self::UnsupportedPanicStrategy => "unsupported_panic_strategy",
+            Self::InvalidName => "invalid_name",
+            Self::DependencyNotFound => "dependency_not_found",
+            Self::DependencyVersionMismatch => "dependency_version_mismatch",
+            Self::SelfDependency => "self_dependency",
+            Self::CircularDependency => "circular_dependency",
+            Self::DuplicatePlugin => "duplicate_plugin",
+            Self::HasDependents => "has_dependents",
+            Self::InitializeFailed => "initialize_failed",
+            Self::PluginFailed => "plugin_failed",
+            Self::Timeout => "timeout",
+            Self::PluginDisabled => "plugin_disabled",
+            Self::PluginNotActive => "plugin_not_active",
+            Self::DependencyNotDeclared => "dependency_not_declared",
+            Self::StaleHandle => "stale_handle",
+            Self::InvalidEventName => "invalid_event_name",
+            Self::InvalidPattern => "invalid_pattern",
+            Self::SubscriptionNotFound => "subscription_not_found",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Error {
+    /// Machine-readable code; stable across releases. See docs/error-codes.md.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::FileNotFound { .. } => ErrorCode::FileNotFound,
+            Self::NotALibrary { .. }
+            | Self::MissingSymbol { .. }
+            | Self::BadMagic { .. }
+            | Self::InvalidManifest { .. }
+            | Self::LibraryOpen { .. }
+            | Self::NameChanged { .. } => ErrorCode::InvalidPlugin,
+            Self::IncompatibleAbi { .. } => ErrorCode::IncompatibleAbi,
+            Self::PanicAbort { .. } => ErrorCode::UnsupportedPanicStrategy,
+            Self::InvalidName { .. } => ErrorCode::InvalidName,
+            Self::AlreadyLoaded { .. } => ErrorCode::AlreadyLoaded,
+            Self::NotFound { .. } => ErrorCode::NotFound,
+            Self::DependencyNotFound { .. } => ErrorCode::DependencyNotFound,
+            Self::DependencyVersion { .. } => ErrorCode::DependencyVersionMismatch,
+            Self::SelfDependency { .. } => ErrorCode::SelfDependency,
+            Self::CircularDependency { .. } => ErrorCode::CircularDependency,
+            Self::DuplicateName { .. } => ErrorCode::DuplicatePlugin,
+            Self::HasDependents { .. } => ErrorCode::HasDependents,
+            Self::InitializeFailed { .. } => ErrorCode::InitializeFailed,
+            Self::PluginFailed { .. } => ErrorCode::PluginFailed,
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::Disabled { .. } => ErrorCode::PluginDisabled,
+            Self::NotActive { .. } => ErrorCode::PluginNotActive,
+            Self::DependencyNotDeclared { .. } => ErrorCode::DependencyNotDeclared,
+            Self::Stale { .. } => ErrorCode::StaleHandle,
+            Self::InvalidEventName { .. } => ErrorCode::InvalidEventName,
+            Self::InvalidPattern { .. } => ErrorCode::InvalidPattern,
+            Self::SubscriptionNotFound { .. } => ErrorCode::SubscriptionNotFound,
+            Self::BadRequest { .. } => ErrorCode::BadRequest,
+            Self::Io { .. } | Self::Internal { .. } => ErrorCode::Internal,
+        }
+    }
+
+    /// Structured details for API clients (`{}` when there are none).
+    pub fn details(&self) -> Value {
+        match self {
+            Self::CircularDependency { cycle } => json!({ "cycle": cycle }),
+            Self::HasDependents { dependents, .. } => json!({ "dependents": dependents }),
+            Self::DuplicateName { paths, .. } => json!({ "paths": paths }),
+            Self::DependencyVersion {
+                plugin,
+                dependency,
+                required,
+                found,
+            } => {
+                json!({ "plugin": plugin, "dependency": dependency, "required": required, "found": found })
+            }
+            Self::DependencyNotFound { plugin, dependency }
+            | Self::DependencyNotDeclared { plugin, dependency } => {
+                json!({ "plugin": plugin, "dependency": dependency })
+            }
+            Self::InitializeFailed {
+                plugin,
+                plugin_code,
+                ..
+            } => {
+                json!({ "plugin": plugin, "plugin_code": plugin_code })
+            }
+            Self::PluginFailed {
+                plugin,
+                plugin_code,
+                panicked,
+                ..
+            } => {
+                json!({ "plugin": plugin, "plugin_code": plugin_code, "panicked": panicked })
+            }
+            Self::IncompatibleAbi {
+                found, accepted, ..
+            } => json!({ "found": found, "accepted": accepted }),
+            Self::Timeout {
+                plugin,
+                operation,
+                after,
+            } => {
+                json!({ "plugin": plugin, "operation": operation, "after_ms": after.as_millis() })
+            }
+            _ => json!({}),
+        }
+    }
+
+    /// The message and its whole chain of causes, joined by `: ` (libloading's source holds
+    /// dlerror's text, which is what an operator needs to see).
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            out.push_str(": ");
+            out.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        out
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s}");
+        }
+    }
+
+    #[test]
+    fn error_codes_doc_lists_every_code() {
+        let doc = include_str!("../../docs/error-codes.md");
+        for code in ErrorCode::ALL {
+            assert!(
+                doc.contains(&format!("`{}`", code.as_str())),
+                "docs/error-codes.md misses `{code}`"
+            );
+        }
+    }
+
+    #[test]
+    fn cycle_message_names_the_cycle() {
+        let e = Error::CircularDependency {
+            cycle: vec!["a".into(), "b".into(), "a".into()],
+        };
+        assert_eq!(e.to_string(), "circular dependency: a -> b -> a");
+        assert_eq!(e.details()["cycle"][2], "a");
+    }
+}

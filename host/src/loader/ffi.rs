@@ -1,0 +1,542 @@
+//! Every `unsafe` line of the host: dlopen/dlclose through libloading, calls through the plugin's
+//! function table, and the host functions a plugin calls back into.
+//!
+//! Exposed only as safe `pub(crate)` wrappers:
+//! - [`Library`]: an opened shadow copy; closed on drop.
+//! - [`Instance`]: a plugin instance, which borrows its `Library`, so the borrow checker pins the
+//!   unload order (instance destroyed before its library is closed).
+//! - [`HostContext`] + [`HostServices`]: what a plugin's calls into the host reach.
+//!
+//! Contracts cited below are in `docs/abi.md`.
+
+use std::ffi::c_void;
+use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+
+use plugin_api::ffi::{
+    ABI_MAJOR, ContextPtr, DeclarationHeader, HostVTable, InstancePtr, PluginVTable, RawResult,
+    RawSlice, STATUS_OK, STATUS_PANIC,
+};
+
+use super::TrustedPath;
+use crate::error::{Error, Result};
+
+/// A failure reported by plugin code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallError {
+    /// The plugin returned an error.
+    Failed { code: String, message: String },
+    /// The plugin panicked; the glue caught it.
+    Panicked { message: String },
+}
+
+/// The plugin hooks that take no input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hook {
+    Initialize,
+    Enable,
+    Disable,
+    Cleanup,
+}
+
+impl Hook {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Enable => "enable",
+            Self::Disable => "disable",
+            Self::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// An opened plugin library; closed on drop, after every instance it produced (they borrow it).
+#[derive(Debug)]
+pub(crate) struct Library {
+    lib: libloading::Library,
+}
+
+impl Library {
+    /// Opens a validated shadow copy with `RTLD_NOW | RTLD_LOCAL`, running its initialisers, and
+    /// checks that the declaration in memory is the one validated from the file.
+    pub(crate) fn open(
+        path: &TrustedPath,
+        original: &Path,
+        expected: &DeclarationHeader,
+    ) -> Result<Self> {
+        let open_error = |source| Error::LibraryOpen {
+            path: original.to_owned(),
+            source,
+        };
+        #[cfg(unix)]
+        // SAFETY: opening runs the library's initialisers. The operator asked for this file and
+        // the loader validated its declaration; `TrustedPath` exists only after that
+        // (docs/trust-model.md). The shadow copy is private to this host and never rewritten.
+        let lib: libloading::Library = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path.as_path()),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+            )
+        }
+        .map_err(open_error)?
+        .into();
+        #[cfg(not(unix))]
+        // SAFETY: as above.
+        let lib = unsafe { libloading::Library::new(path.as_path()) }.map_err(open_error)?;
+
+        let declaration_name = format!("{}\0", plugin_api::ffi::DECLARATION_SYMBOL);
+        // SAFETY: the symbol is the plugin's `static PLUGIN_HOST_DECLARATION`, whose first field
+        // is a `DeclarationHeader` (docs/abi.md); it is read only, and only while `lib` is open.
+        let in_memory: DeclarationHeader = unsafe {
+            let symbol = lib
+                .get::<*const DeclarationHeader>(declaration_name.as_bytes())
+                .map_err(open_error)?;
+            std::ptr::read_unaligned(*symbol)
+        };
+        if in_memory.magic != expected.magic
+            || in_memory.abi_major != expected.abi_major
+            || in_memory.api_minor != expected.api_minor
+            || in_memory.manifest_len != expected.manifest_len
+        {
+            return Err(Error::InvalidManifest {
+                path: original.to_owned(),
+                reason: "the declaration in memory differs from the one in the file".into(),
+            });
+        }
+        Ok(Self { lib })
+    }
+
+    /// Calls the entry point and creates an instance bound to `ctx`. Runs plugin code: call it on
+    /// the plugin's worker thread only.
+    pub(crate) fn instantiate(
+        &self,
+        original: &Path,
+        ctx: &Arc<HostContext>,
+    ) -> Result<Instance<'_>, InstantiateError> {
+        let entry_name = format!("{}\0", plugin_api::ffi::ENTRY_SYMBOL);
+        // SAFETY: `plugin_host_entry` has this exact signature in every plugin of ABI 1
+        // (export_plugin!, docs/abi.md); the loader checked the ABI major before opening.
+        let entry = unsafe {
+            self.lib
+                .get::<extern "C" fn(u32) -> *const PluginVTable>(entry_name.as_bytes())
+                .map_err(|source| {
+                    InstantiateError::Host(Error::LibraryOpen {
+                        path: original.to_owned(),
+                        source,
+                    })
+                })?
+        };
+        let table = entry(ABI_MAJOR);
+        if table.is_null() {
+            return Err(InstantiateError::Host(Error::IncompatibleAbi {
+                path: original.to_owned(),
+                found: "a table the plugin refused to give".into(),
+                accepted: super::accepted_abi(),
+            }));
+        }
+        // SAFETY: non-null pointer to the plugin's static function table, valid while the
+        // library is open; `Instance<'_>` borrows `self`, so it cannot outlive the library.
+        let vtable: &PluginVTable = unsafe { &*table };
+        if vtable.size < size_of::<PluginVTable>() {
+            return Err(InstantiateError::Host(Error::IncompatibleAbi {
+                path: original.to_owned(),
+                found: format!("a function table of {} bytes", vtable.size),
+                accepted: format!("{} bytes", size_of::<PluginVTable>()),
+            }));
+        }
+        let mut ptr: InstancePtr = std::ptr::null_mut();
+        let ctx_ptr: ContextPtr = Arc::as_ptr(ctx).cast::<c_void>();
+        let result = (vtable.create)(&HOST_VTABLE, ctx_ptr, &mut ptr);
+        decode(result).map_err(InstantiateError::Plugin)?;
+        if ptr.is_null() {
+            return Err(InstantiateError::Plugin(CallError::Failed {
+                code: "internal".into(),
+                message: "create returned no instance".into(),
+            }));
+        }
+        Ok(Instance {
+            vtable,
+            ptr,
+            _ctx: Arc::clone(ctx),
+            _lib: PhantomData,
+        })
+    }
+}
+
+/// Why an instance could not be created.
+#[derive(Debug)]
+pub(crate) enum InstantiateError {
+    Host(Error),
+    Plugin(CallError),
+}
+
+/// Turns a plugin's result into host-owned bytes, freeing the plugin's buffer.
+fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
+    // SAFETY: the result comes straight from a plugin call, untouched, and is consumed here; its
+    // buffer carries the plugin's own free function (docs/abi.md, ownership rule).
+    let (status, bytes) = unsafe { result.into_parts() };
+    match status {
+        STATUS_OK => Ok(bytes),
+        STATUS_PANIC => Err(CallError::Panicked {
+            message: String::from_utf8_lossy(&bytes).into_owned(),
+        }),
+        _ => match serde_json::from_slice::<plugin_api::Error>(&bytes) {
+            Ok(e) => Err(CallError::Failed {
+                code: e.code,
+                message: e.message,
+            }),
+            Err(_) => Err(CallError::Failed {
+                code: "plugin_error".into(),
+                message: String::from_utf8_lossy(&bytes).into_owned(),
+            }),
+        },
+    }
+}
+
+/// A live plugin instance. Not `Send`: it stays on the worker thread that created it, which is
+/// what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) on drop.
+#[derive(Debug)]
+pub(crate) struct Instance<'lib> {
+    vtable: &'lib PluginVTable,
+    ptr: InstancePtr,
+    /// Keeps the context the plugin holds a pointer to alive at least as long as the instance.
+    _ctx: Arc<HostContext>,
+    _lib: PhantomData<&'lib Library>,
+}
+
+impl Instance<'_> {
+    pub(crate) fn hook(&mut self, hook: Hook) -> Result<Vec<u8>, CallError> {
+        let f = match hook {
+            Hook::Initialize => self.vtable.initialize,
+            Hook::Enable => self.vtable.enable,
+            Hook::Disable => self.vtable.disable,
+            Hook::Cleanup => self.vtable.cleanup,
+        };
+        decode(f(self.ptr))
+    }
+
+    pub(crate) fn execute(&mut self, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        decode((self.vtable.execute)(self.ptr, RawSlice::new(input)))
+    }
+
+    pub(crate) fn deliver(
+        &mut self,
+        id: u64,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, CallError> {
+        decode((self.vtable.deliver)(
+            self.ptr,
+            id,
+            RawSlice::new(name.as_bytes()),
+            RawSlice::new(payload),
+        ))
+    }
+}
+
+impl Drop for Instance<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = decode((self.vtable.destroy)(self.ptr)) {
+            tracing::warn!(target: "loader", error = ?e, "plugin instance drop failed");
+        }
+    }
+}
+
+/// `RTLD_NOLOAD` of the platform's dynamic loader (libloading does not export it).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const RTLD_NOLOAD: std::ffi::c_int = 0x4;
+#[cfg(target_vendor = "apple")]
+const RTLD_NOLOAD: std::ffi::c_int = 0x10;
+
+/// Whether a library file is still mapped in this process (after dlclose: `retained` if so).
+/// Platforms without a known `RTLD_NOLOAD` answer `true` (reported as retained, never as a
+/// false `unmapped`).
+pub(crate) fn is_mapped(path: &Path) -> bool {
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        // SAFETY: RTLD_NOLOAD never loads or initialises anything; it only returns a new
+        // reference to an already-loaded object, which is closed again at once when dropped.
+        let probe = unsafe {
+            libloading::os::unix::Library::open(
+                Some(path),
+                RTLD_NOLOAD | libloading::os::unix::RTLD_LAZY,
+            )
+        };
+        probe.is_ok()
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    {
+        let _ = path;
+        true
+    }
+}
+
+/// What a plugin's calls into the host reach. Implemented by the manager. Every method runs on a
+/// plugin thread and must not block on the manager's transition lock.
+pub(crate) trait HostServices: Send + Sync {
+    fn log(&self, ctx: &HostContext, level: u32, message: &str);
+    fn dependency(&self, ctx: &HostContext, name: &str) -> Result<u64, plugin_api::Error>;
+    fn call_dependency(
+        &self,
+        ctx: &HostContext,
+        name: &str,
+        generation: u64,
+        input: &[u8],
+    ) -> Result<Vec<u8>, plugin_api::Error>;
+    fn emit(
+        &self,
+        ctx: &HostContext,
+        name: &str,
+        payload: &[u8],
+        raw: bool,
+    ) -> Result<(), plugin_api::Error>;
+    fn subscribe(
+        &self,
+        ctx: &HostContext,
+        pattern: &str,
+        once: bool,
+    ) -> Result<u64, plugin_api::Error>;
+    fn unsubscribe(&self, ctx: &HostContext, id: u64) -> Result<(), plugin_api::Error>;
+    fn call(
+        &self,
+        ctx: &HostContext,
+        service: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, plugin_api::Error>;
+}
+
+/// Context state: open, closing (cleanup running: no new subscriptions), revoked.
+const CTX_OPEN: u8 = 0;
+const CTX_CLOSING: u8 = 1;
+const CTX_REVOKED: u8 = 2;
+
+/// The host side of one plugin instance. The plugin holds a pointer to it; the host keeps it
+/// alive until the instance is destroyed and its worker thread has exited.
+pub(crate) struct HostContext {
+    pub(crate) plugin: String,
+    pub(crate) generation: u64,
+    pub(crate) manifest: Arc<crate::manifest::PluginManifest>,
+    state: AtomicU8,
+    services: Weak<dyn HostServices>,
+}
+
+impl std::fmt::Debug for HostContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostContext")
+            .field("plugin", &self.plugin)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostContext {
+    pub(crate) fn new(
+        manifest: Arc<crate::manifest::PluginManifest>,
+        generation: u64,
+        services: Weak<dyn HostServices>,
+    ) -> Self {
+        Self {
+            plugin: manifest.name.clone(),
+            generation,
+            manifest,
+            state: AtomicU8::new(CTX_OPEN),
+            services,
+        }
+    }
+
+    /// Cleanup is about to run: logging, emitting and dependency calls still work, new
+    /// subscriptions are refused.
+    pub(crate) fn close(&self) {
+        let _ =
+            self.state
+                .compare_exchange(CTX_OPEN, CTX_CLOSING, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The instance is gone or replaced: every call fails with `stale_context`.
+    pub(crate) fn revoke(&self) {
+        self.state.store(CTX_REVOKED, Ordering::Release);
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.state.load(Ordering::Acquire) == CTX_OPEN
+    }
+
+    fn check(&self) -> Result<Arc<dyn HostServices>, plugin_api::Error> {
+        if self.state.load(Ordering::Acquire) == CTX_REVOKED {
+            return Err(plugin_api::Error::new(
+                "stale_context",
+                format!(
+                    "context of `{}` generation {} was revoked",
+                    self.plugin, self.generation
+                ),
+            ));
+        }
+        self.services.upgrade().ok_or_else(|| {
+            plugin_api::Error::new("host_shutting_down", "the host is shutting down")
+        })
+    }
+}
+
+/// Runs a host function for a plugin: resolves the context and never lets a panic unwind into
+/// the plugin.
+fn with_ctx(
+    ctx: ContextPtr,
+    f: impl FnOnce(&HostContext, &dyn HostServices) -> RawResult,
+) -> RawResult {
+    if ctx.is_null() {
+        return RawResult::error(&plugin_api::Error::new("invalid_argument", "null context"));
+    }
+    // SAFETY: `ctx` is the pointer the host passed to `create`, from an `Arc<HostContext>` that
+    // the instance keeps alive until it is destroyed; plugin code (the only caller) cannot run
+    // after that (docs/abi.md, lifetimes).
+    let ctx = unsafe { &*ctx.cast::<HostContext>() };
+    catch_unwind(AssertUnwindSafe(|| match ctx.check() {
+        Ok(services) => f(ctx, services.as_ref()),
+        Err(e) => RawResult::error(&e),
+    }))
+    .unwrap_or_else(|_| {
+        RawResult::error(&plugin_api::Error::new(
+            "internal",
+            "host function panicked",
+        ))
+    })
+}
+
+fn to_raw(result: Result<Vec<u8>, plugin_api::Error>) -> RawResult {
+    match result {
+        Ok(bytes) => RawResult::ok(bytes),
+        Err(e) => RawResult::error(&e),
+    }
+}
+
+/// Reads a string argument.
+///
+/// # Safety
+/// `s` must be a slice argument of the current call (valid for its duration).
+unsafe fn arg_str<'a>(s: RawSlice) -> Result<&'a str, plugin_api::Error> {
+    // SAFETY: forwarded; the caller uses the reference only within the call.
+    std::str::from_utf8(unsafe { s.as_bytes() })
+        .map_err(|_| plugin_api::Error::new("bad_request", "argument is not UTF-8"))
+}
+
+extern "C" fn host_log(ctx: ContextPtr, level: u32, message: RawSlice) {
+    let _ = with_ctx(ctx, |ctx, services| {
+        // SAFETY: `message` is an argument of this call.
+        let bytes = unsafe { message.as_bytes() };
+        services.log(ctx, level, &String::from_utf8_lossy(bytes));
+        RawResult::ok(Vec::new())
+    });
+}
+
+extern "C" fn host_dependency(
+    ctx: ContextPtr,
+    name: RawSlice,
+    out_generation: *mut u64,
+) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        // SAFETY: `name` is an argument of this call.
+        let result = unsafe { arg_str(name) }.and_then(|name| services.dependency(ctx, name));
+        match result {
+            Ok(generation) => {
+                if !out_generation.is_null() {
+                    // SAFETY: non-null out-pointer to a u64 owned by the calling plugin frame.
+                    unsafe { out_generation.write(generation) };
+                }
+                RawResult::ok(Vec::new())
+            }
+            Err(e) => RawResult::error(&e),
+        }
+    })
+}
+
+extern "C" fn host_call_dependency(
+    ctx: ContextPtr,
+    name: RawSlice,
+    generation: u64,
+    input: RawSlice,
+) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        // SAFETY: `input` is an argument of this call, valid for its duration.
+        let input = unsafe { input.as_bytes() };
+        // SAFETY: `name` is an argument of this call.
+        let result = unsafe { arg_str(name) }
+            .and_then(|name| services.call_dependency(ctx, name, generation, input));
+        to_raw(result)
+    })
+}
+
+extern "C" fn host_emit(
+    ctx: ContextPtr,
+    name: RawSlice,
+    payload: RawSlice,
+    flags: u32,
+) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        // SAFETY: `payload` is an argument of this call, valid for its duration.
+        let payload = unsafe { payload.as_bytes() };
+        // SAFETY: `name` is an argument of this call.
+        let result = unsafe { arg_str(name) }
+            .and_then(|name| services.emit(ctx, name, payload, flags & 1 == 1));
+        to_raw(result.map(|()| Vec::new()))
+    })
+}
+
+extern "C" fn host_subscribe(
+    ctx: ContextPtr,
+    pattern: RawSlice,
+    once: u32,
+    out_id: *mut u64,
+) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        if !ctx.is_open() {
+            return RawResult::error(&plugin_api::Error::new(
+                "stale_context",
+                format!("`{}` is stopping; it cannot subscribe", ctx.plugin),
+            ));
+        }
+        // SAFETY: `pattern` is an argument of this call.
+        let result =
+            unsafe { arg_str(pattern) }.and_then(|p| services.subscribe(ctx, p, once != 0));
+        match result {
+            Ok(id) => {
+                if !out_id.is_null() {
+                    // SAFETY: non-null out-pointer to a u64 owned by the calling plugin frame.
+                    unsafe { out_id.write(id) };
+                }
+                RawResult::ok(Vec::new())
+            }
+            Err(e) => RawResult::error(&e),
+        }
+    })
+}
+
+extern "C" fn host_unsubscribe(ctx: ContextPtr, id: u64) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        to_raw(services.unsubscribe(ctx, id).map(|()| Vec::new()))
+    })
+}
+
+extern "C" fn host_call(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        // SAFETY: `input` is an argument of this call, valid for its duration.
+        let input = unsafe { input.as_bytes() };
+        // SAFETY: `service` is an argument of this call.
+        let result = unsafe { arg_str(service) }.and_then(|s| services.call(ctx, s, input));
+        to_raw(result)
+    })
+}
+
+/// The host's function table, handed to every instance. A `static`, so it outlives every plugin.
+static HOST_VTABLE: HostVTable = HostVTable {
+    size: size_of::<HostVTable>(),
+    log: host_log,
+    dependency: host_dependency,
+    call_dependency: host_call_dependency,
+    emit: host_emit,
+    subscribe: host_subscribe,
+    unsubscribe: host_unsubscribe,
+    call: host_call,
+};

@@ -1,0 +1,498 @@
+//! The manager's state: the registry of loaded plugins, live instances by generation, and the
+//! read-side operations (execute, list, get). Transitions are in `transitions.rs`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::time::SystemTime;
+
+use super::types::{LifecycleEvent, PluginInfo, PluginState, PluginStats, Resources};
+use super::worker::{CallFailure, MailboxHandle, Stats, Worker};
+use crate::bus::{EventBus, Owner};
+use crate::config::ManagerConfig;
+use crate::error::{Error, Result};
+use crate::graph;
+use crate::loader::{CallError, HostContext};
+use crate::manifest::PluginManifest;
+
+/// One plugin instance: a manifest, a worker thread running the library, a context.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) manifest: Arc<PluginManifest>,
+    pub(crate) path: PathBuf,
+    pub(crate) shadow: PathBuf,
+    pub(crate) generation: u64,
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) content_hash: String,
+    pub(crate) api_version: String,
+    state: AtomicU8,
+    pub(crate) ctx: Arc<HostContext>,
+    pub(crate) mailbox: MailboxHandle,
+    pub(crate) worker: Mutex<Option<Worker>>,
+    pub(crate) stats: Arc<Stats>,
+}
+
+const STATES: [PluginState; 7] = [
+    PluginState::Loading,
+    PluginState::Active,
+    PluginState::Disabled,
+    PluginState::Stopping,
+    PluginState::Failed,
+    PluginState::Unloaded,
+    PluginState::Retained,
+];
+
+impl Slot {
+    #[expect(clippy::too_many_arguments, reason = "a plain constructor of a record")]
+    pub(crate) fn new(
+        manifest: Arc<PluginManifest>,
+        path: PathBuf,
+        shadow: PathBuf,
+        content_hash: String,
+        api_version: String,
+        ctx: Arc<HostContext>,
+        mailbox: MailboxHandle,
+        worker: Worker,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            generation: ctx.generation,
+            manifest,
+            path,
+            shadow,
+            loaded_at: SystemTime::now(),
+            content_hash,
+            api_version,
+            state: AtomicU8::new(0),
+            ctx,
+            mailbox,
+            worker: Mutex::new(Some(worker)),
+            stats,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    pub(crate) fn state(&self) -> PluginState {
+        STATES[usize::from(self.state.load(Ordering::Acquire)).min(STATES.len() - 1)]
+    }
+
+    pub(crate) fn set_state(&self, state: PluginState) {
+        let i = STATES.iter().position(|s| *s == state).unwrap_or(0);
+        self.state.store(i as u8, Ordering::Release);
+    }
+
+    pub(crate) fn owner(&self) -> Owner {
+        Owner::Plugin {
+            name: self.name().to_owned(),
+            generation: self.generation,
+        }
+    }
+
+    pub(crate) fn take_worker(&self) -> Option<Worker> {
+        self.worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn stats(&self) -> PluginStats {
+        let s = &self.stats;
+        PluginStats {
+            executes: s.executes.load(Ordering::Relaxed),
+            execute_errors: s.execute_errors.load(Ordering::Relaxed),
+            events_delivered: s.events_delivered.load(Ordering::Relaxed),
+            events_failed: s.events_failed.load(Ordering::Relaxed),
+            events_dropped: s.events_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A plugin that failed in a way operators must see: it hung, so its library is leaked.
+#[derive(Debug, Clone)]
+pub(crate) struct FailedRecord {
+    pub(crate) manifest: Arc<PluginManifest>,
+    pub(crate) path: PathBuf,
+    pub(crate) generation: u64,
+    pub(crate) error: String,
+    pub(crate) at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    /// The current instance of each loaded plugin.
+    pub(crate) plugins: HashMap<String, Arc<Slot>>,
+    /// Plugins that failed and left something behind.
+    pub(crate) failed: HashMap<String, FailedRecord>,
+}
+
+/// Shared state of a [`PluginManager`](super::PluginManager).
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: ManagerConfig,
+    pub(crate) shadow_dir: PathBuf,
+    owns_shadow_dir: bool,
+    /// One transition (load, unload, reload, enable, disable) at a time.
+    pub(crate) ops: Mutex<()>,
+    registry: RwLock<Registry>,
+    /// Every live instance by generation, including one being loaded beside the current one.
+    instances: RwLock<HashMap<u64, Arc<Slot>>>,
+    pub(crate) bus: Arc<EventBus>,
+    generations: AtomicU64,
+    pub(crate) me: Weak<Inner>,
+}
+
+fn default_shadow_root() -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() && std::fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly()) {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+impl Inner {
+    pub(crate) fn new(config: ManagerConfig) -> Result<Arc<Self>> {
+        static DIRS: AtomicU64 = AtomicU64::new(0);
+        let (shadow_dir, owns_shadow_dir) = match &config.shadow_dir {
+            Some(dir) => (dir.clone(), false),
+            None => {
+                let n = DIRS.fetch_add(1, Ordering::Relaxed);
+                let dir =
+                    default_shadow_root().join(format!("plugin-host-{}-{n}", std::process::id()));
+                (dir, true)
+            }
+        };
+        std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
+        let bus = Arc::new(EventBus::new(config.emit_block));
+        Ok(Arc::new_cyclic(|me| Self {
+            config,
+            shadow_dir,
+            owns_shadow_dir,
+            ops: Mutex::new(()),
+            registry: RwLock::new(Registry::default()),
+            instances: RwLock::new(HashMap::new()),
+            bus,
+            generations: AtomicU64::new(0),
+            me: me.clone(),
+        }))
+    }
+
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn add_instance(&self, slot: &Arc<Slot>) {
+        self.instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(slot.generation, Arc::clone(slot));
+    }
+
+    pub(crate) fn remove_instance(&self, generation: u64) {
+        self.instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&generation);
+    }
+
+    pub(crate) fn instance(&self, generation: u64) -> Option<Arc<Slot>> {
+        self.instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&generation)
+            .cloned()
+    }
+
+    /// The current instance of a loaded plugin.
+    pub(crate) fn slot(&self, name: &str) -> Result<Arc<Slot>> {
+        self.read()
+            .plugins
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Runs `execute` on a plugin's current instance.
+    pub(crate) fn execute(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
+        let slot = self.slot(name)?;
+        self.execute_on(&slot, input)
+    }
+
+    pub(crate) fn execute_on(&self, slot: &Slot, input: Vec<u8>) -> Result<Vec<u8>> {
+        match slot.state() {
+            PluginState::Active => {}
+            PluginState::Disabled => {
+                return Err(Error::Disabled {
+                    name: slot.name().to_owned(),
+                });
+            }
+            other => {
+                return Err(Error::NotActive {
+                    name: slot.name().to_owned(),
+                    state: other.to_string(),
+                });
+            }
+        }
+        slot.mailbox
+            .execute(input, self.config.execute_timeout)
+            .map_err(|f| self.call_failure(slot.name(), "execute", f))
+    }
+
+    pub(crate) fn call_failure(
+        &self,
+        plugin: &str,
+        operation: &'static str,
+        failure: CallFailure,
+    ) -> Error {
+        match failure {
+            CallFailure::Plugin(e) => plugin_error(plugin, operation, e),
+            CallFailure::Timeout => Error::Timeout {
+                plugin: plugin.to_owned(),
+                operation,
+                after: match operation {
+                    "initialize" => self.config.initialize_timeout,
+                    "cleanup" => self.config.cleanup_timeout,
+                    _ => self.config.execute_timeout,
+                },
+            },
+            CallFailure::Gone => Error::NotActive {
+                name: plugin.to_owned(),
+                state: PluginState::Stopping.to_string(),
+            },
+        }
+    }
+
+    /// Loaded plugins in dependency order (dependencies first), then failed records.
+    pub(crate) fn list(&self) -> Vec<PluginInfo> {
+        let reg = self.read();
+        let mut out: Vec<PluginInfo> = self
+            .topo_order(&reg)
+            .iter()
+            .filter_map(|n| reg.plugins.get(n))
+            .map(|slot| self.info_of(&reg, slot))
+            .collect();
+        let mut failed: Vec<&FailedRecord> = reg.failed.values().collect();
+        failed.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        out.extend(failed.into_iter().map(failed_info));
+        out
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<PluginInfo> {
+        let reg = self.read();
+        if let Some(slot) = reg.plugins.get(name) {
+            return Ok(self.info_of(&reg, slot));
+        }
+        reg.failed
+            .get(name)
+            .map(failed_info)
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    fn info_of(&self, reg: &Registry, slot: &Slot) -> PluginInfo {
+        let m = &slot.manifest;
+        let mut dependents: Vec<String> = reg
+            .plugins
+            .values()
+            .filter(|s| s.manifest.depends_on(&m.name))
+            .map(|s| s.name().to_owned())
+            .collect();
+        dependents.sort();
+        PluginInfo {
+            name: m.name.clone(),
+            version: m.version.to_string(),
+            description: m.description.clone(),
+            state: slot.state(),
+            api_version: slot.api_version.clone(),
+            path: slot.path.clone(),
+            dependencies: m.dependencies.iter().map(|d| d.name.clone()).collect(),
+            dependents,
+            resources: Resources {
+                tables: m.tables.clone(),
+                topics: m.topics.clone(),
+                buckets: m.buckets.clone(),
+            },
+            loaded_at: rfc3339(slot.loaded_at),
+            generation: slot.generation,
+            error: None,
+            content_hash: slot.content_hash.clone(),
+            stats: slot.stats(),
+        }
+    }
+
+    /// Names of loaded plugins, dependencies first.
+    pub(crate) fn topo_order(&self, reg: &Registry) -> Vec<String> {
+        let slots: Vec<&Arc<Slot>> = reg.plugins.values().collect();
+        let nodes: Vec<graph::Node<'_>> = slots
+            .iter()
+            .map(|s| graph::Node {
+                name: &s.manifest.name,
+                version: &s.manifest.version,
+                dependencies: &s.manifest.dependencies,
+            })
+            .collect();
+        // Loaded plugins are consistent, so everything is in the order; anything the plan
+        // rejects (it cannot, but never lose a plugin) is appended.
+        let plan = graph::plan(&nodes, &|_| None);
+        let mut names: Vec<String> = plan
+            .order
+            .iter()
+            .map(|&i| nodes[i].name.to_owned())
+            .collect();
+        let placed: HashSet<&str> = plan.order.iter().map(|&i| nodes[i].name).collect();
+        let mut rest: Vec<String> = nodes
+            .iter()
+            .filter(|n| !placed.contains(n.name))
+            .map(|n| n.name.to_owned())
+            .collect();
+        rest.sort();
+        names.extend(rest);
+        names
+    }
+
+    /// Loaded plugins that depend on `name`, directly or not, dependencies first.
+    pub(crate) fn dependents_of(&self, name: &str) -> Vec<String> {
+        let reg = self.read();
+        let mut found: HashSet<String> = HashSet::new();
+        let mut queue = VecDeque::from([name.to_owned()]);
+        while let Some(at) = queue.pop_front() {
+            for slot in reg.plugins.values() {
+                if slot.manifest.depends_on(&at) && found.insert(slot.name().to_owned()) {
+                    queue.push_back(slot.name().to_owned());
+                }
+            }
+        }
+        self.topo_order(&reg)
+            .into_iter()
+            .filter(|n| found.contains(n))
+            .collect()
+    }
+
+    /// Publishes a lifecycle event on the bus (and in the log).
+    pub(crate) fn publish(&self, event: LifecycleEvent) {
+        tracing::info!(target: "manager", plugin = %event.name, kind = ?event.kind, generation = ?event.generation, outcome = ?event.outcome, error = ?event.error, "{}", event.kind.event_name());
+        match serde_json::to_vec(&event) {
+            Ok(payload) => {
+                if let Err(e) = self.bus.emit_host(event.kind.event_name(), &payload) {
+                    tracing::error!(target: "manager", error = %e, "cannot publish lifecycle event");
+                }
+            }
+            Err(e) => {
+                tracing::error!(target: "manager", error = %e, "cannot encode lifecycle event")
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.owns_shadow_dir {
+            let _ = std::fs::remove_dir_all(&self.shadow_dir);
+        }
+    }
+}
+
+fn failed_info(r: &FailedRecord) -> PluginInfo {
+    let m = &r.manifest;
+    PluginInfo {
+        name: m.name.clone(),
+        version: m.version.to_string(),
+        description: m.description.clone(),
+        state: PluginState::Failed,
+        api_version: String::new(),
+        path: r.path.clone(),
+        dependencies: m.dependencies.iter().map(|d| d.name.clone()).collect(),
+        dependents: Vec::new(),
+        resources: Resources {
+            tables: m.tables.clone(),
+            topics: m.topics.clone(),
+            buckets: m.buckets.clone(),
+        },
+        loaded_at: rfc3339(r.at),
+        generation: r.generation,
+        error: Some(r.error.clone()),
+        content_hash: String::new(),
+        stats: PluginStats::default(),
+    }
+}
+
+/// Maps a plugin-side failure of `operation` to the host error.
+pub(crate) fn plugin_error(plugin: &str, operation: &str, e: CallError) -> Error {
+    let (plugin_code, message, panicked) = match e {
+        CallError::Failed { code, message } => (code, message, false),
+        CallError::Panicked { message } => {
+            ("panicked".to_owned(), format!("panicked: {message}"), true)
+        }
+    };
+    if operation == "initialize" || operation == "create" {
+        Error::InitializeFailed {
+            plugin: plugin.to_owned(),
+            plugin_code,
+            message,
+        }
+    } else {
+        Error::PluginFailed {
+            plugin: plugin.to_owned(),
+            plugin_code,
+            message,
+            panicked,
+        }
+    }
+}
+
+/// Formats a time as RFC 3339 UTC with second precision.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), valid for the Unix era.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_known_instants() {
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_426_200);
+        assert_eq!(rfc3339(t), "2026-11-23T09:30:00Z");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400);
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}

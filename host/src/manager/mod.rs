@@ -1,0 +1,174 @@
+//! Plugin lifecycle: a state machine per plugin (`loading → active ⇄ disabled → stopping →
+//! unloaded`, plus `failed` and `retained`), load/unload/reload transactions, directory loads,
+//! and the worker threads that are the only place plugin code runs.
+//!
+//! Transitions are serialised by one lock (a second request for the same plugin waits for the
+//! first instead of running twice). Calls (`execute`, dependency calls, event deliveries) never
+//! take that lock: they find the plugin's current instance and queue work in its mailbox.
+
+mod core;
+mod services;
+mod transitions;
+mod types;
+mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use types::{
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginState,
+    PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
+};
+
+use crate::bus::EventBus;
+use crate::config::ManagerConfig;
+use crate::error::{Error, Result};
+
+/// Loads, runs, reloads and unloads plugins. Unloads everything, dependents first, on drop.
+///
+/// ```no_run
+/// use plugin_host::{ManagerConfig, PluginManager};
+/// let manager = PluginManager::new(ManagerConfig::default())?;
+/// manager.load("target/debug/libplugin_hello.so")?;
+/// let out = manager.execute("hello", &serde_json::json!({"name": "ada"}))?;
+/// assert_eq!(out["greeting"], "hello, ada");
+/// # Ok::<(), plugin_host::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct PluginManager {
+    inner: Arc<core::Inner>,
+}
+
+impl PluginManager {
+    /// A manager with no plugins.
+    ///
+    /// # Errors
+    /// `internal` when the shadow-copy folder cannot be created.
+    pub fn new(config: ManagerConfig) -> Result<Self> {
+        Ok(Self {
+            inner: core::Inner::new(config)?,
+        })
+    }
+
+    /// Loads one plugin file: validate without running it, check dependencies, open a fresh
+    /// shadow copy on the plugin's own thread, initialize. A transaction: on failure nothing of
+    /// the plugin stays registered.
+    ///
+    /// # Errors
+    /// `file_not_found`, `invalid_plugin`, `incompatible_abi`, `unsupported_panic_strategy`,
+    /// `invalid_name`, `already_loaded`, `dependency_not_found`, `dependency_version_mismatch`,
+    /// `self_dependency`, `circular_dependency`, `initialize_failed`, `timeout`.
+    pub fn load(&self, path: impl AsRef<Path>) -> Result<PluginInfo> {
+        self.inner.load(path.as_ref())
+    }
+
+    /// Unloads a plugin (and with `cascade`, its dependents first).
+    ///
+    /// # Errors
+    /// `not_found`; `has_dependents` without `cascade`.
+    pub fn unload(&self, name: &str, cascade: bool) -> Result<UnloadReport> {
+        self.inner.unload(name, cascade)
+    }
+
+    /// Atomically reloads a plugin from its file, then its dependents in dependency order. If the
+    /// new version fails at any step, the old one keeps running.
+    ///
+    /// # Errors
+    /// `not_found`, any load error of the new file, `dependency_version_mismatch` when a
+    /// dependent does not accept the new version.
+    pub fn reload(&self, name: &str) -> Result<PluginInfo> {
+        self.inner.reload(name)
+    }
+
+    /// Enables a disabled plugin.
+    ///
+    /// # Errors
+    /// `not_found`, `plugin_not_active`, `plugin_failed` when its hook fails.
+    pub fn enable(&self, name: &str) -> Result<PluginInfo> {
+        self.inner.set_enabled(name, true)
+    }
+
+    /// Disables a plugin: it stays loaded, `execute` is refused.
+    ///
+    /// # Errors
+    /// `not_found`, `plugin_not_active`, `plugin_failed` when its hook fails.
+    pub fn disable(&self, name: &str) -> Result<PluginInfo> {
+        self.inner.set_enabled(name, false)
+    }
+
+    /// Calls a plugin's `execute` with JSON.
+    ///
+    /// # Errors
+    /// `not_found`, `plugin_disabled`, `plugin_not_active`, `plugin_failed` (error or panic),
+    /// `timeout`.
+    pub fn execute(&self, name: &str, input: &Value) -> Result<Value> {
+        let bytes = serde_json::to_vec(input).map_err(|e| Error::BadRequest {
+            message: e.to_string(),
+        })?;
+        let out = self.execute_bytes(name, bytes)?;
+        serde_json::from_slice(&out).map_err(|e| Error::Internal {
+            message: format!("plugin `{name}` returned invalid JSON: {e}"),
+        })
+    }
+
+    /// Calls a plugin's `execute` with JSON bytes, returning its JSON bytes.
+    ///
+    /// # Errors
+    /// As [`PluginManager::execute`].
+    pub fn execute_bytes(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.inner.execute(name, input)
+    }
+
+    /// Loads every plugin library in a folder, in dependency order.
+    ///
+    /// # Errors
+    /// `bad_request` when the folder does not exist; per-plugin failures are in the report.
+    pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
+        self.inner.load_dir(dir.as_ref())
+    }
+
+    /// Every plugin, in dependency order, then failed ones.
+    pub fn list(&self) -> Vec<PluginInfo> {
+        self.inner.list()
+    }
+
+    /// One plugin.
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn get(&self, name: &str) -> Result<PluginInfo> {
+        self.inner.get(name)
+    }
+
+    /// The event bus: lifecycle events (`plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`,
+    /// `plugin:failed`) and plugin events. Host code can emit and subscribe here.
+    pub fn bus(&self) -> &Arc<EventBus> {
+        &self.inner.bus
+    }
+
+    /// Unloads every plugin, dependents first. Also done on drop.
+    pub fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+
+    /// Number of live subscriptions of the current instance of `name` (0 when not loaded).
+    pub fn subscription_count(&self, name: &str) -> usize {
+        self.inner
+            .slot(name)
+            .map(|s| self.inner.bus.count_owner(&s.owner()))
+            .unwrap_or(0)
+    }
+
+    /// The folder holding this manager's shadow copies.
+    pub fn shadow_dir(&self) -> &Path {
+        &self.inner.shadow_dir
+    }
+}
+
+impl Drop for PluginManager {
+    fn drop(&mut self) {
+        self.inner.shutdown();
+    }
+}

@@ -1,0 +1,611 @@
+//! Lifecycle transitions, each run under the manager's transition lock: load (a transaction),
+//! unload (the unload protocol of docs/architecture.md), atomic reload, enable/disable and
+//! directory load.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use super::core::{FailedRecord, Inner, Slot};
+use super::types::{
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginState,
+    SkippedLoad, UnloadOutcome, UnloadReport,
+};
+use super::worker::{CallFailure, Ended, Spawn, Stats, Worker};
+use crate::error::{Error, Result};
+use crate::graph;
+use crate::loader::{Candidate, Hook, HostContext, HostServices, is_mapped};
+use crate::manifest::PluginManifest;
+
+fn event(
+    kind: LifecycleKind,
+    manifest: &PluginManifest,
+    generation: Option<u64>,
+) -> LifecycleEvent {
+    LifecycleEvent {
+        kind,
+        name: manifest.name.clone(),
+        version: Some(manifest.version.to_string()),
+        generation,
+        outcome: None,
+        error: None,
+    }
+}
+
+impl Inner {
+    pub(crate) fn lock_ops(&self) -> MutexGuard<'_, ()> {
+        self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Loads one plugin file.
+    pub(crate) fn load(&self, path: &Path) -> Result<PluginInfo> {
+        let _ops = self.lock_ops();
+        let candidate = Candidate::read(path)?;
+        let slot = self.load_candidate(candidate)?;
+        self.get(slot.name())
+    }
+
+    /// Loads a validated candidate: dependency checks, instance start, registration. On any
+    /// failure nothing of the plugin stays registered.
+    fn load_candidate(&self, candidate: Candidate) -> Result<Arc<Slot>> {
+        let name = candidate.name().to_owned();
+        if let Some(existing) = self.read().plugins.get(&name) {
+            return Err(Error::AlreadyLoaded {
+                name,
+                path: existing.path.clone(),
+            });
+        }
+        self.check_dependencies(&candidate.inspection.manifest)?;
+        let slot = self.start_instance(candidate)?;
+        {
+            let mut reg = self.write();
+            reg.failed.remove(&name);
+            reg.plugins.insert(name, Arc::clone(&slot));
+        }
+        self.publish(event(
+            LifecycleKind::Loaded,
+            &slot.manifest,
+            Some(slot.generation),
+        ));
+        Ok(slot)
+    }
+
+    /// Every dependency is loaded, active and of an accepted version; no self or cyclic
+    /// dependency.
+    fn check_dependencies(&self, manifest: &PluginManifest) -> Result<()> {
+        let reg = self.read();
+        for dep in &manifest.dependencies {
+            if dep.name == manifest.name {
+                return Err(Error::SelfDependency {
+                    plugin: manifest.name.clone(),
+                });
+            }
+            let Some(slot) = reg
+                .plugins
+                .get(&dep.name)
+                .filter(|s| s.state() == PluginState::Active)
+            else {
+                return Err(Error::DependencyNotFound {
+                    plugin: manifest.name.clone(),
+                    dependency: dep.name.clone(),
+                });
+            };
+            if !dep.version.matches(&slot.manifest.version) {
+                return Err(Error::DependencyVersion {
+                    plugin: manifest.name.clone(),
+                    dependency: dep.name.clone(),
+                    required: dep.version.to_string(),
+                    found: slot.manifest.version.to_string(),
+                });
+            }
+        }
+        let deps_of = |n: &str| -> Vec<String> {
+            reg.plugins
+                .get(n)
+                .map(|s| {
+                    s.manifest
+                        .dependencies
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if let Some(cycle) = graph::cycle_through(&manifest.name, &manifest.dependencies, &deps_of)
+        {
+            return Err(Error::CircularDependency { cycle });
+        }
+        Ok(())
+    }
+
+    /// Writes the shadow copy, starts the worker (which opens the library and creates the
+    /// instance) and runs `initialize`. Rolls everything back on failure.
+    fn start_instance(&self, candidate: Candidate) -> Result<Arc<Slot>> {
+        let manifest = Arc::new(candidate.inspection.manifest.clone());
+        let generation = self.next_generation();
+        let shadow = candidate.write_shadow(&self.shadow_dir)?;
+        let shadow_path = shadow.as_path().to_owned();
+        let services: std::sync::Weak<dyn HostServices> = self.me.clone();
+        let ctx = Arc::new(HostContext::new(
+            Arc::clone(&manifest),
+            generation,
+            services,
+        ));
+        let stats = Arc::new(Stats::default());
+        let spawn = Spawn {
+            shadow,
+            original: candidate.inspection.path.clone(),
+            header: candidate.header,
+            ctx: Arc::clone(&ctx),
+            stats: Arc::clone(&stats),
+            capacity: self.config.mailbox_capacity,
+        };
+        let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout) {
+            Ok(started) => started,
+            Err(e) => {
+                ctx.revoke();
+                if matches!(e, Error::Timeout { .. }) {
+                    self.record_failed(&manifest, &candidate.inspection.path, generation, &e);
+                } else {
+                    let _ = std::fs::remove_file(&shadow_path);
+                }
+                self.publish_failed(&manifest, Some(generation), &e);
+                return Err(e);
+            }
+        };
+        let slot = Arc::new(Slot::new(
+            manifest,
+            candidate.inspection.path.clone(),
+            shadow_path,
+            candidate.inspection.content_hash.clone(),
+            format!(
+                "{}.{}",
+                candidate.inspection.abi_major, candidate.inspection.api_minor
+            ),
+            ctx,
+            mailbox,
+            worker,
+            stats,
+        ));
+        self.add_instance(&slot);
+        match slot
+            .mailbox
+            .hook(Hook::Initialize, self.config.initialize_timeout)
+        {
+            Ok(_) => {
+                slot.set_state(PluginState::Active);
+                Ok(slot)
+            }
+            Err(failure) => {
+                let timed_out = matches!(failure, CallFailure::Timeout);
+                let error = self.call_failure(slot.name(), "initialize", failure);
+                slot.ctx.revoke();
+                self.bus.remove_owner(&slot.owner());
+                if timed_out {
+                    // Its code may still be running: never close it.
+                    if let Some(worker) = slot.take_worker() {
+                        let _ = worker.abandon();
+                    }
+                    slot.set_state(PluginState::Failed);
+                    self.record_failed(&slot.manifest, &slot.path, slot.generation, &error);
+                } else {
+                    self.close(&slot);
+                }
+                self.remove_instance(slot.generation);
+                self.publish_failed(&slot.manifest, Some(slot.generation), &error);
+                Err(error)
+            }
+        }
+    }
+
+    fn record_failed(
+        &self,
+        manifest: &Arc<PluginManifest>,
+        path: &Path,
+        generation: u64,
+        error: &Error,
+    ) {
+        self.write().failed.insert(
+            manifest.name.clone(),
+            FailedRecord {
+                manifest: Arc::clone(manifest),
+                path: path.to_owned(),
+                generation,
+                error: error.chain(),
+                at: SystemTime::now(),
+            },
+        );
+    }
+
+    fn publish_failed(&self, manifest: &PluginManifest, generation: Option<u64>, error: &Error) {
+        let mut e = event(LifecycleKind::Failed, manifest, generation);
+        e.error = Some(format!("{}: {}", error.code(), error.chain()));
+        self.publish(e);
+    }
+
+    /// Stops the worker (drain, destroy, join), closes the library on this thread, and reports
+    /// whether its code is gone from the process.
+    fn close(&self, slot: &Slot) -> UnloadOutcome {
+        let ended = slot
+            .take_worker()
+            .map(|w| w.stop(self.config.cleanup_timeout));
+        let outcome = match ended {
+            Some(Ended::Joined(library)) => {
+                drop(library);
+                if is_mapped(&slot.shadow) {
+                    UnloadOutcome::Retained
+                } else {
+                    UnloadOutcome::Unmapped
+                }
+            }
+            Some(Ended::Abandoned) | None => UnloadOutcome::Retained,
+        };
+        if outcome == UnloadOutcome::Unmapped {
+            let _ = std::fs::remove_file(&slot.shadow);
+        }
+        outcome
+    }
+
+    /// The unload protocol for one instance: stop new calls, revoke subscriptions, run cleanup
+    /// (bounded), drain and destroy, join, close, check the mapping.
+    fn retire(&self, slot: &Arc<Slot>) -> UnloadOutcome {
+        slot.set_state(PluginState::Stopping);
+        slot.ctx.close();
+        self.bus.remove_owner(&slot.owner());
+        let cleanup = slot
+            .mailbox
+            .hook(Hook::Cleanup, self.config.cleanup_timeout);
+        slot.ctx.revoke();
+        let outcome = match cleanup {
+            Err(CallFailure::Timeout) => {
+                let error = self.call_failure(slot.name(), "cleanup", CallFailure::Timeout);
+                if let Some(worker) = slot.take_worker() {
+                    let _ = worker.abandon();
+                }
+                self.record_failed(&slot.manifest, &slot.path, slot.generation, &error);
+                self.publish_failed(&slot.manifest, Some(slot.generation), &error);
+                UnloadOutcome::Retained
+            }
+            other => {
+                if let Err(failure) = other {
+                    let error = self.call_failure(slot.name(), "cleanup", failure);
+                    tracing::warn!(target: "manager", plugin = %slot.name(), error = %error.chain(), "cleanup failed; unloading anyway");
+                }
+                self.close(slot)
+            }
+        };
+        slot.set_state(match outcome {
+            UnloadOutcome::Unmapped => PluginState::Unloaded,
+            UnloadOutcome::Retained => PluginState::Retained,
+        });
+        self.remove_instance(slot.generation);
+        outcome
+    }
+
+    /// Unloads a plugin; with `cascade`, its dependents first (reverse dependency order).
+    pub(crate) fn unload(&self, name: &str, cascade: bool) -> Result<UnloadReport> {
+        let _ops = self.lock_ops();
+        let mut report = UnloadReport::default();
+        if !self.read().plugins.contains_key(name) {
+            // A failed record holds nothing but a leaked library; forgetting it is the unload.
+            return match self.write().failed.remove(name) {
+                Some(_) => {
+                    report.unloaded.push(name.to_owned());
+                    report
+                        .outcome
+                        .insert(name.to_owned(), UnloadOutcome::Retained);
+                    Ok(report)
+                }
+                None => Err(Error::NotFound {
+                    name: name.to_owned(),
+                }),
+            };
+        }
+        let mut dependents = self.dependents_of(name);
+        dependents.reverse();
+        if !dependents.is_empty() && !cascade {
+            return Err(Error::HasDependents {
+                name: name.to_owned(),
+                dependents,
+            });
+        }
+        for plugin in dependents.iter().map(String::as_str).chain([name]) {
+            let Ok(slot) = self.slot(plugin) else {
+                continue;
+            };
+            let outcome = self.retire(&slot);
+            {
+                let mut reg = self.write();
+                if reg
+                    .plugins
+                    .get(plugin)
+                    .is_some_and(|s| s.generation == slot.generation)
+                {
+                    reg.plugins.remove(plugin);
+                }
+            }
+            let mut e = event(
+                LifecycleKind::Unloaded,
+                &slot.manifest,
+                Some(slot.generation),
+            );
+            e.outcome = Some(outcome);
+            self.publish(e);
+            report.unloaded.push(plugin.to_owned());
+            report.outcome.insert(plugin.to_owned(), outcome);
+        }
+        Ok(report)
+    }
+
+    /// Atomically replaces a plugin with a new instance of its file, then its dependents.
+    pub(crate) fn reload(&self, name: &str) -> Result<PluginInfo> {
+        let _ops = self.lock_ops();
+        let old = match self.slot(name) {
+            Ok(slot) => slot,
+            Err(e) => {
+                // A failed plugin is reloaded by loading its file again.
+                let path = self
+                    .read()
+                    .failed
+                    .get(name)
+                    .map(|r| r.path.clone())
+                    .ok_or(e)?;
+                let slot = self.load_candidate(Candidate::read(&path)?)?;
+                return self.get(slot.name());
+            }
+        };
+        let dependents = self.dependents_of(name);
+        self.replace(&old, None)?;
+        for dependent in dependents {
+            let Ok(slot) = self.slot(&dependent) else {
+                continue;
+            };
+            if let Err(e) = self.replace(&slot, None) {
+                tracing::warn!(target: "manager", plugin = %dependent, error = %e.chain(), "dependent kept its old instance");
+            }
+        }
+        self.get(name)
+    }
+
+    /// Loads `old`'s file (or `candidate`) beside it, initialises it, swaps it in and retires
+    /// `old`. If anything fails before the swap, `old` keeps running.
+    pub(crate) fn replace(
+        &self,
+        old: &Arc<Slot>,
+        candidate: Option<Candidate>,
+    ) -> Result<Arc<Slot>> {
+        let name = old.name().to_owned();
+        let candidate = match candidate {
+            Some(c) => c,
+            None => Candidate::read(&old.path)?,
+        };
+        if candidate.name() != name {
+            return Err(Error::NameChanged {
+                path: old.path.clone(),
+                expected: name,
+                found: candidate.name().to_owned(),
+            });
+        }
+        let manifest = &candidate.inspection.manifest;
+        self.check_dependencies(manifest)?;
+        // Direct dependents must accept the new version.
+        for dependent in self.read().plugins.values() {
+            if let Some(req) = dependent
+                .manifest
+                .dependencies
+                .iter()
+                .find(|d| d.name == name)
+                && !req.version.matches(&manifest.version)
+            {
+                return Err(Error::DependencyVersion {
+                    plugin: dependent.name().to_owned(),
+                    dependency: name,
+                    required: req.version.to_string(),
+                    found: manifest.version.to_string(),
+                });
+            }
+        }
+        let was_disabled = old.state() == PluginState::Disabled;
+        let new = self.start_instance(candidate)?;
+        if was_disabled {
+            let _ = new.mailbox.hook(Hook::Disable, self.config.execute_timeout);
+            new.set_state(PluginState::Disabled);
+        }
+        self.write().plugins.insert(name.clone(), Arc::clone(&new));
+        let outcome = self.retire(old);
+        tracing::info!(target: "manager", plugin = %name, old_generation = old.generation, ?outcome, "old instance retired");
+        self.publish(event(
+            LifecycleKind::Reloaded,
+            &new.manifest,
+            Some(new.generation),
+        ));
+        Ok(new)
+    }
+
+    /// Enables or disables a plugin through its hook; on a hook failure the state is unchanged.
+    pub(crate) fn set_enabled(&self, name: &str, enabled: bool) -> Result<PluginInfo> {
+        let _ops = self.lock_ops();
+        let slot = self.slot(name)?;
+        let (from, to, hook) = if enabled {
+            (PluginState::Disabled, PluginState::Active, Hook::Enable)
+        } else {
+            (PluginState::Active, PluginState::Disabled, Hook::Disable)
+        };
+        let state = slot.state();
+        if state == to {
+            return self.get(name);
+        }
+        if state != from {
+            return Err(Error::NotActive {
+                name: name.to_owned(),
+                state: state.to_string(),
+            });
+        }
+        slot.mailbox
+            .hook(hook, self.config.execute_timeout)
+            .map_err(|f| self.call_failure(name, hook.name(), f))?;
+        slot.set_state(to);
+        self.get(name)
+    }
+
+    /// Loads every plugin library in `dir`, in dependency order, with a per-plugin report.
+    pub(crate) fn load_dir(&self, dir: &Path) -> Result<DirectoryReport> {
+        let _ops = self.lock_ops();
+        let mut report = DirectoryReport::default();
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for path in library_files(dir)? {
+            match Candidate::read(&path) {
+                Ok(c) => candidates.push(c),
+                Err(e) => report.failed.push(failed_load(path, None, &e)),
+            }
+        }
+        // Two files with one name: refuse both, naming every file.
+        let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
+        for c in &candidates {
+            by_name
+                .entry(c.name().to_owned())
+                .or_default()
+                .push(c.inspection.path.clone());
+        }
+        let loaded: HashMap<String, (semver::Version, PathBuf)> = self
+            .read()
+            .plugins
+            .values()
+            .filter(|s| s.state() == PluginState::Active)
+            .map(|s| {
+                (
+                    s.name().to_owned(),
+                    (s.manifest.version.clone(), s.path.clone()),
+                )
+            })
+            .collect();
+        candidates.retain(|c| {
+            let paths = &by_name[c.name()];
+            let error = if paths.len() > 1 {
+                Error::DuplicateName {
+                    name: c.name().to_owned(),
+                    paths: paths.clone(),
+                }
+            } else if let Some((_, path)) = loaded.get(c.name()) {
+                Error::AlreadyLoaded {
+                    name: c.name().to_owned(),
+                    path: path.clone(),
+                }
+            } else {
+                return true;
+            };
+            report.failed.push(failed_load(
+                c.inspection.path.clone(),
+                Some(c.name()),
+                &error,
+            ));
+            false
+        });
+        let nodes: Vec<graph::Node<'_>> = candidates
+            .iter()
+            .map(|c| graph::Node {
+                name: &c.inspection.manifest.name,
+                version: &c.inspection.manifest.version,
+                dependencies: &c.inspection.manifest.dependencies,
+            })
+            .collect();
+        let plan = graph::plan(&nodes, &|n| loaded.get(n).map(|(v, _)| v.clone()));
+        for (i, e) in plan.failed {
+            let c = &candidates[i];
+            report
+                .failed
+                .push(failed_load(c.inspection.path.clone(), Some(c.name()), &e));
+        }
+        let mut blocked: HashSet<String> = HashSet::new();
+        for (i, because) in plan.skipped {
+            let c = &candidates[i];
+            blocked.insert(c.name().to_owned());
+            report.skipped.push(SkippedLoad {
+                path: c.inspection.path.clone(),
+                name: c.name().to_owned(),
+                because,
+            });
+        }
+        let order = plan.order;
+        let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+        for i in order {
+            let Some(c) = slots[i].take() else { continue };
+            let path = c.inspection.path.clone();
+            let name = c.name().to_owned();
+            if let Some(dep) = c
+                .inspection
+                .manifest
+                .dependencies
+                .iter()
+                .find(|d| blocked.contains(&d.name))
+            {
+                blocked.insert(name.clone());
+                report.skipped.push(SkippedLoad {
+                    path,
+                    name,
+                    because: dep.name.clone(),
+                });
+                continue;
+            }
+            match self.load_candidate(c) {
+                Ok(_) => report.loaded.push(name),
+                Err(e) => {
+                    blocked.insert(name.clone());
+                    report.failed.push(failed_load(path, Some(&name), &e));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Unloads everything, dependents first.
+    pub(crate) fn shutdown(&self) {
+        let order = {
+            let reg = self.read();
+            self.topo_order(&reg)
+        };
+        for name in order.iter().rev() {
+            if let Err(e) = self.unload(name, true) {
+                tracing::warn!(target: "manager", plugin = %name, error = %e.chain(), "unload at shutdown failed");
+            }
+        }
+    }
+}
+
+fn failed_load(path: PathBuf, name: Option<&str>, e: &Error) -> FailedLoad {
+    FailedLoad {
+        path,
+        name: name.map(str::to_owned),
+        code: e.code().as_str().to_owned(),
+        error: e.chain(),
+    }
+}
+
+/// Whether a file name looks like a plugin library: the platform's library suffix, not hidden,
+/// not an editor's or downloader's temporary file.
+pub(crate) fn is_library_name(name: &str) -> bool {
+    name.ends_with(std::env::consts::DLL_SUFFIX) && !name.starts_with('.') && !name.starts_with('#')
+}
+
+/// The plugin library files directly in `dir`, sorted by name.
+pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::BadRequest {
+            message: format!("directory `{}` does not exist", dir.display()),
+        },
+        _ => Error::io(dir, e),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(is_library_name)
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,213 @@
+//! The manager's public value types: plugin states, the plugin object of the admin API,
+//! reports and lifecycle events.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Where a plugin is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum PluginState {
+    /// Being opened and initialised.
+    Loading,
+    /// Serving calls and events.
+    Active,
+    /// Loaded, but refusing `execute` until enabled.
+    Disabled,
+    /// Draining and cleaning up before unload.
+    Stopping,
+    /// Initialize or cleanup failed or hung; the error is kept.
+    Failed,
+    /// Closed and unmapped.
+    Unloaded,
+    /// Closed, but the OS kept the code mapped (or it was leaked because it may still run).
+    Retained,
+}
+
+impl PluginState {
+    /// Lowercase name, as in the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loading => "loading",
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+            Self::Stopping => "stopping",
+            Self::Failed => "failed",
+            Self::Unloaded => "unloaded",
+            Self::Retained => "retained",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to a library when it was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum UnloadOutcome {
+    /// The code is gone from the process.
+    Unmapped,
+    /// The library is still mapped (the OS kept it, or it was leaked because plugin code may
+    /// still be running); it is inert and never reused.
+    Retained,
+}
+
+/// Declared resources, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Resources {
+    /// Logical table names.
+    pub tables: Vec<String>,
+    /// Logical topic names.
+    pub topics: Vec<String>,
+    /// Logical bucket names.
+    pub buckets: Vec<String>,
+}
+
+/// Per-plugin counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PluginStats {
+    /// `execute` calls (dependency calls included).
+    pub executes: u64,
+    /// Calls that failed, panicked or timed out.
+    pub execute_errors: u64,
+    /// Events handled.
+    pub events_delivered: u64,
+    /// Events whose handler failed or panicked.
+    pub events_failed: u64,
+    /// Events dropped because the mailbox stayed full.
+    pub events_dropped: u64,
+}
+
+/// A plugin as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct PluginInfo {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// One-line description.
+    pub description: String,
+    /// Lifecycle state.
+    pub state: PluginState,
+    /// ABI version it was built for, `major.minor`.
+    pub api_version: String,
+    /// The file it was loaded from (not the shadow copy).
+    pub path: PathBuf,
+    /// Names of its dependencies.
+    pub dependencies: Vec<String>,
+    /// Names of loaded plugins that depend on it.
+    pub dependents: Vec<String>,
+    /// Declared resources.
+    pub resources: Resources,
+    /// Load time, RFC 3339 UTC.
+    pub loaded_at: String,
+    /// Instance generation: unique per load or reload.
+    pub generation: u64,
+    /// The error that put it in the failed state.
+    pub error: Option<String>,
+    /// Content hash of the loaded file.
+    pub content_hash: String,
+    /// Counters.
+    pub stats: PluginStats,
+}
+
+/// Result of an unload.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct UnloadReport {
+    /// Plugins unloaded, in the order they were unloaded (dependents first).
+    pub unloaded: Vec<String>,
+    /// What happened to each library.
+    pub outcome: BTreeMap<String, UnloadOutcome>,
+}
+
+/// A plugin file that could not be loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedLoad {
+    /// The file.
+    pub path: PathBuf,
+    /// The plugin name, when the manifest could be read.
+    pub name: Option<String>,
+    /// Stable error code.
+    pub code: String,
+    /// The full error message.
+    pub error: String,
+}
+
+/// A plugin not attempted because a dependency failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedLoad {
+    /// The file.
+    pub path: PathBuf,
+    /// The plugin name.
+    pub name: String,
+    /// The dependency that failed or was skipped.
+    pub because: String,
+}
+
+/// Result of loading a directory.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct DirectoryReport {
+    /// Plugins loaded, in load order.
+    pub loaded: Vec<String>,
+    /// Files that failed, with the reason.
+    pub failed: Vec<FailedLoad>,
+    /// Plugins skipped because a dependency failed.
+    pub skipped: Vec<SkippedLoad>,
+}
+
+/// Kinds of lifecycle event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LifecycleKind {
+    /// A plugin was loaded and initialised.
+    Loaded,
+    /// A plugin was unloaded.
+    Unloaded,
+    /// A plugin was replaced by a new instance.
+    Reloaded,
+    /// A plugin failed to load, or failed or hung in a hook.
+    Failed,
+}
+
+impl LifecycleKind {
+    /// The bus event name: `plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`, `plugin:failed`.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Self::Loaded => "plugin:loaded",
+            Self::Unloaded => "plugin:unloaded",
+            Self::Reloaded => "plugin:reloaded",
+            Self::Failed => "plugin:failed",
+        }
+    }
+}
+
+/// A lifecycle event, published on the bus under [`LifecycleKind::event_name`] with this value
+/// as JSON payload.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct LifecycleEvent {
+    /// What happened.
+    pub kind: LifecycleKind,
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version, when known.
+    pub version: Option<String>,
+    /// Instance generation, when an instance existed.
+    pub generation: Option<u64>,
+    /// Unload outcome, for `unloaded`.
+    pub outcome: Option<UnloadOutcome>,
+    /// Error code and message, for `failed`.
+    pub error: Option<String>,
+}

@@ -1,0 +1,332 @@
+//! A plugin instance's own host-owned thread and its bounded mailbox.
+//!
+//! The thread opens the library (so even its initialisers run here), creates the instance, then
+//! runs jobs in order: hooks, execute calls, event deliveries. `Stop` destroys the instance and
+//! hands the library back; the manager joins the thread *before* closing the library, because a
+//! library is only unmapped cleanly once every thread that ran its code has exited
+//! (thread-local destructors). Plugin code never runs on any other thread.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use plugin_api::ffi::DeclarationHeader;
+
+use crate::bus::{BusEvent, Delivery, Mailbox};
+use crate::error::{Error, Result};
+use crate::loader::{CallError, Hook, HostContext, Library, TrustedPath};
+
+/// Per-instance counters, shared by the worker, the bus and the manager.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) executes: AtomicU64,
+    pub(crate) execute_errors: AtomicU64,
+    pub(crate) events_delivered: AtomicU64,
+    pub(crate) events_failed: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
+}
+
+type Reply = Sender<Result<Vec<u8>, CallError>>;
+
+enum Job {
+    Hook(Hook, Reply),
+    Execute(Vec<u8>, Reply),
+    Deliver(u64, Arc<BusEvent>),
+    Stop,
+}
+
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+/// How a worker ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// The thread exited; here is the library to close (none if opening failed).
+    Joined(Option<Library>),
+    /// The thread did not finish in time; it and its library are leaked, never closed.
+    Abandoned,
+}
+
+/// Why a call did not produce a plugin answer.
+#[derive(Debug)]
+pub(crate) enum CallFailure {
+    Plugin(CallError),
+    Timeout,
+    /// The mailbox is closed: the instance is stopping or gone.
+    Gone,
+}
+
+/// Handle to a running worker.
+#[derive(Debug)]
+pub(crate) struct Worker {
+    tx: Sender<Job>,
+    done: Receiver<()>,
+    fate: Arc<AtomicU8>,
+    handle: Option<JoinHandle<Option<Library>>>,
+}
+
+/// The sending half, for callers that only queue jobs (cheap to clone).
+#[derive(Debug, Clone)]
+pub(crate) struct MailboxHandle {
+    tx: Sender<Job>,
+    plugin: Arc<str>,
+    stats: Arc<Stats>,
+}
+
+/// What the worker needs to start.
+pub(crate) struct Spawn {
+    pub(crate) shadow: TrustedPath,
+    pub(crate) original: PathBuf,
+    pub(crate) header: DeclarationHeader,
+    pub(crate) ctx: Arc<HostContext>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) capacity: usize,
+}
+
+impl Worker {
+    /// Spawns the thread, opens the library and creates the instance there. Waits at most
+    /// `timeout` for that; a library whose initialisers hang is abandoned.
+    pub(crate) fn start(spawn: Spawn, timeout: Duration) -> Result<(Self, MailboxHandle)> {
+        let (tx, rx) = bounded::<Job>(spawn.capacity.max(1));
+        let (ready_tx, ready_rx) = bounded::<Result<(), Error>>(1);
+        let (done_tx, done_rx) = bounded::<()>(1);
+        let fate = Arc::new(AtomicU8::new(RUNNING));
+        let plugin: Arc<str> = Arc::from(spawn.ctx.plugin.as_str());
+        let stats = Arc::clone(&spawn.stats);
+        let thread_fate = Arc::clone(&fate);
+        let name = format!("plugin-{}", spawn.ctx.plugin);
+        let thread_name = name.clone();
+        let handle = std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || run(spawn, rx, ready_tx, done_tx, thread_fate))
+            .map_err(|e| Error::Internal {
+                message: format!("cannot spawn thread {name}: {e}"),
+            })?;
+        let worker = Self {
+            tx: tx.clone(),
+            done: done_rx,
+            fate,
+            handle: Some(handle),
+        };
+        let mailbox = MailboxHandle { tx, plugin, stats };
+        match ready_rx.recv_timeout(timeout) {
+            Ok(Ok(())) => Ok((worker, mailbox)),
+            Ok(Err(e)) => {
+                // The thread has finished; join it and close the library, if any, here.
+                drop(worker.finish(timeout));
+                Err(e)
+            }
+            Err(_) => {
+                let plugin = mailbox.plugin.to_string();
+                worker.abandon();
+                Err(Error::Timeout {
+                    plugin,
+                    operation: "open",
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    /// Stops after the queued jobs (drain), destroys the instance, joins the thread. Gives up
+    /// after `timeout`, leaking the thread and library rather than closing code that may run.
+    pub(crate) fn stop(mut self, timeout: Duration) -> Ended {
+        let deadline = Instant::now() + timeout;
+        if self.tx.send_timeout(Job::Stop, timeout).is_err() {
+            return self.abandon_or_join();
+        }
+        match self
+            .done
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(()) => self.join(),
+            Err(_) => self.abandon_or_join(),
+        }
+    }
+
+    fn finish(mut self, timeout: Duration) -> Ended {
+        match self.done.recv_timeout(timeout) {
+            Ok(()) => self.join(),
+            Err(_) => self.abandon_or_join(),
+        }
+    }
+
+    fn abandon_or_join(&mut self) -> Ended {
+        if self
+            .fate
+            .compare_exchange(RUNNING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // Detach: the thread keeps running (it may be stuck in plugin code forever); it will
+            // leak the library instead of closing it.
+            self.handle.take();
+            Ended::Abandoned
+        } else {
+            self.join()
+        }
+    }
+
+    /// Leaks the worker at once (used when initialize hung).
+    pub(crate) fn abandon(mut self) -> Ended {
+        self.abandon_or_join()
+    }
+
+    fn join(&mut self) -> Ended {
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(lib)) => Ended::Joined(lib),
+            // The glue catches plugin panics; a panic here is the host's own, after the
+            // instance was destroyed. The library went down with the thread's stack: nothing to
+            // close, and it stays mapped.
+            Some(Err(_)) | None => Ended::Abandoned,
+        }
+    }
+}
+
+impl MailboxHandle {
+    /// Runs a hook on the worker and waits at most `timeout` for its answer.
+    pub(crate) fn hook(&self, hook: Hook, timeout: Duration) -> Result<Vec<u8>, CallFailure> {
+        let (reply, rx) = bounded(1);
+        self.call(Job::Hook(hook, reply), rx, timeout)
+    }
+
+    /// Runs `execute` on the worker and waits at most `timeout` (mailbox wait included).
+    pub(crate) fn execute(
+        &self,
+        input: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallFailure> {
+        let (reply, rx) = bounded(1);
+        self.stats.executes.fetch_add(1, Ordering::Relaxed);
+        let result = self.call(Job::Execute(input, reply), rx, timeout);
+        if result.is_err() {
+            self.stats.execute_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn call(
+        &self,
+        job: Job,
+        rx: Receiver<Result<Vec<u8>, CallError>>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, CallFailure> {
+        let deadline = Instant::now() + timeout;
+        match self.tx.send_deadline(job, deadline) {
+            Ok(()) => {}
+            Err(crossbeam_channel::SendTimeoutError::Timeout(_)) => {
+                return Err(CallFailure::Timeout);
+            }
+            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                return Err(CallFailure::Gone);
+            }
+        }
+        match rx.recv_deadline(deadline) {
+            Ok(result) => result.map_err(CallFailure::Plugin),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(CallFailure::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(CallFailure::Gone),
+        }
+    }
+}
+
+impl Mailbox for MailboxHandle {
+    fn deliver(&self, id: u64, event: &Arc<BusEvent>, block: Duration) -> Delivery {
+        let job = Job::Deliver(id, Arc::clone(event));
+        let sent = match self.tx.try_send(job) {
+            Ok(()) => true,
+            Err(TrySendError::Full(job)) if !block.is_zero() => {
+                self.tx.send_timeout(job, block).is_ok()
+            }
+            Err(_) => false,
+        };
+        if sent {
+            Delivery::Queued
+        } else {
+            self.stats.events_dropped.fetch_add(1, Ordering::Relaxed);
+            Delivery::Dropped
+        }
+    }
+}
+
+/// The worker thread's body.
+fn run(
+    spawn: Spawn,
+    rx: Receiver<Job>,
+    ready: Sender<Result<(), Error>>,
+    done: Sender<()>,
+    fate: Arc<AtomicU8>,
+) -> Option<Library> {
+    let library = match Library::open(&spawn.shadow, &spawn.original, &spawn.header) {
+        Ok(library) => library,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            let _ = done.send(());
+            return None;
+        }
+    };
+    serve(&library, &spawn, &rx, &ready);
+    // Only the side that wins this exchange decides the library's fate: a worker abandoned by
+    // the manager (timeout) leaks its library instead of closing it from this thread.
+    let finished = fate
+        .compare_exchange(RUNNING, FINISHED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok();
+    if finished {
+        let _ = done.send(());
+        Some(library)
+    } else {
+        std::mem::forget(library);
+        None
+    }
+}
+
+/// Creates the instance and serves jobs until `Stop`; the instance is destroyed on return.
+fn serve(library: &Library, spawn: &Spawn, rx: &Receiver<Job>, ready: &Sender<Result<(), Error>>) {
+    let mut instance = match library.instantiate(&spawn.original, &spawn.ctx) {
+        Ok(instance) => instance,
+        Err(e) => {
+            let error = match e {
+                crate::loader::InstantiateError::Host(e) => e,
+                crate::loader::InstantiateError::Plugin(e) => {
+                    super::core::plugin_error(&spawn.ctx.plugin, "create", e)
+                }
+            };
+            let _ = ready.send(Err(error));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut cleaned_up = false;
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Hook(hook, reply) => {
+                if hook == Hook::Cleanup {
+                    cleaned_up = true;
+                }
+                let _ = reply.send(instance.hook(hook));
+            }
+            Job::Execute(input, reply) => {
+                let _ = reply.send(instance.execute(&input));
+            }
+            Job::Deliver(id, event) => {
+                // Deliveries queued before the subscriptions were revoked are dropped once the
+                // plugin has cleaned up: its handlers must not run after cleanup.
+                if cleaned_up {
+                    continue;
+                }
+                match instance.deliver(id, &event.name, &event.payload) {
+                    Ok(_) => {
+                        spawn.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        spawn.stats.events_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(target: "bus", plugin = %spawn.ctx.plugin, event = %event.name, error = ?e, "event handler failed");
+                    }
+                }
+            }
+            Job::Stop => break,
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Test plugin `cycle-a`: a dependency-graph probe declaring a dependency on `cycle-b`, which depends on it.
+#![forbid(unsafe_code)]
+
+use plugin_api::serde_json::Value;
+use plugin_api::{Context, Manifest, Plugin, Result};
+
+/// Stateless.
+#[derive(Debug, Default)]
+pub struct Probe;
+
+impl Plugin for Probe {
+    const MANIFEST: Manifest =
+        Manifest::new("cycle-a", env!("CARGO_PKG_VERSION")).depends_on(&[("cycle-b", "*")]);
+
+    fn execute(&mut self, _ctx: &Context, input: Value) -> Result<Value> {
+        Ok(input)
+    }
+}
+
+plugin_api::export_plugin!(Probe);

@@ -1,0 +1,35 @@
+//! Test plugin `versioned`, built twice: as `plugin-versioned` (1.0.0, answers "1") and, with
+//! the `v2` feature, as `plugin-versioned-v2` (2.0.0, answers "2"). Both declare the name
+//! `versioned`, so one can replace the other in a reload. `{"fail_init": ...}` is not input:
+//! version 2 fails its initialize when the environment variable
+//! `VERSIONED_V2_FAIL_INIT` is set, for atomic-reload tests.
+#![forbid(unsafe_code)]
+
+use plugin_api::serde_json::{Value, json};
+use plugin_api::{Context, Error, Manifest, Plugin, Result};
+
+/// Stateless.
+#[derive(Debug, Default)]
+pub struct Versioned;
+
+#[cfg(not(feature = "v2"))]
+const ANSWER: &str = "1";
+#[cfg(feature = "v2")]
+const ANSWER: &str = "2";
+
+impl Plugin for Versioned {
+    const MANIFEST: Manifest = Manifest::new("versioned", env!("CARGO_PKG_VERSION"));
+
+    fn initialize(&mut self, _ctx: &Context) -> Result<()> {
+        if cfg!(feature = "v2") && std::env::var_os("VERSIONED_V2_FAIL_INIT").is_some() {
+            return Err(Error::new("not_ready", "version 2 was told to fail"));
+        }
+        Ok(())
+    }
+
+    fn execute(&mut self, _ctx: &Context, _input: Value) -> Result<Value> {
+        Ok(json!({ "version": ANSWER }))
+    }
+}
+
+plugin_api::export_plugin!(Versioned);

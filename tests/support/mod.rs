@@ -1,0 +1,207 @@
+//! Support for the end-to-end tests: builds the real plugins from `plugins/*` once per test
+//! binary, finds their artifacts, makes private copies, and checks mappings independently of the
+//! host (through `/proc/self/maps`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc,
+    reason = "test support: a failure here is a test failure"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use plugin_host::{ManagerConfig, PluginManager};
+
+/// Every plugin crate the tests load (package names without the `plugin-` prefix).
+pub const PLUGINS: &[&str] = &[
+    "hello",
+    "greeter",
+    "panicker",
+    "hang-init",
+    "fail-init",
+    "after-fail-init",
+    "versioned",
+    "versioned-v2",
+    "no-entry",
+    "cycle-a",
+    "cycle-b",
+    "self-dep",
+    "needs-hello-2",
+];
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// `release` for benches (built with optimisations), `debug` for tests.
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+fn cargo(args: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(args)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "cargo {args:?} failed");
+}
+
+/// Builds every test plugin (and the host binary) once per process.
+pub fn build() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+        if profile() == "release" {
+            args.push("--release".into());
+        }
+        for p in PLUGINS {
+            args.push("-p".into());
+            args.push(format!("plugin-{p}"));
+        }
+        args.push("-p".into());
+        args.push("host".into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        cargo(&refs);
+    });
+}
+
+/// Builds the `panic-abort` plugin with the `abort` profile (`panic = "abort"`), once.
+pub fn panic_abort_plugin() -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        cargo(&[
+            "build",
+            "--quiet",
+            "-p",
+            "plugin-panic-abort",
+            "--profile",
+            "abort",
+        ])
+    });
+    target_dir().join("abort").join(lib_file("panic-abort"))
+}
+
+/// The library file name of a plugin crate: `libplugin_hello.so` on Linux.
+pub fn lib_file(plugin: &str) -> String {
+    format!(
+        "{}plugin_{}{}",
+        std::env::consts::DLL_PREFIX,
+        plugin.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// The built artifact of a plugin crate (built on first use).
+pub fn plugin(name: &str) -> PathBuf {
+    build();
+    let path = target_dir().join(profile()).join(lib_file(name));
+    assert!(path.is_file(), "{} was not built", path.display());
+    path
+}
+
+/// The `plugin-host` binary.
+pub fn host_binary() -> PathBuf {
+    build();
+    target_dir()
+        .join(profile())
+        .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// A fresh private folder for one test (removed when dropped, kept on panic for inspection).
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("plugin-host-test-")
+        .tempdir()
+        .unwrap()
+}
+
+/// Copies a plugin's artifact into `dir` under its usual file name; returns the copy's path.
+pub fn copy_plugin(name: &str, dir: &Path) -> PathBuf {
+    let dest = dir.join(lib_file(name));
+    std::fs::copy(plugin(name), &dest).unwrap();
+    dest
+}
+
+/// Copies a plugin's artifact to an explicit destination (atomically: temp file + rename, as an
+/// operator should).
+pub fn install(name: &str, dest: &Path) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::copy(plugin(name), &tmp).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// A manager with test-friendly timeouts.
+pub fn manager() -> PluginManager {
+    PluginManager::new(
+        ManagerConfig::default()
+            .with_initialize_timeout(Duration::from_secs(10))
+            .with_cleanup_timeout(Duration::from_secs(10)),
+    )
+    .unwrap()
+}
+
+/// Whether `path` appears in this process's memory map (independent of the host's own check).
+pub fn mapped(path: &Path) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let needle = path.to_string_lossy();
+    maps.lines().any(|l| l.contains(needle.as_ref()))
+}
+
+/// Shadow copies currently in the manager's shadow folder.
+pub fn shadow_files(manager: &PluginManager) -> Vec<PathBuf> {
+    std::fs::read_dir(manager.shadow_dir())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+/// Replaces every occurrence of `from` by `to` (same length) in a copy of `src` written to `dest`.
+pub fn patched_copy(src: &Path, dest: &Path, from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len(), "a patch keeps the layout");
+    let mut bytes = std::fs::read(src).unwrap();
+    let mut count = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            count += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    std::fs::write(dest, bytes).unwrap();
+    count
+}
+
+/// Patches one little-endian `u32` field of the declaration header in a copy of `src`.
+/// `field` counts 32-bit words after the 8-byte magic (0 = abi_major, 1 = api_minor, 3 = panic).
+pub fn patched_header(src: &Path, dest: &Path, field: usize, value: u32) {
+    let mut bytes = std::fs::read(src).unwrap();
+    let magic = plugin_api::ffi::MAGIC;
+    let at = bytes
+        .windows(magic.len())
+        .position(|w| w == magic)
+        .expect("declaration magic present");
+    let offset = at + 8 + 4 * field;
+    bytes[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
+    std::fs::write(dest, bytes).unwrap();
+}

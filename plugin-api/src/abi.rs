@@ -417,12 +417,37 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+thread_local! {
+    /// Where the last panic on this thread happened, recorded by the glue's panic hook.
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Replaces the default panic hook of this library's copy of `std` (which would print a
+/// backtrace to the host's stderr) by one that records the location; the message and location
+/// go back to the host, which logs them with the plugin's name. Installed once per library.
+fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            let _ = PANIC_LOCATION.try_with(|slot| *slot.borrow_mut() = location);
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic into [`STATUS_PANIC`]: no unwind ever crosses the boundary.
 fn guarded(f: impl FnOnce() -> RawResult) -> RawResult {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(payload) => {
-            let message = panic_message(payload.as_ref());
+            let mut message = panic_message(payload.as_ref());
+            if let Ok(Some(location)) = PANIC_LOCATION.try_with(|slot| slot.borrow_mut().take()) {
+                message.push_str(" (at ");
+                message.push_str(&location);
+                message.push(')');
+            }
             // Dropping the payload may itself panic; never let that escape either.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
             RawResult::panic(message)
@@ -501,6 +526,7 @@ impl<T: Plugin> Glue<T> {
                     ),
                 ));
             }
+            install_panic_hook();
             let host = HostRef { vtable: host, ctx };
             let ctx = Context::new(Arc::new(ContextInner::new(host)));
             let instance = Box::new(Instance {

@@ -480,6 +480,7 @@ impl Inner {
                 )
             })
             .collect();
+        let mut refused: HashSet<String> = HashSet::new();
         candidates.retain(|c| {
             let paths = &by_name[c.name()];
             let error = if paths.len() > 1 {
@@ -500,6 +501,9 @@ impl Inner {
                 Some(c.name()),
                 &error,
             ));
+            if paths.len() > 1 {
+                refused.insert(c.name().to_owned());
+            }
             false
         });
         let nodes: Vec<graph::Node<'_>> = candidates
@@ -511,13 +515,25 @@ impl Inner {
             })
             .collect();
         let plan = graph::plan(&nodes, &|n| loaded.get(n).map(|(v, _)| v.clone()));
+        let mut blocked: HashSet<String> = HashSet::new();
         for (i, e) in plan.failed {
             let c = &candidates[i];
+            // A dependency refused above (duplicate name) is a failed dependency, not a missing one.
+            if let Error::DependencyNotFound { dependency, .. } = &e
+                && refused.contains(dependency)
+            {
+                blocked.insert(c.name().to_owned());
+                report.skipped.push(SkippedLoad {
+                    path: c.inspection.path.clone(),
+                    name: c.name().to_owned(),
+                    because: dependency.clone(),
+                });
+                continue;
+            }
             report
                 .failed
                 .push(failed_load(c.inspection.path.clone(), Some(c.name()), &e));
         }
-        let mut blocked: HashSet<String> = HashSet::new();
         for (i, because) in plan.skipped {
             let c = &candidates[i];
             blocked.insert(c.name().to_owned());

@@ -1,8 +1,8 @@
 //! Test plugin `versioned`, built twice: as `plugin-versioned` (1.0.0, answers "1") and, with
 //! the `v2` feature, as `plugin-versioned-v2` (2.0.0, answers "2"). Both declare the name
-//! `versioned`, so one can replace the other in a reload. `{"fail_init": ...}` is not input:
-//! version 2 fails its initialize when the environment variable
-//! `VERSIONED_V2_FAIL_INIT` is set, for atomic-reload tests.
+//! `versioned`, so one can replace the other in a reload. For atomic-reload tests, version 2
+//! fails its initialize while the file [`fail_marker`] exists (named after the host's process
+//! id, so concurrent test runs do not interfere).
 #![forbid(unsafe_code)]
 
 use plugin_api::serde_json::{Value, json};
@@ -17,11 +17,16 @@ const ANSWER: &str = "1";
 #[cfg(feature = "v2")]
 const ANSWER: &str = "2";
 
+/// While this file exists, version 2's initialize fails.
+pub fn fail_marker() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("versioned-v2-fail-init-{}", std::process::id()))
+}
+
 impl Plugin for Versioned {
     const MANIFEST: Manifest = Manifest::new("versioned", env!("CARGO_PKG_VERSION"));
 
     fn initialize(&mut self, _ctx: &Context) -> Result<()> {
-        if cfg!(feature = "v2") && std::env::var_os("VERSIONED_V2_FAIL_INIT").is_some() {
+        if cfg!(feature = "v2") && fail_marker().exists() {
             return Err(Error::new("not_ready", "version 2 was told to fail"));
         }
         Ok(())

@@ -32,3 +32,37 @@ pub use manager::{
     PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
+
+/// Hooks for the workspace's benches. Not a stable API.
+#[cfg(feature = "__private")]
+#[doc(hidden)]
+pub mod __private {
+    /// Plans a dependency chain of `n` plugins (each depending on the previous one, listed in
+    /// reverse order) with the same graph code a directory load uses; returns how many it
+    /// ordered.
+    pub fn plan_chain(n: usize) -> usize {
+        let version = semver::Version::new(1, 0, 0);
+        let names: Vec<String> = (0..n).map(|i| format!("link-{i}")).collect();
+        let deps: Vec<Vec<crate::DependencySpec>> = (0..n)
+            .map(|i| {
+                if i == 0 {
+                    Vec::new()
+                } else {
+                    vec![crate::DependencySpec {
+                        name: names[i - 1].clone(),
+                        version: semver::VersionReq::STAR,
+                    }]
+                }
+            })
+            .collect();
+        let nodes: Vec<crate::graph::Node<'_>> = (0..n)
+            .rev()
+            .map(|i| crate::graph::Node {
+                name: &names[i],
+                version: &version,
+                dependencies: &deps[i],
+            })
+            .collect();
+        crate::graph::plan(&nodes, &|_| None).order.len()
+    }
+}

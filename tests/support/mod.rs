@@ -30,6 +30,7 @@ pub const PLUGINS: &[&str] = &[
     "cycle-b",
     "self-dep",
     "needs-hello-2",
+    "chain-link",
 ];
 
 /// The workspace root.

@@ -24,7 +24,6 @@ pub(crate) struct Slot {
     pub(crate) shadow: PathBuf,
     pub(crate) generation: u64,
     pub(crate) loaded_at: SystemTime,
-    pub(crate) content_hash: String,
     pub(crate) api_version: String,
     state: AtomicU8,
     pub(crate) ctx: Arc<HostContext>,
@@ -49,7 +48,6 @@ impl Slot {
         manifest: Arc<PluginManifest>,
         path: PathBuf,
         shadow: PathBuf,
-        content_hash: String,
         api_version: String,
         ctx: Arc<HostContext>,
         mailbox: MailboxHandle,
@@ -62,7 +60,6 @@ impl Slot {
             path,
             shadow,
             loaded_at: SystemTime::now(),
-            content_hash,
             api_version,
             state: AtomicU8::new(0),
             ctx,
@@ -332,7 +329,6 @@ impl Inner {
             loaded_at: rfc3339(slot.loaded_at),
             generation: slot.generation,
             error: None,
-            content_hash: slot.content_hash.clone(),
             stats: slot.stats(),
         }
     }
@@ -428,7 +424,6 @@ fn failed_info(r: &FailedRecord) -> PluginInfo {
         loaded_at: rfc3339(r.at),
         generation: r.generation,
         error: Some(r.error.clone()),
-        content_hash: String::new(),
         stats: PluginStats::default(),
     }
 }

@@ -112,7 +112,16 @@ impl Inner {
                 })
                 .unwrap_or_default()
         };
-        if let Some(cycle) = graph::cycle_through(&manifest.name, &manifest.dependencies, &deps_of)
+        // A cycle through loaded plugins needs a loaded plugin that depends on this one. There is
+        // none on a fresh load (its dependents would have been unloaded with it), so the search,
+        // linear in what it visits, only runs for reloads of plugins that have dependents.
+        let has_dependents = reg
+            .plugins
+            .values()
+            .any(|s| s.manifest.depends_on(&manifest.name));
+        if has_dependents
+            && let Some(cycle) =
+                graph::cycle_through(&manifest.name, &manifest.dependencies, &deps_of)
         {
             return Err(Error::CircularDependency { cycle });
         }
@@ -158,7 +167,6 @@ impl Inner {
             manifest,
             candidate.inspection.path.clone(),
             shadow_path,
-            candidate.inspection.content_hash.clone(),
             format!(
                 "{}.{}",
                 candidate.inspection.abi_major, candidate.inspection.api_minor
@@ -456,7 +464,10 @@ impl Inner {
         let mut candidates: Vec<Candidate> = Vec::new();
         for path in library_files(dir)? {
             match Candidate::read(&path) {
-                Ok(c) => candidates.push(c),
+                Ok(mut c) => {
+                    c.release_bytes();
+                    candidates.push(c);
+                }
                 Err(e) => report.failed.push(failed_load(path, None, &e)),
             }
         }
@@ -564,7 +575,7 @@ impl Inner {
                 });
                 continue;
             }
-            match self.load_candidate(c) {
+            match c.reread().and_then(|c| self.load_candidate(c)) {
                 Ok(_) => report.loaded.push(name),
                 Err(e) => {
                     blocked.insert(name.clone());

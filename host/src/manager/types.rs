@@ -114,8 +114,6 @@ pub struct PluginInfo {
     pub generation: u64,
     /// The error that put it in the failed state.
     pub error: Option<String>,
-    /// Content hash of the loaded file.
-    pub content_hash: String,
     /// Counters.
     pub stats: PluginStats,
 }

@@ -469,6 +469,15 @@ impl EventBus {
         self.emit(None, name, payload, false)
     }
 
+    /// Number of live subscriptions, of every owner.
+    pub fn subscription_count(&self) -> usize {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_id
+            .len()
+    }
+
     /// Counters since start.
     pub fn stats(&self) -> BusStats {
         BusStats {

@@ -94,7 +94,11 @@ impl ContextInner {
             // Unsubscribed after the event was queued: nothing to do.
             return Ok(());
         };
-        let result = (registered.handler)(&Event { name, payload });
+        // A panicking handler stays subscribed: put it back before the panic goes on to the
+        // glue, which reports it to the host.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            (registered.handler)(&Event { name, payload })
+        }));
         if !registered.once {
             self.handlers
                 .lock()
@@ -102,7 +106,10 @@ impl ContextInner {
                 .entry(id)
                 .or_insert(registered);
         }
-        result
+        match outcome {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 

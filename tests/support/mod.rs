@@ -31,6 +31,7 @@ pub const PLUGINS: &[&str] = &[
     "self-dep",
     "needs-hello-2",
     "chain-link",
+    "events",
 ];
 
 /// The workspace root.
@@ -205,4 +206,19 @@ pub fn patched_header(src: &Path, dest: &Path, field: usize, value: u32) {
     let offset = at + 8 + 4 * field;
     bytes[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
     std::fs::write(dest, bytes).unwrap();
+}
+
+/// A copy of the `events` test plugin renamed `events-NN` (the name is patched in place, so every
+/// copy is a distinct plugin built from one crate). Returns its path in `dir`.
+pub fn events_plugin(n: u8, dir: &Path) -> PathBuf {
+    let dest = dir.join(format!("libevents_{n:02}.so"));
+    let to = format!(r#""name":"events-{n:02}""#);
+    let count = patched_copy(
+        &plugin("events"),
+        &dest,
+        br#""name":"events-00""#,
+        to.as_bytes(),
+    );
+    assert_eq!(count, 1, "the events template declares its name once");
+    dest
 }

@@ -246,6 +246,62 @@ pub enum Error {
         /// The id asked for.
         id: u64,
     },
+    /// The host's configuration is invalid.
+    #[error("invalid configuration `{key}`: {message}")]
+    InvalidConfig {
+        /// The key (or environment variable, or flag) at fault.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A plugin's configuration does not match the JSON Schema in its manifest.
+    #[error("configuration of plugin `{plugin}` does not match its schema: {}", errors.join("; "))]
+    PluginConfigRejected {
+        /// The plugin.
+        plugin: String,
+        /// Every schema error, with the JSON pointer of the value at fault.
+        errors: Vec<String>,
+    },
+    /// Operator overrides are invalid.
+    #[error("invalid overrides: {message}")]
+    InvalidOverrides {
+        /// What is wrong.
+        message: String,
+    },
+    /// The admin token is missing or wrong.
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// What was wrong (never the token itself).
+        message: String,
+    },
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The path exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// No route has this path.
+    #[error("no route {method} {path}")]
+    RouteNotFound {
+        /// The method used.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// An admin request did not finish within the configured time.
+    #[error("request did not finish within {after:?}")]
+    RequestTimeout {
+        /// The limit.
+        after: Duration,
+    },
     /// A request was malformed.
     #[error("bad request: {message}")]
     BadRequest {
@@ -321,6 +377,18 @@ pub enum ErrorCode {
     InvalidPattern,
     /// `subscription_not_found`
     SubscriptionNotFound,
+    /// `invalid_config`
+    InvalidConfig,
+    /// `invalid_plugin_config`
+    InvalidPluginConfig,
+    /// `invalid_overrides`
+    InvalidOverrides,
+    /// `unauthorized`
+    Unauthorized,
+    /// `payload_too_large`
+    PayloadTooLarge,
+    /// `method_not_allowed`
+    MethodNotAllowed,
     /// `internal`
     Internal,
 }
@@ -352,6 +420,12 @@ impl ErrorCode {
         Self::InvalidEventName,
         Self::InvalidPattern,
         Self::SubscriptionNotFound,
+        Self::InvalidConfig,
+        Self::InvalidPluginConfig,
+        Self::InvalidOverrides,
+        Self::Unauthorized,
+        Self::PayloadTooLarge,
+        Self::MethodNotAllowed,
         Self::Internal,
     ];
 
@@ -382,6 +456,12 @@ impl ErrorCode {
             Self::InvalidEventName => "invalid_event_name",
             Self::InvalidPattern => "invalid_pattern",
             Self::SubscriptionNotFound => "subscription_not_found",
+            Self::InvalidConfig => "invalid_config",
+            Self::InvalidPluginConfig => "invalid_plugin_config",
+            Self::InvalidOverrides => "invalid_overrides",
+            Self::Unauthorized => "unauthorized",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::Internal => "internal",
         }
     }
@@ -425,6 +505,14 @@ impl Error {
             Self::InvalidEventName { .. } => ErrorCode::InvalidEventName,
             Self::InvalidPattern { .. } => ErrorCode::InvalidPattern,
             Self::SubscriptionNotFound { .. } => ErrorCode::SubscriptionNotFound,
+            Self::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+            Self::PluginConfigRejected { .. } => ErrorCode::InvalidPluginConfig,
+            Self::InvalidOverrides { .. } => ErrorCode::InvalidOverrides,
+            Self::Unauthorized { .. } => ErrorCode::Unauthorized,
+            Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            Self::RouteNotFound { .. } => ErrorCode::NotFound,
+            Self::RequestTimeout { .. } => ErrorCode::Timeout,
             Self::BadRequest { .. } => ErrorCode::BadRequest,
             Self::Io { .. } | Self::Internal { .. } => ErrorCode::Internal,
         }
@@ -472,6 +560,10 @@ impl Error {
                 after,
             } => {
                 json!({ "plugin": plugin, "operation": operation, "after_ms": after.as_millis() })
+            }
+            Self::InvalidConfig { key, .. } => json!({ "key": key }),
+            Self::PluginConfigRejected { plugin, errors } => {
+                json!({ "plugin": plugin, "errors": errors })
             }
             _ => json!({}),
         }

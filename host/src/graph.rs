@@ -1,9 +1,10 @@
 //! The dependency graph: load order, cycle detection (with the cycle named), missing, self and
-//! version-mismatched dependencies, and what a failure blocks. Pure (no I/O), linear in
-//! plugins + edges: one pass to build a petgraph graph, one Tarjan SCC pass, which yields the
-//! strongly connected components in reverse topological order.
+//! version-mismatched dependencies, and what a failure blocks. Pure (no I/O). One pass builds
+//! a petgraph graph, Tarjan's SCC pass finds and names cycles, and Kahn's algorithm orders the
+//! rest, taking the lowest input index that is ready so the order is stable: O((n + e) log n).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 use petgraph::graph::{DiGraph, NodeIndex};
 use semver::Version;
@@ -63,39 +64,67 @@ pub(crate) fn plan(nodes: &[Node<'_>], loaded: &dyn Fn(&str) -> Option<Version>)
         }
     }
 
-    let mut sccs = petgraph::algo::tarjan_scc(&graph);
-    sccs.reverse(); // dependencies first
-    let mut plan = Plan::default();
-    let mut blocker: Vec<Option<String>> = vec![None; nodes.len()];
-    for scc in &sccs {
+    // Cycles: every strongly connected component of more than one plugin, named.
+    for scc in petgraph::algo::tarjan_scc(&graph) {
         if scc.len() > 1 {
             let members: HashSet<usize> = scc.iter().map(|n| graph[*n]).collect();
-            for &n in scc {
+            for &n in &scc {
                 let i = graph[n];
                 let cycle = find_cycle(nodes, &index, &members, i);
                 failure[i].get_or_insert(Error::CircularDependency { cycle });
             }
         }
-        for &n in scc {
-            let i = graph[n];
-            if let Some(error) = failure[i].take() {
-                plan.failed.push((i, error));
-                blocker[i] = Some(nodes[i].name.to_owned());
-                continue;
+    }
+
+    // Kahn's algorithm, always taking the lowest input index that is ready: dependencies first,
+    // and otherwise the order the plugins were given in (stable, easy to read).
+    let mut indegree: Vec<usize> = (0..nodes.len())
+        .map(|i| {
+            graph
+                .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..nodes.len())
+        .filter(|&i| indegree[i] == 0)
+        .map(Reverse)
+        .collect();
+    let mut plan = Plan::default();
+    let mut blocked = vec![false; nodes.len()];
+    let mut done = vec![false; nodes.len()];
+    while let Some(Reverse(i)) = ready.pop() {
+        done[i] = true;
+        let n = NodeIndex::new(i);
+        if let Some(error) = failure[i].take() {
+            plan.failed.push((i, error));
+            blocked[i] = true;
+        } else if let Some(d) = graph
+            .neighbors_directed(n, petgraph::Direction::Incoming)
+            .find(|d| blocked[d.index()])
+        {
+            plan.skipped.push((i, nodes[d.index()].name.to_owned()));
+            blocked[i] = true;
+        } else {
+            plan.order.push(i);
+        }
+        for dependent in graph.neighbors_directed(n, petgraph::Direction::Outgoing) {
+            indegree[dependent.index()] -= 1;
+            if indegree[dependent.index()] == 0 {
+                ready.push(Reverse(dependent.index()));
             }
-            let blocked_by = graph
-                .neighbors_directed(n, petgraph::Direction::Incoming)
-                .find_map(|d| {
-                    blocker[graph[d]]
-                        .as_ref()
-                        .map(|_| nodes[graph[d]].name.to_owned())
-                });
-            match blocked_by {
-                Some(dep) => {
-                    plan.skipped.push((i, dep));
-                    blocker[i] = Some(nodes[i].name.to_owned());
-                }
-                None => plan.order.push(i),
+        }
+    }
+    // What was never ready is in a cycle or depends on one.
+    for i in (0..nodes.len()).filter(|&i| !done[i]) {
+        match failure[i].take() {
+            Some(error) => plan.failed.push((i, error)),
+            None => {
+                let because = graph
+                    .neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                    .map(|d| d.index())
+                    .find(|&d| !done[d])
+                    .map_or_else(String::new, |d| nodes[d].name.to_owned());
+                plan.skipped.push((i, because));
             }
         }
     }
@@ -258,6 +287,18 @@ mod tests {
         let (order, failed, skipped) = run(&specs, &[]);
         assert_eq!(order, ["a", "b", "c"]);
         assert!(failed.is_empty() && skipped.is_empty());
+    }
+
+    #[test]
+    fn independent_plugins_keep_their_input_order() {
+        let specs = [
+            spec("zeta", "1.0.0", &[]),
+            spec("uses-alpha", "1.0.0", &[("alpha", "*")]),
+            spec("alpha", "1.0.0", &[]),
+            spec("beta", "1.0.0", &[]),
+        ];
+        let (order, _, _) = run(&specs, &[]);
+        assert_eq!(order, ["zeta", "alpha", "uses-alpha", "beta"]);
     }
 
     #[test]

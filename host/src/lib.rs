@@ -14,6 +14,7 @@
 //! # Ok::<(), plugin_host::Error>(())
 //! ```
 
+mod api;
 mod bus;
 pub mod cli;
 mod config;
@@ -22,16 +23,26 @@ mod graph;
 mod loader;
 mod manager;
 mod manifest;
+pub mod metrics;
+mod resources;
+mod server;
+mod state;
 
 pub use bus::{BusEvent, BusStats, EventBus, HostHandler, validate_event_name};
-pub use config::ManagerConfig;
+pub use config::{
+    HostConfig, LimitsSection, LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection,
+    TimeoutsSection,
+};
 pub use error::{Error, ErrorCode, Result};
 pub use loader::{Inspection, accepted_abi, inspect};
 pub use manager::{
     DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginManager,
-    PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
+    PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
+pub use resources::{EffectiveResources, Overrides};
+pub use server::serve;
+pub use state::{DesiredPlugin, DesiredSet, StateStore};
 
 /// Hooks for the workspace's benches. Not a stable API.
 #[cfg(feature = "__private")]

@@ -1,30 +1,102 @@
-//! The `plugin-host` binary: arguments → manager → report. All logic lives in the library.
+//! The `plugin-host` binary: arguments → configuration → library calls. All logic lives in the
+//! library.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use plugin_host::cli::{Cli, Command};
-use plugin_host::{ManagerConfig, PluginManager};
+use plugin_host::cli::{Cli, ClientCommand, Command, ConfigCommand, ServeArgs};
+use plugin_host::{HostConfig, LogFormat, ManagerConfig, PluginManager};
 
-fn init_logging() {
-    let level = std::env::var("PLUGIN_HOST_LOG")
-        .ok()
-        .and_then(|l| l.parse::<tracing::Level>().ok())
+fn init_logging(format: LogFormat, level: &str) {
+    let level = level
+        .parse::<tracing::Level>()
         .unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
+    use std::io::IsTerminal as _;
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+fn serve_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
+    let mut config =
+        HostConfig::load(args.config.as_deref()).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = &args.plugins_dir {
+        config.plugins.dir = Some(dir.clone());
+    }
+    if args.watch {
+        config.plugins.watch = true;
+    }
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(f) = &args.log_format {
+        config.log.format = match f.as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                anyhow::bail!("invalid configuration `--log-format`: {other:?}: use pretty or json")
+            }
+        };
+    }
+    config.validate().map_err(|e| anyhow::anyhow!(e.chain()))?;
+    Ok(config)
 }
 
 #[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
     match cli.command {
+        Command::Serve(args) => {
+            let config = serve_config(&args)?;
+            init_logging(config.log.format, &config.log.level);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("plugin-host-api")
+                .build()
+                .context("starting the async runtime")?;
+            runtime
+                .block_on(plugin_host::serve(config))
+                .map_err(|e| anyhow::anyhow!(e.chain()))?;
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let config =
+                HostConfig::load(file.as_deref()).map_err(|e| anyhow::anyhow!(e.chain()))?;
+            config
+                .check_listen()
+                .map_err(|e| anyhow::anyhow!(e.chain()))?;
+            let mut shown = serde_json::to_value(&config)?;
+            if shown["admin_token"].is_string() {
+                shown["admin_token"] = serde_json::Value::String("(set)".into());
+            }
+            println!(
+                "configuration is valid\n{}",
+                serde_json::to_string_pretty(&shown)?
+            );
+        }
+        Command::Plugins(args) => {
+            let out = plugin_host::cli::run_client(ClientCommand::Plugins(&args))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            print!("{out}");
+        }
+        Command::Events(args) => {
+            let out = plugin_host::cli::run_client(ClientCommand::Events(&args))
+                .map_err(|e| anyhow::anyhow!(e))?;
+            print!("{out}");
+        }
         Command::Inspect { file } => {
+            init_logging(LogFormat::Pretty, "warn");
             let inspection = plugin_host::inspect(&file).map_err(|e| anyhow::anyhow!(e.chain()))?;
             println!("{}", serde_json::to_string_pretty(&inspection)?);
         }
@@ -34,6 +106,8 @@ fn run() -> anyhow::Result<()> {
             json,
             init_timeout,
         } => {
+            let level = std::env::var("PLUGIN_HOST_LOG").unwrap_or_else(|_| "info".into());
+            init_logging(LogFormat::Pretty, &level);
             let config =
                 ManagerConfig::default().with_initialize_timeout(Duration::from_secs(init_timeout));
             let manager = PluginManager::new(config).map_err(|e| anyhow::anyhow!(e.chain()))?;

@@ -230,6 +230,15 @@ impl Context {
         self.inner.host.unsubscribe(id.0)
     }
 
+    /// The configuration the operator gave this plugin (config file or admin API), already
+    /// validated by the host against the manifest's JSON Schema; `null` when none was given.
+    ///
+    /// # Errors
+    /// `stale_context` after this instance was unloaded or replaced.
+    pub fn config(&self) -> Result<Value> {
+        self.call_service("config", &Value::Null)
+    }
+
     /// Calls a host service by name with a JSON request (the resource repositories use this).
     ///
     /// # Errors

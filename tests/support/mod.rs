@@ -32,6 +32,7 @@ pub const PLUGINS: &[&str] = &[
     "needs-hello-2",
     "chain-link",
     "events",
+    "configured",
 ];
 
 /// The workspace root.
@@ -221,4 +222,155 @@ pub fn events_plugin(n: u8, dir: &Path) -> PathBuf {
     );
     assert_eq!(count, 1, "the events template declares its name once");
     dest
+}
+
+/// A `plugin-host serve` process on an ephemeral loopback port, with its own data folder.
+/// Stopped with SIGTERM (graceful) when dropped.
+#[derive(Debug)]
+pub struct Server {
+    child: Option<std::process::Child>,
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+    /// The data folder.
+    pub data_dir: PathBuf,
+    /// Where stderr (the log) goes.
+    pub log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server with extra arguments and environment; waits for its address line.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let tmp = temp_dir();
+        let data = tmp.path().join("data");
+        Self::start_with_data(args, env, &data, Some(tmp))
+    }
+
+    /// Starts a server on an existing data folder (to test restarts).
+    pub fn start_with_data(
+        args: &[&str],
+        env: &[(&str, &str)],
+        data: &Path,
+        tmp: Option<tempfile::TempDir>,
+    ) -> Self {
+        use std::io::BufRead as _;
+        let log = data.with_extension(format!("log-{}", std::process::id()));
+        let mut cmd = Command::new(host_binary());
+        cmd.arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(args)
+            .env_remove("PLUGIN_HOST_ADMIN_TOKEN")
+            .env("PLUGIN_HOST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("plugin-host serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .unwrap();
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {first:?}; log: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+            .to_owned();
+        Self {
+            child: Some(child),
+            addr,
+            data_dir: data.to_owned(),
+            log,
+            _tmp: tmp,
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the log.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "server exited with {status}; log: {}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A request; returns the status and the JSON body (`null` when not JSON).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.call_with(method, path, body, None)
+    }
+
+    /// A request with a bearer token.
+    pub fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = ureq::request(method, &format!("{}{path}", self.addr));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let result = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        let (status, resp) = match result {
+            Ok(r) => (r.status(), r),
+            Err(ureq::Error::Status(s, r)) => (s, r),
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let text = resp.into_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Runs the `plugin-host` CLI against this server; returns (success, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(host_binary())
+            .args(args)
+            .args(["--addr", &self.addr])
+            .env_remove("PLUGIN_HOST_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
 }

@@ -7,14 +7,18 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::SystemTime;
 
-use super::types::{LifecycleEvent, PluginInfo, PluginState, PluginStats, Resources};
+use super::types::{
+    LifecycleEvent, PluginInfo, PluginSettings, PluginState, PluginStats, Resources,
+};
 use super::worker::{CallFailure, MailboxHandle, Stats, Worker};
 use crate::bus::{EventBus, Owner};
 use crate::config::ManagerConfig;
 use crate::error::{Error, Result};
 use crate::graph;
-use crate::loader::{CallError, HostContext};
+use crate::loader::{CallError, HostContext, Library};
 use crate::manifest::PluginManifest;
+use crate::metrics::ManagerMetrics;
+use crate::resources::EffectiveResources;
 
 /// One plugin instance: a manifest, a worker thread running the library, a context.
 #[derive(Debug)]
@@ -25,6 +29,8 @@ pub(crate) struct Slot {
     pub(crate) generation: u64,
     pub(crate) loaded_at: SystemTime,
     pub(crate) api_version: String,
+    pub(crate) settings: PluginSettings,
+    pub(crate) resources: EffectiveResources,
     state: AtomicU8,
     pub(crate) ctx: Arc<HostContext>,
     pub(crate) mailbox: MailboxHandle,
@@ -49,6 +55,8 @@ impl Slot {
         path: PathBuf,
         shadow: PathBuf,
         api_version: String,
+        settings: PluginSettings,
+        resources: EffectiveResources,
         ctx: Arc<HostContext>,
         mailbox: MailboxHandle,
         worker: Worker,
@@ -61,6 +69,8 @@ impl Slot {
             shadow,
             loaded_at: SystemTime::now(),
             api_version,
+            settings,
+            resources,
             state: AtomicU8::new(0),
             ctx,
             mailbox,
@@ -138,6 +148,11 @@ pub(crate) struct Inner {
     /// Every live instance by generation, including one being loaded beside the current one.
     instances: RwLock<HashMap<u64, Arc<Slot>>>,
     pub(crate) bus: Arc<EventBus>,
+    /// Operator settings by plugin name; kept across unloads.
+    settings: RwLock<HashMap<String, PluginSettings>>,
+    pub(crate) metrics: ManagerMetrics,
+    /// The thread that closes libraries (see [`Inner::close_library`]).
+    closer: Mutex<crossbeam_channel::Sender<(Library, crossbeam_channel::Sender<()>)>>,
     generations: AtomicU64,
     pub(crate) me: Weak<Inner>,
 }
@@ -165,6 +180,19 @@ impl Inner {
         };
         std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
         let bus = Arc::new(EventBus::new(config.emit_block));
+        let (closer, jobs) =
+            crossbeam_channel::unbounded::<(Library, crossbeam_channel::Sender<()>)>();
+        std::thread::Builder::new()
+            .name("plugin-host-closer".into())
+            .spawn(move || {
+                for (library, done) in jobs {
+                    drop(library);
+                    let _ = done.send(());
+                }
+            })
+            .map_err(|e| Error::Internal {
+                message: format!("cannot spawn the closer thread: {e}"),
+            })?;
         Ok(Arc::new_cyclic(|me| Self {
             config,
             shadow_dir,
@@ -173,6 +201,9 @@ impl Inner {
             registry: RwLock::new(Registry::default()),
             instances: RwLock::new(HashMap::new()),
             bus,
+            settings: RwLock::new(HashMap::new()),
+            metrics: ManagerMetrics::default(),
+            closer: Mutex::new(closer),
             generations: AtomicU64::new(0),
             me: me.clone(),
         }))
@@ -186,6 +217,70 @@ impl Inner {
         self.registry
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Closes a library on the manager's own closer thread and waits for it. Closing runs the
+    /// library's finalisers, which are plugin code: they must not run on whatever thread asked
+    /// for the unload (an admin request runs on tokio's blocking pool, whose threads are reused
+    /// and retired at will).
+    pub(crate) fn close_library(&self, library: Library) {
+        let (done, wait) = crossbeam_channel::bounded(1);
+        let sent = self
+            .closer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send((library, done));
+        match sent {
+            Ok(()) => {
+                let _ = wait.recv();
+            }
+            // The closer is gone (only while the process exits): leak rather than close here.
+            Err(crossbeam_channel::SendError((library, _))) => std::mem::forget(library),
+        }
+    }
+
+    /// The operator's settings for `name` (default when none were given).
+    pub(crate) fn settings_for(&self, name: &str) -> PluginSettings {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces the settings for `name`; returns the previous ones.
+    pub(crate) fn put_settings(
+        &self,
+        name: &str,
+        settings: Option<PluginSettings>,
+    ) -> Option<PluginSettings> {
+        let mut map = self
+            .settings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        match settings {
+            Some(s) => map.insert(name.to_owned(), s),
+            None => map.remove(name),
+        }
+    }
+
+    /// Every stored setting, by plugin name.
+    pub(crate) fn all_settings(&self) -> std::collections::BTreeMap<String, PluginSettings> {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Whether settings are stored for `name`.
+    pub(crate) fn has_settings(&self, name: &str) -> bool {
+        self.settings
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
     }
 
     pub(crate) fn next_generation(&self) -> u64 {
@@ -322,10 +417,13 @@ impl Inner {
             dependencies: m.dependencies.iter().map(|d| d.name.clone()).collect(),
             dependents,
             resources: Resources {
-                tables: m.tables.clone(),
-                topics: m.topics.clone(),
-                buckets: m.buckets.clone(),
+                tables: slot.resources.tables.clone(),
+                topics: slot.resources.topics.clone(),
+                buckets: slot.resources.buckets.clone(),
             },
+            declared: declared(m),
+            overrides: slot.settings.overrides.clone(),
+            config: slot.settings.config.clone(),
             loaded_at: rfc3339(slot.loaded_at),
             generation: slot.generation,
             error: None,
@@ -335,7 +433,9 @@ impl Inner {
 
     /// Names of loaded plugins, dependencies first.
     pub(crate) fn topo_order(&self, reg: &Registry) -> Vec<String> {
-        let slots: Vec<&Arc<Slot>> = reg.plugins.values().collect();
+        // Load order breaks ties, so the listing is stable.
+        let mut slots: Vec<&Arc<Slot>> = reg.plugins.values().collect();
+        slots.sort_by_key(|s| s.generation);
         let nodes: Vec<graph::Node<'_>> = slots
             .iter()
             .map(|s| graph::Node {
@@ -416,15 +516,22 @@ fn failed_info(r: &FailedRecord) -> PluginInfo {
         path: r.path.clone(),
         dependencies: m.dependencies.iter().map(|d| d.name.clone()).collect(),
         dependents: Vec::new(),
-        resources: Resources {
-            tables: m.tables.clone(),
-            topics: m.topics.clone(),
-            buckets: m.buckets.clone(),
-        },
+        resources: declared(m),
+        declared: declared(m),
+        overrides: None,
+        config: None,
         loaded_at: rfc3339(r.at),
         generation: r.generation,
         error: Some(r.error.clone()),
         stats: PluginStats::default(),
+    }
+}
+
+fn declared(m: &PluginManifest) -> Resources {
+    Resources {
+        tables: m.tables.clone(),
+        topics: m.topics.clone(),
+        buckets: m.buckets.clone(),
     }
 }
 

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 pub use types::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginState,
-    PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginSettings,
+    PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 
 use crate::bus::EventBus;
@@ -61,7 +61,47 @@ impl PluginManager {
     /// `invalid_name`, `already_loaded`, `dependency_not_found`, `dependency_version_mismatch`,
     /// `self_dependency`, `circular_dependency`, `initialize_failed`, `timeout`.
     pub fn load(&self, path: impl AsRef<Path>) -> Result<PluginInfo> {
-        self.inner.load(path.as_ref())
+        self.inner.load(path.as_ref(), None)
+    }
+
+    /// Loads one plugin file with operator settings (config and overrides). The settings are
+    /// kept for the plugin's name only if the load succeeds.
+    ///
+    /// # Errors
+    /// As [`PluginManager::load`], plus `invalid_plugin_config` and `invalid_overrides`.
+    pub fn load_with(
+        &self,
+        path: impl AsRef<Path>,
+        settings: PluginSettings,
+    ) -> Result<PluginInfo> {
+        self.inner.load(path.as_ref(), Some(settings))
+    }
+
+    /// The operator settings stored for `name` (loaded or not).
+    pub fn settings(&self, name: &str) -> Option<PluginSettings> {
+        self.inner
+            .has_settings(name)
+            .then(|| self.inner.settings_for(name))
+    }
+
+    /// Replaces (or with `None` clears) the operator settings of `name`. A loaded plugin is
+    /// reloaded atomically with them; if that fails it keeps running with the old settings.
+    /// Settings of a plugin that is not loaded are kept for its next load.
+    ///
+    /// # Errors
+    /// `invalid_overrides`, `invalid_plugin_config`, or any reload error.
+    pub fn set_settings(
+        &self,
+        name: &str,
+        settings: Option<PluginSettings>,
+    ) -> Result<Option<PluginSettings>> {
+        crate::manifest::validate_name(name)?;
+        self.inner.set_settings(name, settings)
+    }
+
+    /// Lifecycle counters and latency histograms.
+    pub fn metrics(&self) -> &crate::metrics::ManagerMetrics {
+        &self.inner.metrics
     }
 
     /// Unloads a plugin (and with `cascade`, its dependents first).
@@ -127,6 +167,16 @@ impl PluginManager {
     /// `bad_request` when the folder does not exist; per-plugin failures are in the report.
     pub fn load_dir(&self, dir: impl AsRef<Path>) -> Result<DirectoryReport> {
         self.inner.load_dir(dir.as_ref())
+    }
+
+    /// Loads the given plugin files in dependency order, with a per-plugin report.
+    pub fn load_files(&self, files: Vec<std::path::PathBuf>) -> DirectoryReport {
+        self.inner.load_files(files)
+    }
+
+    /// Every stored operator setting, by plugin name (loaded or not).
+    pub fn all_settings(&self) -> std::collections::BTreeMap<String, PluginSettings> {
+        self.inner.all_settings()
     }
 
     /// Every plugin, in dependency order, then failed ones.

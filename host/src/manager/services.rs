@@ -147,6 +147,20 @@ impl HostServices for Inner {
         service: &str,
         _input: &[u8],
     ) -> Result<Vec<u8>, plugin_api::Error> {
+        if service == "config" {
+            let slot = self.instance(ctx.generation).ok_or_else(|| {
+                plugin_api::Error::new(
+                    "stale_context",
+                    format!("`{}` has no live instance", ctx.plugin),
+                )
+            })?;
+            let config = slot
+                .settings
+                .config
+                .clone()
+                .unwrap_or(serde_json::Value::Null);
+            return serde_json::to_vec(&config).map_err(plugin_api::Error::from);
+        }
         Err(plugin_api::Error::new(
             "unknown_service",
             format!(

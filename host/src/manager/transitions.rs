@@ -4,13 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use super::core::{FailedRecord, Inner, Slot};
 use super::types::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginState,
-    SkippedLoad, UnloadOutcome, UnloadReport,
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginSettings,
+    PluginState, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 use super::worker::{CallFailure, Ended, Spawn, Stats, Worker};
 use crate::error::{Error, Result};
@@ -38,12 +39,59 @@ impl Inner {
         self.ops.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Loads one plugin file.
-    pub(crate) fn load(&self, path: &Path) -> Result<PluginInfo> {
+    /// Loads one plugin file, with operator settings for it if given (kept only if the load
+    /// succeeds).
+    pub(crate) fn load(&self, path: &Path, settings: Option<PluginSettings>) -> Result<PluginInfo> {
         let _ops = self.lock_ops();
-        let candidate = Candidate::read(path)?;
-        let slot = self.load_candidate(candidate)?;
+        let started = Instant::now();
+        let result = Candidate::read(path).and_then(|candidate| {
+            let name = candidate.name().to_owned();
+            let previous = settings.map(|s| (self.put_settings(&name, Some(s)), ()));
+            let loaded = self.load_candidate(candidate);
+            if loaded.is_err()
+                && let Some((previous, ())) = previous
+            {
+                self.put_settings(&name, previous);
+            }
+            loaded
+        });
+        self.count_load(started, result.is_ok());
+        let slot = result?;
         self.get(slot.name())
+    }
+
+    fn count_load(&self, started: Instant, ok: bool) {
+        if ok {
+            self.metrics.loads.fetch_add(1, Ordering::Relaxed);
+            self.metrics.load_seconds.observe(started.elapsed());
+        } else {
+            self.metrics.load_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Replaces the operator settings of `name`. A loaded plugin is reloaded atomically with the
+    /// new settings; if that fails, the old settings and instance stay.
+    pub(crate) fn set_settings(
+        &self,
+        name: &str,
+        settings: Option<PluginSettings>,
+    ) -> Result<Option<PluginSettings>> {
+        let _ops = self.lock_ops();
+        if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
+            s.validate()?;
+        }
+        let previous = self.put_settings(name, settings.clone());
+        if let Ok(slot) = self.slot(name) {
+            let started = Instant::now();
+            if let Err(e) = self.replace(&slot, None) {
+                self.put_settings(name, previous);
+                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+            self.metrics.reload_seconds.observe(started.elapsed());
+        }
+        Ok(settings)
     }
 
     /// Loads a validated candidate: dependency checks, instance start, registration. On any
@@ -132,6 +180,13 @@ impl Inner {
     /// instance) and runs `initialize`. Rolls everything back on failure.
     fn start_instance(&self, candidate: Candidate) -> Result<Arc<Slot>> {
         let manifest = Arc::new(candidate.inspection.manifest.clone());
+        let settings = self.settings_for(&manifest.name);
+        let resources = settings
+            .overrides
+            .clone()
+            .unwrap_or_default()
+            .apply(&manifest)?;
+        check_config(&manifest, settings.config.as_ref())?;
         let generation = self.next_generation();
         let shadow = candidate.write_shadow(&self.shadow_dir)?;
         let shadow_path = shadow.as_path().to_owned();
@@ -150,7 +205,9 @@ impl Inner {
             stats: Arc::clone(&stats),
             capacity: self.config.mailbox_capacity,
         };
-        let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout) {
+        let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout, |l| {
+            self.close_library(l)
+        }) {
             Ok(started) => started,
             Err(e) => {
                 ctx.revoke();
@@ -171,6 +228,8 @@ impl Inner {
                 "{}.{}",
                 candidate.inspection.abi_major, candidate.inspection.api_minor
             ),
+            settings,
+            resources,
             ctx,
             mailbox,
             worker,
@@ -240,7 +299,9 @@ impl Inner {
             .map(|w| w.stop(self.config.cleanup_timeout));
         let outcome = match ended {
             Some(Ended::Joined(library)) => {
-                drop(library);
+                if let Some(library) = library {
+                    self.close_library(library);
+                }
                 if is_mapped(&slot.shadow) {
                     UnloadOutcome::Retained
                 } else {
@@ -340,6 +401,7 @@ impl Inner {
             );
             e.outcome = Some(outcome);
             self.publish(e);
+            self.metrics.unloads.fetch_add(1, Ordering::Relaxed);
             report.unloaded.push(plugin.to_owned());
             report.outcome.insert(plugin.to_owned(), outcome);
         }
@@ -359,12 +421,20 @@ impl Inner {
                     .get(name)
                     .map(|r| r.path.clone())
                     .ok_or(e)?;
-                let slot = self.load_candidate(Candidate::read(&path)?)?;
-                return self.get(slot.name());
+                let started = Instant::now();
+                let result = Candidate::read(&path).and_then(|c| self.load_candidate(c));
+                self.count_load(started, result.is_ok());
+                return self.get(result?.name());
             }
         };
         let dependents = self.dependents_of(name);
-        self.replace(&old, None)?;
+        let started = Instant::now();
+        if let Err(e) = self.replace(&old, None) {
+            self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload_seconds.observe(started.elapsed());
         for dependent in dependents {
             let Ok(slot) = self.slot(&dependent) else {
                 continue;
@@ -459,10 +529,17 @@ impl Inner {
 
     /// Loads every plugin library in `dir`, in dependency order, with a per-plugin report.
     pub(crate) fn load_dir(&self, dir: &Path) -> Result<DirectoryReport> {
+        let files = library_files(dir)?;
+        Ok(self.load_files(files))
+    }
+
+    /// Loads plugin files in dependency order (whatever order they are given in), with a
+    /// per-plugin report.
+    pub(crate) fn load_files(&self, files: Vec<PathBuf>) -> DirectoryReport {
         let _ops = self.lock_ops();
         let mut report = DirectoryReport::default();
         let mut candidates: Vec<Candidate> = Vec::new();
-        for path in library_files(dir)? {
+        for path in files {
             match Candidate::read(&path) {
                 Ok(mut c) => {
                     c.release_bytes();
@@ -575,7 +652,10 @@ impl Inner {
                 });
                 continue;
             }
-            match c.reread().and_then(|c| self.load_candidate(c)) {
+            let started = Instant::now();
+            let result = c.reread().and_then(|c| self.load_candidate(c));
+            self.count_load(started, result.is_ok());
+            match result {
                 Ok(_) => report.loaded.push(name),
                 Err(e) => {
                     blocked.insert(name.clone());
@@ -583,7 +663,7 @@ impl Inner {
                 }
             }
         }
-        Ok(report)
+        report
     }
 
     /// Unloads everything, dependents first.
@@ -597,6 +677,35 @@ impl Inner {
                 tracing::warn!(target: "manager", plugin = %name, error = %e.chain(), "unload at shutdown failed");
             }
         }
+    }
+}
+
+/// Validates a plugin's config against the JSON Schema in its manifest (a plugin without a
+/// schema takes any config; a missing config is validated as `{}`).
+fn check_config(manifest: &PluginManifest, config: Option<&serde_json::Value>) -> Result<()> {
+    let Some(schema) = &manifest.config_schema else {
+        return Ok(());
+    };
+    let validator = jsonschema::validator_for(schema).map_err(|e| Error::InvalidManifest {
+        path: PathBuf::from(&manifest.name),
+        reason: format!("its config schema is not a valid JSON Schema: {e}"),
+    })?;
+    let empty = serde_json::json!({});
+    let config = config.unwrap_or(&empty);
+    let errors: Vec<String> = validator
+        .iter_errors(config)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::PluginConfigRejected {
+            plugin: manifest.name.clone(),
+            errors,
+        })
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::resources::Overrides;
 
 /// Where a plugin is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -86,6 +88,27 @@ pub struct PluginStats {
     pub events_dropped: u64,
 }
 
+/// What the operator set for a plugin: its configuration and resource overrides. Kept by name,
+/// across unloads, for the next load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PluginSettings {
+    /// Configuration passed to the plugin (validated against its manifest's JSON Schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// Resource overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<Overrides>,
+}
+
+impl PluginSettings {
+    /// Settings with a config and overrides.
+    pub fn new(config: Option<serde_json::Value>, overrides: Option<Overrides>) -> Self {
+        Self { config, overrides }
+    }
+}
+
 /// A plugin as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
@@ -106,8 +129,14 @@ pub struct PluginInfo {
     pub dependencies: Vec<String>,
     /// Names of loaded plugins that depend on it.
     pub dependents: Vec<String>,
-    /// Declared resources.
+    /// Resources it may use: its declaration with the operator's overrides applied.
     pub resources: Resources,
+    /// Resources its manifest declares.
+    pub declared: Resources,
+    /// The operator's overrides, if any.
+    pub overrides: Option<Overrides>,
+    /// Its configuration, if any.
+    pub config: Option<serde_json::Value>,
     /// Load time, RFC 3339 UTC.
     pub loaded_at: String,
     /// Instance generation: unique per load or reload.

@@ -90,7 +90,11 @@ pub(crate) struct Spawn {
 impl Worker {
     /// Spawns the thread, opens the library and creates the instance there. Waits at most
     /// `timeout` for that; a library whose initialisers hang is abandoned.
-    pub(crate) fn start(spawn: Spawn, timeout: Duration) -> Result<(Self, MailboxHandle)> {
+    pub(crate) fn start(
+        spawn: Spawn,
+        timeout: Duration,
+        close: impl FnOnce(Library),
+    ) -> Result<(Self, MailboxHandle)> {
         let (tx, rx) = bounded::<Job>(spawn.capacity.max(1));
         let (ready_tx, ready_rx) = bounded::<Result<(), Error>>(1);
         let (done_tx, done_rx) = bounded::<()>(1);
@@ -117,7 +121,9 @@ impl Worker {
             Ok(Ok(())) => Ok((worker, mailbox)),
             Ok(Err(e)) => {
                 // The thread has finished; join it and close the library, if any, here.
-                drop(worker.finish(timeout));
+                if let Ended::Joined(Some(library)) = worker.finish(timeout) {
+                    close(library);
+                }
                 Err(e)
             }
             Err(_) => {

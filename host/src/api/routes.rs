@@ -1,0 +1,480 @@
+//! Handlers of the admin API (shared/API.md). Manager calls block (a load may wait for a
+//! plugin's `initialize`), so they run on tokio's blocking pool, bounded by the request timeout.
+//! That pool only waits there: plugin code runs on the plugins' own threads, and libraries are
+//! closed on the manager's closer thread.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::error::ApiError;
+use crate::bus::Pattern;
+use crate::error::Error;
+use crate::manager::{PluginManager, PluginSettings, PluginState};
+use crate::resources::Overrides;
+use crate::state::StateStore;
+
+/// One bus event as streamed to SSE clients.
+#[derive(Debug)]
+pub(crate) struct StreamItem {
+    pub(crate) name: String,
+    pub(crate) data: String,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) manager: Arc<PluginManager>,
+    pub(crate) store: Option<StateStore>,
+    pub(crate) token: Option<String>,
+    pub(crate) events: broadcast::Sender<Arc<StreamItem>>,
+    pub(crate) request_timeout: Duration,
+    pub(crate) body_limit: usize,
+    pub(crate) started: Instant,
+}
+
+pub(crate) type AppState = Arc<Shared>;
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a manager call on the blocking pool, within the request timeout.
+async fn blocking<T: Send + 'static>(
+    st: &AppState,
+    f: impl FnOnce(&PluginManager) -> crate::error::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let manager = Arc::clone(&st.manager);
+    let task = tokio::task::spawn_blocking(move || f(&manager));
+    match tokio::time::timeout(st.request_timeout, task).await {
+        Ok(Ok(result)) => result.map_err(ApiError),
+        Ok(Err(join)) => Err(ApiError(Error::Internal {
+            message: format!("request task failed: {join}"),
+        })),
+        Err(_) => Err(ApiError(Error::RequestTimeout {
+            after: st.request_timeout,
+        })),
+    }
+}
+
+/// Persists the desired set after a change (a failure to persist is logged, not returned: the
+/// change itself happened).
+fn persist(st: &AppState) {
+    if let Some(store) = &st.store
+        && let Err(e) = store.save(&st.manager)
+    {
+        tracing::error!(target: "api", error = %e.chain(), "cannot persist the plugin set");
+    }
+}
+
+/// A JSON body whose rejections use the API's error body.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            ApiError(Error::BadRequest {
+                message: format!("invalid JSON body: {e}"),
+            })
+        })
+    }
+}
+
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError(Error::PayloadTooLarge { limit: 0 })
+    } else {
+        ApiError(Error::BadRequest {
+            message: e.body_text(),
+        })
+    }
+}
+
+/// Any JSON body; an empty body is `null`.
+async fn any_json(st: &AppState, req: Request) -> ApiResult<Value> {
+    let bytes = Bytes::from_request(req, st).await.map_err(|e| {
+        let mut err = body_error(e);
+        if let Error::PayloadTooLarge { limit } = &mut err.0 {
+            *limit = st.body_limit;
+        }
+        err
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError(Error::BadRequest {
+            message: format!("invalid JSON body: {e}"),
+        })
+    })
+}
+
+/// Compares in time independent of where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// Requires `Authorization: Bearer <token>` on `/api/v1` when a token is configured.
+pub(crate) async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &st.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let message = match given {
+            None => Some("missing bearer token"),
+            Some(t) if !constant_time_eq(t.as_bytes(), token.as_bytes()) => {
+                Some("wrong bearer token")
+            }
+            Some(_) => None,
+        };
+        if let Some(message) = message {
+            return ApiError(Error::Unauthorized {
+                message: message.into(),
+            })
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+pub(crate) async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError(Error::RouteNotFound {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    })
+}
+
+pub(crate) async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError(Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    })
+}
+
+pub(crate) async fn health(State(st): State<AppState>) -> Response {
+    let list = st.manager.list();
+    let count = |s: PluginState| list.iter().filter(|p| p.state == s).count();
+    Json(json!({
+        "status": "ok",
+        "backends": {},
+        "plugins": {
+            "active": count(PluginState::Active),
+            "disabled": count(PluginState::Disabled),
+            "failed": count(PluginState::Failed),
+        },
+        "uptime_seconds": st.started.elapsed().as_secs(),
+    }))
+    .into_response()
+}
+
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    let text = super::render_metrics(&st.manager);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+pub(crate) async fn openapi() -> Json<Value> {
+    Json(super::openapi::document())
+}
+
+pub(crate) async fn list(State(st): State<AppState>) -> ApiResult<Response> {
+    let list = blocking(&st, |m| Ok(m.list())).await?;
+    Ok(Json(list).into_response())
+}
+
+pub(crate) async fn show(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let info = blocking(&st, move |m| m.get(&name)).await?;
+    Ok(Json(info).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoadBody {
+    path: std::path::PathBuf,
+    #[serde(default)]
+    overrides: Option<Overrides>,
+    #[serde(default)]
+    config: Option<Value>,
+}
+
+pub(crate) async fn load(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<LoadBody>,
+) -> ApiResult<Response> {
+    let info = blocking(&st, move |m| {
+        if body.overrides.is_none() && body.config.is_none() {
+            m.load(&body.path)
+        } else {
+            m.load_with(&body.path, PluginSettings::new(body.config, body.overrides))
+        }
+    })
+    .await?;
+    persist(&st);
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnloadQuery {
+    #[serde(default)]
+    cascade: bool,
+}
+
+pub(crate) async fn unload(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<UnloadQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(q) = query.map_err(|e| {
+        ApiError(Error::BadRequest {
+            message: e.body_text(),
+        })
+    })?;
+    let report = blocking(&st, move |m| m.unload(&name, q.cascade)).await?;
+    persist(&st);
+    Ok(Json(report).into_response())
+}
+
+pub(crate) async fn reload(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let info = blocking(&st, move |m| m.reload(&name)).await?;
+    persist(&st);
+    Ok(Json(info).into_response())
+}
+
+pub(crate) async fn enable(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let info = blocking(&st, move |m| m.enable(&name)).await?;
+    persist(&st);
+    Ok(Json(info).into_response())
+}
+
+pub(crate) async fn disable(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let info = blocking(&st, move |m| m.disable(&name)).await?;
+    persist(&st);
+    Ok(Json(info).into_response())
+}
+
+pub(crate) async fn execute(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let input = any_json(&st, req).await?;
+    let bytes = serde_json::to_vec(&input).map_err(|e| {
+        ApiError(Error::BadRequest {
+            message: e.to_string(),
+        })
+    })?;
+    let out = blocking(&st, move |m| m.execute_bytes(&name, bytes)).await?;
+    let output: Value = serde_json::from_slice(&out).map_err(|e| {
+        ApiError(Error::Internal {
+            message: format!("plugin returned invalid JSON: {e}"),
+        })
+    })?;
+    Ok(Json(json!({ "output": output })).into_response())
+}
+
+/// Settings of a plugin that is loaded or has stored settings; 404 otherwise.
+fn settings_or_404(m: &PluginManager, name: &str) -> crate::error::Result<PluginSettings> {
+    match m.settings(name) {
+        Some(s) => Ok(s),
+        None if m.get(name).is_ok() => Ok(PluginSettings::default()),
+        None => Err(Error::NotFound {
+            name: name.to_owned(),
+        }),
+    }
+}
+
+pub(crate) async fn get_overrides(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let s = blocking(&st, move |m| settings_or_404(m, &name)).await?;
+    Ok(Json(s.overrides.unwrap_or_default()).into_response())
+}
+
+pub(crate) async fn put_overrides(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(overrides): ApiJson<Overrides>,
+) -> ApiResult<Response> {
+    let saved = blocking(&st, move |m| {
+        let mut s = m.settings(&name).unwrap_or_default();
+        s.overrides = Some(overrides);
+        m.set_settings(&name, Some(s))
+    })
+    .await?;
+    persist(&st);
+    Ok(Json(saved.and_then(|s| s.overrides).unwrap_or_default()).into_response())
+}
+
+pub(crate) async fn delete_overrides(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    blocking(&st, move |m| {
+        let mut s = settings_or_404(m, &name)?;
+        s.overrides = None;
+        let keep = s.config.is_some().then_some(s);
+        m.set_settings(&name, keep)
+    })
+    .await?;
+    persist(&st);
+    Ok(Json(Overrides::default()).into_response())
+}
+
+pub(crate) async fn get_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    let s = blocking(&st, move |m| settings_or_404(m, &name)).await?;
+    Ok(Json(s.config.unwrap_or(Value::Null)).into_response())
+}
+
+pub(crate) async fn put_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let config = any_json(&st, req).await?;
+    let saved = blocking(&st, move |m| {
+        let mut s = m.settings(&name).unwrap_or_default();
+        s.config = Some(config);
+        m.set_settings(&name, Some(s))
+    })
+    .await?;
+    persist(&st);
+    Ok(Json(saved.and_then(|s| s.config).unwrap_or(Value::Null)).into_response())
+}
+
+pub(crate) async fn delete_config(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Response> {
+    blocking(&st, move |m| {
+        let mut s = settings_or_404(m, &name)?;
+        s.config = None;
+        let keep = s.overrides.is_some().then_some(s);
+        m.set_settings(&name, keep)
+    })
+    .await?;
+    persist(&st);
+    Ok(Json(Value::Null).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PathBody {
+    path: std::path::PathBuf,
+}
+
+pub(crate) async fn load_directory(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<PathBody>,
+) -> ApiResult<Response> {
+    let report = blocking(&st, move |m| m.load_dir(&body.path)).await?;
+    persist(&st);
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EmitBody {
+    name: String,
+    #[serde(default)]
+    payload: Value,
+}
+
+pub(crate) async fn emit(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<EmitBody>,
+) -> ApiResult<Response> {
+    let payload = serde_json::to_vec(&body.payload).map_err(|e| {
+        ApiError(Error::BadRequest {
+            message: e.to_string(),
+        })
+    })?;
+    let delivered = blocking(&st, move |m| m.bus().emit_host(&body.name, &payload)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "delivered": delivered })),
+    )
+        .into_response())
+}
+
+pub(crate) async fn stream(
+    State(st): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+    _headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    let pattern = match q.get("pattern") {
+        Some(p) => Some(Pattern::parse(p).map_err(ApiError)?),
+        None => None,
+    };
+    let rx = st.events.subscribe();
+    let stream = futures_util::stream::unfold((rx, pattern), |(mut rx, pattern)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => {
+                    if pattern.as_ref().is_some_and(|p| !p.matches(&item.name)) {
+                        continue;
+                    }
+                    let event = Event::default()
+                        .event(item.name.clone())
+                        .data(item.data.clone());
+                    return Some((Ok(event), (rx, pattern)));
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let event = Event::default()
+                        .comment(format!("{n} events dropped: the client is too slow"));
+                    return Some((Ok(event), (rx, pattern)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_fully() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

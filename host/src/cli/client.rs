@@ -1,0 +1,407 @@
+//! The client commands: talk to a running server over its admin API and print tables (or the
+//! server's JSON with `--json`). Exit non-zero with the server's code and message on errors.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read};
+
+use serde_json::{Value, json};
+
+use super::{ClientArgs, EventsArgs, EventsCommand, PluginsArgs, PluginsCommand};
+use crate::config::HostConfig;
+
+/// Why a client command failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{code}: {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The server could not be reached.
+    #[error("cannot reach {addr}: {message}")]
+    Transport {
+        /// The address tried.
+        addr: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Bad input on the command line.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A command to run: either against `plugins` or `events`.
+#[derive(Debug)]
+pub enum ClientCommand<'a> {
+    /// `plugins ...`
+    Plugins(&'a PluginsArgs),
+    /// `events ...`
+    Events(&'a EventsArgs),
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(args: &ClientArgs) -> Result<Self, ClientError> {
+        let config =
+            HostConfig::load(args.config.as_deref()).map_err(|e| ClientError::Usage(e.chain()))?;
+        let base = args
+            .addr
+            .clone()
+            .or_else(|| std::env::var("PLUGIN_HOST_ADDR").ok())
+            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let base = if base.contains("://") {
+            base
+        } else {
+            format!("http://{base}")
+        };
+        let token = args
+            .token
+            .clone()
+            .or_else(|| std::env::var("PLUGIN_HOST_ADMIN_TOKEN").ok())
+            .or(config.admin_token);
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(std::time::Duration::from_secs(5))
+            .build();
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent,
+        })
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+        let req = self.request(method, path);
+        let result = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match result {
+            Ok(resp) => {
+                let mut text = String::new();
+                resp.into_reader()
+                    .read_to_string(&mut text)
+                    .map_err(|e| self.transport(e.to_string()))?;
+                Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let body: Value = resp.into_json().unwrap_or(Value::Null);
+                Err(ClientError::Server {
+                    status,
+                    code: body["error"]["code"]
+                        .as_str()
+                        .unwrap_or("unknown")
+                        .to_owned(),
+                    message: body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("(no message)")
+                        .to_owned(),
+                })
+            }
+            Err(e) => Err(self.transport(e.to_string())),
+        }
+    }
+
+    fn transport(&self, message: String) -> ClientError {
+        ClientError::Transport {
+            addr: self.base.clone(),
+            message,
+        }
+    }
+}
+
+fn parse_json(what: &str, text: &str) -> Result<Value, ClientError> {
+    serde_json::from_str(text).map_err(|e| ClientError::Usage(format!("{what} is not JSON: {e}")))
+}
+
+fn enc(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn table(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(v, w)| format!("{v:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+fn plugin_summary(p: &Value) -> String {
+    format!(
+        "{} {} ({}, generation {})",
+        p["name"].as_str().unwrap_or("?"),
+        p["version"].as_str().unwrap_or("?"),
+        p["state"].as_str().unwrap_or("?"),
+        p["generation"]
+    )
+}
+
+fn plugin_details(p: &Value) -> String {
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    let mut out = String::new();
+    for (k, v) in [
+        ("name", p["name"].as_str().unwrap_or_default().to_owned()),
+        (
+            "version",
+            p["version"].as_str().unwrap_or_default().to_owned(),
+        ),
+        ("state", p["state"].as_str().unwrap_or_default().to_owned()),
+        ("generation", p["generation"].to_string()),
+        ("path", p["path"].as_str().unwrap_or_default().to_owned()),
+        (
+            "loaded at",
+            p["loaded_at"].as_str().unwrap_or_default().to_owned(),
+        ),
+        ("dependencies", list(&p["dependencies"])),
+        ("dependents", list(&p["dependents"])),
+        ("tables", list(&p["resources"]["tables"])),
+        ("topics", list(&p["resources"]["topics"])),
+        ("buckets", list(&p["resources"]["buckets"])),
+        ("executes", p["stats"]["executes"].to_string()),
+        ("errors", p["stats"]["execute_errors"].to_string()),
+    ] {
+        let _ = writeln!(out, "{k:<13} {v}");
+    }
+    if let Some(e) = p["error"].as_str() {
+        let _ = writeln!(out, "{:<13} {e}", "error");
+    }
+    out
+}
+
+/// Runs a client command; returns what to print on stdout.
+///
+/// # Errors
+/// [`ClientError`] with the server's code and message, a transport error, or a usage error.
+pub fn run_client(command: ClientCommand<'_>) -> Result<String, ClientError> {
+    match command {
+        ClientCommand::Plugins(args) => plugins(args),
+        ClientCommand::Events(args) => events(args),
+    }
+}
+
+fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
+    let c = Client::new(&args.client)?;
+    let json_out = args.client.json;
+    let (value, human) = match &args.command {
+        PluginsCommand::Ls => {
+            let v = c.send("GET", "/api/v1/plugins", None)?;
+            let mut rows = vec![vec![
+                "NAME".into(),
+                "VERSION".into(),
+                "STATE".into(),
+                "GEN".into(),
+                "DEPENDS ON".into(),
+            ]];
+            for p in v.as_array().into_iter().flatten() {
+                rows.push(vec![
+                    p["name"].as_str().unwrap_or_default().to_owned(),
+                    p["version"].as_str().unwrap_or_default().to_owned(),
+                    p["state"].as_str().unwrap_or_default().to_owned(),
+                    p["generation"].to_string(),
+                    p["dependencies"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default(),
+                ]);
+            }
+            let human = table(&rows);
+            (v, human)
+        }
+        PluginsCommand::Show { name } => {
+            let v = c.send("GET", &format!("/api/v1/plugins/{}", enc(name)), None)?;
+            let human = plugin_details(&v);
+            (v, human)
+        }
+        PluginsCommand::Load {
+            path,
+            config,
+            overrides,
+        } => {
+            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let mut body = json!({ "path": abs });
+            if let Some(cfg) = config {
+                body["config"] = parse_json("--config", cfg)?;
+            }
+            if let Some(o) = overrides {
+                body["overrides"] = parse_json("--overrides", o)?;
+            }
+            let v = c.send("POST", "/api/v1/plugins", Some(&body))?;
+            let human = format!("loaded {}\n", plugin_summary(&v));
+            (v, human)
+        }
+        PluginsCommand::Unload { name, cascade } => {
+            let v = c.send(
+                "DELETE",
+                &format!("/api/v1/plugins/{}?cascade={cascade}", enc(name)),
+                None,
+            )?;
+            let mut human = String::new();
+            for n in v["unloaded"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let _ = writeln!(
+                    human,
+                    "unloaded {n} ({})",
+                    v["outcome"][n].as_str().unwrap_or("?")
+                );
+            }
+            (v, human)
+        }
+        PluginsCommand::Reload { name } => {
+            let v = c.send(
+                "POST",
+                &format!("/api/v1/plugins/{}/reload", enc(name)),
+                Some(&json!({})),
+            )?;
+            let human = format!("reloaded {}\n", plugin_summary(&v));
+            (v, human)
+        }
+        PluginsCommand::Enable { name } => {
+            let v = c.send(
+                "POST",
+                &format!("/api/v1/plugins/{}/enable", enc(name)),
+                Some(&json!({})),
+            )?;
+            let human = format!("enabled {}\n", plugin_summary(&v));
+            (v, human)
+        }
+        PluginsCommand::Disable { name } => {
+            let v = c.send(
+                "POST",
+                &format!("/api/v1/plugins/{}/disable", enc(name)),
+                Some(&json!({})),
+            )?;
+            let human = format!("disabled {}\n", plugin_summary(&v));
+            (v, human)
+        }
+        PluginsCommand::Exec { name, input } => {
+            let input = match input.as_deref() {
+                None => Value::Null,
+                Some("-") => {
+                    let mut text = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut text)
+                        .map_err(|e| ClientError::Usage(format!("cannot read stdin: {e}")))?;
+                    parse_json("stdin", &text)?
+                }
+                Some(text) => parse_json("input", text)?,
+            };
+            let v = c.send(
+                "POST",
+                &format!("/api/v1/plugins/{}/execute", enc(name)),
+                Some(&input),
+            )?;
+            let human = format!(
+                "{}\n",
+                serde_json::to_string_pretty(&v["output"]).unwrap_or_default()
+            );
+            (v, human)
+        }
+    };
+    if json_out {
+        Ok(format!(
+            "{}\n",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        ))
+    } else {
+        Ok(human)
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "events are printed as they arrive")]
+fn events(args: &EventsArgs) -> Result<String, ClientError> {
+    let c = Client::new(&args.client)?;
+    let EventsCommand::Tail { pattern, count } = &args.command;
+    let path = match pattern {
+        Some(p) => format!("/api/v1/events/stream?pattern={}", enc(p)),
+        None => "/api/v1/events/stream".to_owned(),
+    };
+    let resp = match c.request("GET", &path).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(status, resp)) => {
+            let body: Value = resp.into_json().unwrap_or(Value::Null);
+            return Err(ClientError::Server {
+                status,
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                message: body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        Err(e) => return Err(c.transport(e.to_string())),
+    };
+    let reader = BufReader::new(resp.into_reader());
+    let mut seen = 0u64;
+    let mut name = String::new();
+    for line in reader.lines() {
+        let line = line.map_err(|e| c.transport(e.to_string()))?;
+        if let Some(n) = line.strip_prefix("event:") {
+            name = n.trim().to_owned();
+        } else if let Some(data) = line.strip_prefix("data:") {
+            let data = data.trim();
+            if args.client.json {
+                println!("{data}");
+            } else {
+                let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                println!("{name}  {}", v["payload"]);
+            }
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                break;
+            }
+        }
+    }
+    Ok(String::new())
+}

@@ -1,0 +1,458 @@
+//! `plugin-host.toml`, then `PLUGIN_HOST_*` environment variables, then command-line flags (each
+//! layer overrides the one before). Unknown keys are errors; every error names the key or the
+//! variable.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::ManagerConfig;
+use crate::error::{Error, Result};
+use crate::resources::Overrides;
+
+/// The host's configuration file (`plugin-host.toml`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct HostConfig {
+    /// Address of the admin API. Default `127.0.0.1:8700`; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Bearer token required by every `/api/v1` route. Without one the server only listens on
+    /// loopback addresses.
+    pub admin_token: Option<String>,
+    /// Folder for the embedded backends' data and the persisted plugin set.
+    pub data_dir: PathBuf,
+    /// The plugins folder.
+    pub plugins: PluginsSection,
+    /// Time limits.
+    pub timeouts: TimeoutsSection,
+    /// Size limits.
+    pub limits: LimitsSection,
+    /// Logging.
+    pub log: LogSection,
+    /// Per-plugin config and overrides, by plugin name: `[plugin.greeter]`.
+    pub plugin: BTreeMap<String, PluginSection>,
+}
+
+/// `[plugins]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PluginsSection {
+    /// Folder loaded at start.
+    pub dir: Option<PathBuf>,
+    /// Keep watching `dir` for added, replaced and removed libraries.
+    pub watch: bool,
+    /// When a watched library is removed while other plugins depend on it, unload them too.
+    pub cascade_on_remove: bool,
+    /// Quiet time after the last file event before acting, in ms (default 50).
+    pub debounce_ms: Option<u64>,
+    /// A file is complete once its size and mtime were stable this long, in ms (default 100).
+    pub settle_ms: Option<u64>,
+}
+
+/// `[timeouts]`, in milliseconds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TimeoutsSection {
+    /// Library initialisers plus `initialize`.
+    pub initialize_ms: u64,
+    /// `cleanup` plus the instance's drop and thread join.
+    pub cleanup_ms: u64,
+    /// One `execute` call.
+    pub execute_ms: u64,
+    /// One admin API request.
+    pub request_ms: u64,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LimitsSection {
+    /// Largest request body the admin API accepts.
+    pub body_bytes: usize,
+    /// Jobs a plugin's mailbox holds.
+    pub mailbox_capacity: usize,
+    /// How long an emitter waits on a full mailbox before the event is dropped, in ms.
+    pub emit_block_ms: u64,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable, coloured on a terminal.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct LogSection {
+    /// `pretty` or `json`.
+    pub format: LogFormat,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+}
+
+/// `[plugin.NAME]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct PluginSection {
+    /// The plugin's configuration, validated against its manifest's JSON Schema.
+    pub config: Option<serde_json::Value>,
+    /// Operator overrides of its allowed resources.
+    pub overrides: Option<Overrides>,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            admin_token: None,
+            data_dir: PathBuf::from("plugin-host-data"),
+            plugins: PluginsSection::default(),
+            timeouts: TimeoutsSection::default(),
+            limits: LimitsSection::default(),
+            log: LogSection::default(),
+            plugin: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for TimeoutsSection {
+    fn default() -> Self {
+        let m = ManagerConfig::default();
+        Self {
+            initialize_ms: m.initialize_timeout.as_millis() as u64,
+            cleanup_ms: m.cleanup_timeout.as_millis() as u64,
+            execute_ms: m.execute_timeout.as_millis() as u64,
+            request_ms: 60_000,
+        }
+    }
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let m = ManagerConfig::default();
+        Self {
+            body_bytes: 1 << 20,
+            mailbox_capacity: m.mailbox_capacity,
+            emit_block_ms: m.emit_block.as_millis() as u64,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        }
+    }
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl HostConfig {
+    /// Parses TOML text (`origin` names it in errors).
+    ///
+    /// # Errors
+    /// `invalid_config`, naming the key.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let key = e
+                .message()
+                .split('`')
+                .nth(1)
+                .map(str::to_owned)
+                .unwrap_or_else(|| origin.to_owned());
+            invalid(&key, format!("{origin}: {e}"))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads the config: `path` if given (it must exist), else `plugin-host.toml` in the current
+    /// folder if present, else the defaults; then applies `PLUGIN_HOST_*` variables.
+    ///
+    /// # Errors
+    /// `invalid_config` for a missing explicit file, bad TOML, an unknown key or a bad value.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    invalid("--config", format!("cannot read {}: {e}", p.display()))
+                })?;
+                Self::from_toml(&text, &p.display().to_string())?
+            }
+            None => match std::fs::read_to_string("plugin-host.toml") {
+                Ok(text) => Self::from_toml(&text, "plugin-host.toml")?,
+                Err(_) => Self::default(),
+            },
+        };
+        config.apply_env(|k| std::env::var(k).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `PLUGIN_HOST_*` variables read through `get`.
+    ///
+    /// # Errors
+    /// `invalid_config` naming the variable.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn parse<T: std::str::FromStr>(var: &str, v: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.parse().map_err(|e| invalid(var, format!("{v:?}: {e}")))
+        }
+        if let Some(v) = get("PLUGIN_HOST_LISTEN") {
+            self.listen = parse("PLUGIN_HOST_LISTEN", &v)?;
+        }
+        if let Some(v) = get("PLUGIN_HOST_ADMIN_TOKEN") {
+            self.admin_token = Some(v);
+        }
+        if let Some(v) = get("PLUGIN_HOST_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("PLUGIN_HOST_PLUGINS_DIR") {
+            self.plugins.dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("PLUGIN_HOST_WATCH") {
+            self.plugins.watch = parse_bool("PLUGIN_HOST_WATCH", &v)?;
+        }
+        if let Some(v) = get("PLUGIN_HOST_LOG_FORMAT") {
+            self.log.format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => {
+                    return Err(invalid(
+                        "PLUGIN_HOST_LOG_FORMAT",
+                        format!("{v:?}: use pretty or json"),
+                    ));
+                }
+            };
+        }
+        if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
+            self.log.level = v;
+        }
+        for (var, field) in [
+            (
+                "PLUGIN_HOST_INITIALIZE_TIMEOUT_MS",
+                &mut self.timeouts.initialize_ms,
+            ),
+            (
+                "PLUGIN_HOST_CLEANUP_TIMEOUT_MS",
+                &mut self.timeouts.cleanup_ms,
+            ),
+            (
+                "PLUGIN_HOST_EXECUTE_TIMEOUT_MS",
+                &mut self.timeouts.execute_ms,
+            ),
+            (
+                "PLUGIN_HOST_REQUEST_TIMEOUT_MS",
+                &mut self.timeouts.request_ms,
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                *field = parse(var, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that parse but make no sense.
+    ///
+    /// # Errors
+    /// `invalid_config` naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.log.level.parse::<tracing::Level>().is_err() {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "{:?}: use error, warn, info, debug or trace",
+                    self.log.level
+                ),
+            ));
+        }
+        for (key, v) in [
+            ("timeouts.initialize_ms", self.timeouts.initialize_ms),
+            ("timeouts.cleanup_ms", self.timeouts.cleanup_ms),
+            ("timeouts.execute_ms", self.timeouts.execute_ms),
+            ("timeouts.request_ms", self.timeouts.request_ms),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.limits.mailbox_capacity == 0 {
+            return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
+        }
+        if self.limits.body_bytes < 1024 {
+            return Err(invalid("limits.body_bytes", "must be at least 1024"));
+        }
+        if let Some(token) = &self.admin_token
+            && token.trim().len() < 16
+        {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        for (name, section) in &self.plugin {
+            crate::manifest::validate_name(name)
+                .map_err(|e| invalid(&format!("plugin.{name}"), e.to_string()))?;
+            if let Some(o) = &section.overrides {
+                o.validate()
+                    .map_err(|e| invalid(&format!("plugin.{name}.overrides"), e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The manager settings this config implies.
+    pub fn manager_config(&self) -> ManagerConfig {
+        ManagerConfig::default()
+            .with_initialize_timeout(Duration::from_millis(self.timeouts.initialize_ms))
+            .with_cleanup_timeout(Duration::from_millis(self.timeouts.cleanup_ms))
+            .with_execute_timeout(Duration::from_millis(self.timeouts.execute_ms))
+            .with_mailbox_capacity(self.limits.mailbox_capacity)
+            .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
+    }
+
+    /// Whether the server may listen on `listen` (loopback, or a token is set).
+    ///
+    /// # Errors
+    /// `invalid_config` explaining how to fix it.
+    pub fn check_listen(&self) -> Result<()> {
+        if self.admin_token.is_none() && !self.listen.ip().is_loopback() {
+            return Err(invalid(
+                "listen",
+                format!(
+                    "refusing to listen on {} without an admin token: set PLUGIN_HOST_ADMIN_TOKEN (or admin_token in the config file), or listen on 127.0.0.1",
+                    self.listen
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(var: &str, v: &str) -> Result<bool> {
+    match v {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(invalid(var, format!("{v:?}: use true or false"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_of(text: &str) -> String {
+        match HostConfig::from_toml(text, "test.toml").unwrap_err() {
+            Error::InvalidConfig { key, .. } => key,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_full_file() {
+        let c = HostConfig::from_toml("", "empty").unwrap();
+        assert_eq!(c.listen.port(), 8700);
+        let c = HostConfig::from_toml(
+            r#"
+            listen = "127.0.0.1:0"
+            admin_token = "0123456789abcdef"
+            data_dir = "/tmp/x"
+            [plugins]
+            dir = "plugins"
+            watch = true
+            [timeouts]
+            initialize_ms = 500
+            [log]
+            format = "json"
+            level = "debug"
+            [plugin.greeter]
+            config = { greeting = "hi" }
+            overrides = { tables = ["users"] }
+            "#,
+            "full",
+        )
+        .unwrap();
+        assert!(c.plugins.watch);
+        assert_eq!(c.timeouts.initialize_ms, 500);
+        assert_eq!(c.timeouts.cleanup_ms, TimeoutsSection::default().cleanup_ms);
+        assert_eq!(
+            c.plugin["greeter"].config.as_ref().unwrap()["greeting"],
+            "hi"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert_eq!(key_of("lisen = \"127.0.0.1:1\""), "lisen");
+        assert_eq!(
+            key_of("[timeouts]\ninitialize_ms = 0"),
+            "timeouts.initialize_ms"
+        );
+        assert_eq!(key_of("[log]\nlevel = \"loud\""), "log.level");
+        assert_eq!(key_of("[plugin.\"Bad.Name\"]"), "plugin.Bad.Name");
+        assert_eq!(key_of("admin_token = \"short\""), "admin_token");
+        assert_eq!(
+            key_of("[limits]\nmailbox_capacity = 0"),
+            "limits.mailbox_capacity"
+        );
+        let e = HostConfig::from_toml("listen = \"nowhere\"", "t").unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_and_names_bad_variables() {
+        let mut c = HostConfig::default();
+        let env = |k: &str| match k {
+            "PLUGIN_HOST_LISTEN" => Some("127.0.0.1:9".to_owned()),
+            "PLUGIN_HOST_WATCH" => Some("true".to_owned()),
+            "PLUGIN_HOST_EXECUTE_TIMEOUT_MS" => Some("1234".to_owned()),
+            _ => None,
+        };
+        c.apply_env(env).unwrap();
+        assert_eq!(c.listen.port(), 9);
+        assert!(c.plugins.watch);
+        assert_eq!(c.timeouts.execute_ms, 1234);
+        let e = c
+            .apply_env(|k| (k == "PLUGIN_HOST_WATCH").then(|| "maybe".to_owned()))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidConfig { ref key, .. } if key == "PLUGIN_HOST_WATCH"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let mut c = HostConfig {
+            listen: "0.0.0.0:8700".parse().unwrap(),
+            ..HostConfig::default()
+        };
+        let e = c.check_listen().unwrap_err();
+        assert!(e.to_string().contains("PLUGIN_HOST_ADMIN_TOKEN"), "{e}");
+        c.admin_token = Some("0123456789abcdef".into());
+        c.check_listen().unwrap();
+        HostConfig::default().check_listen().unwrap();
+    }
+}

@@ -1,0 +1,12 @@
+//! Configuration: the plugin manager's settings ([`ManagerConfig`]) and the host's
+//! configuration file with its environment and command-line overrides ([`HostConfig`]).
+//! Validated once, before anything starts; an invalid value is an error naming its key.
+
+mod file;
+mod manager;
+
+pub use file::{
+    HostConfig, LimitsSection, LogFormat, LogSection, PluginSection, PluginsSection,
+    TimeoutsSection,
+};
+pub use manager::ManagerConfig;

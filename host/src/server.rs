@@ -1,0 +1,165 @@
+//! `plugin-host serve`: configuration → manager → restore the persisted plugin set → load the
+//! plugins folder → admin API, until SIGINT/SIGTERM; then plugins are unloaded, dependents
+//! first.
+
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::api;
+use crate::bus::BusEvent;
+use crate::config::HostConfig;
+use crate::error::{Error, Result};
+use crate::manager::{PluginManager, PluginSettings};
+use crate::state::StateStore;
+
+/// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
+/// first line (the real port when the config asked for port 0).
+///
+/// # Errors
+/// `invalid_config` (including a non-loopback address without a token), or an I/O error binding
+/// the address.
+pub async fn serve(config: HostConfig) -> Result<()> {
+    config.check_listen()?;
+    let manager = Arc::new(PluginManager::new(config.manager_config())?);
+    let store = StateStore::open(&config.data_dir)?;
+
+    // Settings: persisted ones first, then the config file's, which win.
+    let persisted = store.read()?;
+    let restore_set = persisted.clone();
+    let mgr = Arc::clone(&manager);
+    let file_settings = config.plugin.clone();
+    let plugins_dir = config.plugins.dir.clone();
+    let restored = tokio::task::spawn_blocking(move || -> Result<()> {
+        if let Some(set) = restore_set {
+            for (name, s) in set.settings {
+                let _ = mgr.set_settings(&name, Some(s));
+            }
+        }
+        for (name, section) in file_settings {
+            mgr.set_settings(
+                &name,
+                Some(PluginSettings::new(section.config, section.overrides)),
+            )?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| Error::Internal {
+        message: e.to_string(),
+    })?;
+    restored?;
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::InvalidConfig {
+            key: "listen".into(),
+            message: format!("cannot listen on {}: {e}", config.listen),
+        })?;
+    let addr = listener.local_addr().map_err(|e| Error::Internal {
+        message: e.to_string(),
+    })?;
+
+    // SSE fan-out: every bus event, to every connected client.
+    let (events, _) = tokio::sync::broadcast::channel::<Arc<api::StreamItem>>(4096);
+    let tx = events.clone();
+    manager.bus().subscribe_host(
+        "**",
+        false,
+        Arc::new(move |e: &BusEvent| {
+            let payload: serde_json::Value = if e.raw {
+                serde_json::Value::String(String::from_utf8_lossy(&e.payload).into_owned())
+            } else {
+                serde_json::from_slice(&e.payload).unwrap_or(serde_json::Value::Null)
+            };
+            let data =
+                serde_json::json!({ "name": &*e.name, "source": e.source, "payload": payload });
+            let _ = tx.send(Arc::new(api::StreamItem {
+                name: e.name.to_string(),
+                data: data.to_string(),
+            }));
+        }),
+    )?;
+
+    // Restore, then the plugins folder (plugins already restored are reported as loaded).
+    let mgr = Arc::clone(&manager);
+    let st = StateStore::open(&config.data_dir)?;
+    tokio::task::spawn_blocking(move || {
+        if persisted.is_some() {
+            match st.restore(&mgr) {
+                Ok(r) => tracing::info!(target: "server", loaded = ?r.loaded, failed = r.failed.len(), "plugin set restored"),
+                Err(e) => tracing::error!(target: "server", error = %e.chain(), "cannot restore the plugin set"),
+            }
+        }
+        if let Some(dir) = plugins_dir {
+            match mgr.load_dir(&dir) {
+                Ok(r) => {
+                    for f in r.failed.iter().filter(|f| f.code != "already_loaded") {
+                        tracing::warn!(target: "server", path = %f.path.display(), code = %f.code, "{}", f.error);
+                    }
+                    tracing::info!(target: "server", loaded = ?r.loaded, dir = %dir.display(), "plugins folder loaded");
+                }
+                Err(e) => tracing::error!(target: "server", error = %e.chain(), "cannot load the plugins folder"),
+            }
+            if let Err(e) = st.save(&mgr) {
+                tracing::error!(target: "server", error = %e.chain(), "cannot persist the plugin set");
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal { message: e.to_string() })?;
+
+    let shared = Arc::new(api::Shared {
+        manager: Arc::clone(&manager),
+        store: Some(store),
+        token: config.admin_token.clone(),
+        events,
+        request_timeout: std::time::Duration::from_millis(config.timeouts.request_ms),
+        body_limit: config.limits.body_bytes,
+        started: Instant::now(),
+    });
+    let app = api::router(shared);
+
+    #[allow(
+        clippy::print_stdout,
+        reason = "the bound address is part of the command's contract"
+    )]
+    {
+        println!("listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    }
+    tracing::info!(target: "server", %addr, "admin API listening");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::Internal {
+            message: e.to_string(),
+        })?;
+
+    tracing::info!(target: "server", "shutting down: unloading plugins, dependents first");
+    let mgr = Arc::clone(&manager);
+    let _ = tokio::task::spawn_blocking(move || mgr.shutdown()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -173,3 +173,57 @@ fn failed_initialize_of_the_new_version_keeps_the_old_one() {
     m.reload("versioned").unwrap();
     assert_eq!(m.execute("versioned", &json!({})).unwrap()["version"], "2");
 }
+
+#[test]
+fn reloads_under_load_lose_no_calls() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = temp_dir();
+    let file = dir.path().join(lib_file("versioned"));
+    install("versioned", &file);
+    let m = Arc::new(manager());
+    m.load(&file).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (m, stop, ok, failed) = (
+                Arc::clone(&m),
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+                Arc::clone(&failed),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match m.execute("versioned", &json!({})) {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            eprintln!("call failed during reload: {}", e.chain());
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    for i in 0..30 {
+        install(
+            if i % 2 == 0 {
+                "versioned-v2"
+            } else {
+                "versioned"
+            },
+            &file,
+        );
+        m.reload("versioned").unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in callers {
+        c.join().unwrap();
+    }
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no call failed across 30 reloads"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+}

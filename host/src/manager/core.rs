@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::SystemTime;
 
@@ -32,6 +32,8 @@ pub(crate) struct Slot {
     pub(crate) settings: PluginSettings,
     pub(crate) resources: EffectiveResources,
     state: AtomicU8,
+    /// Calls queued or running on this instance (see [`Inner::try_execute_on`]).
+    pub(crate) in_flight: AtomicUsize,
     pub(crate) ctx: Arc<HostContext>,
     pub(crate) mailbox: MailboxHandle,
     pub(crate) worker: Mutex<Option<Worker>>,
@@ -72,6 +74,7 @@ impl Slot {
             settings,
             resources,
             state: AtomicU8::new(0),
+            in_flight: AtomicUsize::new(0),
             ctx,
             mailbox,
             worker: Mutex::new(Some(worker)),
@@ -84,12 +87,24 @@ impl Slot {
     }
 
     pub(crate) fn state(&self) -> PluginState {
-        STATES[usize::from(self.state.load(Ordering::Acquire)).min(STATES.len() - 1)]
+        STATES[usize::from(self.state.load(Ordering::SeqCst)).min(STATES.len() - 1)]
     }
 
     pub(crate) fn set_state(&self, state: PluginState) {
         let i = STATES.iter().position(|s| *s == state).unwrap_or(0);
-        self.state.store(i as u8, Ordering::Release);
+        self.state.store(i as u8, Ordering::SeqCst);
+    }
+
+    /// Waits until no call is in flight, at most `limit`; returns whether it drained.
+    pub(crate) fn drain(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     pub(crate) fn owner(&self) -> Owner {
@@ -115,6 +130,22 @@ impl Slot {
             events_failed: s.events_failed.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// Counts a call in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -320,30 +351,64 @@ impl Inner {
             })
     }
 
-    /// Runs `execute` on a plugin's current instance.
+    /// Runs `execute` on a plugin's current instance. A call that finds the instance retiring
+    /// (a reload swapped it out) runs on the new instance instead, so reloads lose no calls.
     pub(crate) fn execute(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
         let slot = self.slot(name)?;
-        self.execute_on(&slot, input)
+        match self.try_execute_on(&slot, input) {
+            Ok(result) => result,
+            Err(input) => match self.slot(name) {
+                Ok(current) if current.generation != slot.generation => {
+                    self.execute_on(&current, input)
+                }
+                _ => Err(Error::NotActive {
+                    name: name.to_owned(),
+                    state: slot.state().to_string(),
+                }),
+            },
+        }
     }
 
+    /// Runs `execute` on one instance.
     pub(crate) fn execute_on(&self, slot: &Slot, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.try_execute_on(slot, input).unwrap_or_else(|_| {
+            Err(Error::NotActive {
+                name: slot.name().to_owned(),
+                state: slot.state().to_string(),
+            })
+        })
+    }
+
+    /// Runs `execute` on one instance, counted as in flight so that retiring waits for it.
+    /// `Err(input)` when the instance is retiring: the call did not start and the caller still
+    /// owns its input.
+    pub(crate) fn try_execute_on(
+        &self,
+        slot: &Slot,
+        input: Vec<u8>,
+    ) -> Result<Result<Vec<u8>>, Vec<u8>> {
+        // Register first, then look at the state (both SeqCst): either this call sees
+        // `stopping`, or `retire` sees this call in flight and waits for it.
+        let _in_flight = InFlight::enter(&slot.in_flight);
         match slot.state() {
             PluginState::Active => {}
             PluginState::Disabled => {
-                return Err(Error::Disabled {
+                return Ok(Err(Error::Disabled {
                     name: slot.name().to_owned(),
-                });
+                }));
             }
-            other => {
-                return Err(Error::NotActive {
+            PluginState::Loading => {
+                return Ok(Err(Error::NotActive {
                     name: slot.name().to_owned(),
-                    state: other.to_string(),
-                });
+                    state: PluginState::Loading.to_string(),
+                }));
             }
+            _ => return Err(input),
         }
-        slot.mailbox
+        Ok(slot
+            .mailbox
             .execute(input, self.config.execute_timeout)
-            .map_err(|f| self.call_failure(slot.name(), "execute", f))
+            .map_err(|f| self.call_failure(slot.name(), "execute", f)))
     }
 
     pub(crate) fn call_failure(

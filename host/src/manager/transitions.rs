@@ -320,6 +320,11 @@ impl Inner {
     /// (bounded), drain and destroy, join, close, check the mapping.
     fn retire(&self, slot: &Arc<Slot>) -> UnloadOutcome {
         slot.set_state(PluginState::Stopping);
+        // New calls now see `stopping` (and go to a replacement, if any); wait for those in
+        // flight, so none is cut off by the cleanup.
+        if !slot.drain(self.config.cleanup_timeout) {
+            tracing::warn!(target: "manager", plugin = %slot.name(), "calls still in flight after the cleanup timeout; unloading anyway");
+        }
         slot.ctx.close();
         self.bus.remove_owner(&slot.owner());
         let cleanup = slot

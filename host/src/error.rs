@@ -268,6 +268,34 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A plugin asked for a table it may not use.
+    #[error("plugin `{plugin}` may not access table `{table}` (allowed: {})", allowed.join(", "))]
+    TableAccessDenied {
+        /// The plugin.
+        plugin: String,
+        /// What it asked for (a logical name, or the database's refusal).
+        table: String,
+        /// Logical tables it may use.
+        allowed: Vec<String>,
+    },
+    /// The database refused a statement for another reason than access.
+    #[error("plugin `{plugin}`: SQL error{}: {message}", sqlstate.as_ref().map(|s| format!(" {s}")).unwrap_or_default())]
+    Sql {
+        /// The plugin.
+        plugin: String,
+        /// The database's message.
+        message: String,
+        /// SQLSTATE, when the database gave one.
+        sqlstate: Option<String>,
+    },
+    /// A backend (database, broker, object store) cannot be reached or is not configured.
+    #[error("{kind} backend unavailable: {message}")]
+    BackendUnavailable {
+        /// `tables`, `topics` or `buckets`.
+        kind: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The admin token is missing or wrong.
     #[error("unauthorized: {message}")]
     Unauthorized {
@@ -389,6 +417,12 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// `method_not_allowed`
     MethodNotAllowed,
+    /// `table_access_denied`
+    TableAccessDenied,
+    /// `sql_error`
+    SqlError,
+    /// `backend_unavailable`
+    BackendUnavailable,
     /// `internal`
     Internal,
 }
@@ -426,6 +460,9 @@ impl ErrorCode {
         Self::Unauthorized,
         Self::PayloadTooLarge,
         Self::MethodNotAllowed,
+        Self::TableAccessDenied,
+        Self::SqlError,
+        Self::BackendUnavailable,
         Self::Internal,
     ];
 
@@ -462,6 +499,9 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::PayloadTooLarge => "payload_too_large",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::TableAccessDenied => "table_access_denied",
+            Self::SqlError => "sql_error",
+            Self::BackendUnavailable => "backend_unavailable",
             Self::Internal => "internal",
         }
     }
@@ -508,6 +548,9 @@ impl Error {
             Self::InvalidConfig { .. } => ErrorCode::InvalidConfig,
             Self::PluginConfigRejected { .. } => ErrorCode::InvalidPluginConfig,
             Self::InvalidOverrides { .. } => ErrorCode::InvalidOverrides,
+            Self::TableAccessDenied { .. } => ErrorCode::TableAccessDenied,
+            Self::Sql { .. } => ErrorCode::SqlError,
+            Self::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
             Self::Unauthorized { .. } => ErrorCode::Unauthorized,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
@@ -562,6 +605,12 @@ impl Error {
                 json!({ "plugin": plugin, "operation": operation, "after_ms": after.as_millis() })
             }
             Self::InvalidConfig { key, .. } => json!({ "key": key }),
+            Self::TableAccessDenied {
+                plugin,
+                table,
+                allowed,
+            } => json!({ "plugin": plugin, "table": table, "allowed": allowed }),
+            Self::Sql { sqlstate, .. } => json!({ "sqlstate": sqlstate }),
             Self::PluginConfigRejected { plugin, errors } => {
                 json!({ "plugin": plugin, "errors": errors })
             }

@@ -27,22 +27,25 @@ pub mod metrics;
 mod resources;
 mod server;
 mod state;
+mod watch;
 
 pub use bus::{BusEvent, BusStats, EventBus, HostHandler, validate_event_name};
 pub use config::{
-    HostConfig, LimitsSection, LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection,
-    TimeoutsSection,
+    BackendsSection, HostConfig, LimitsSection, LogFormat, LogSection, ManagerConfig,
+    PluginSection, PluginsSection, TablesConfig, TablesSection, TimeoutsSection,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use loader::{Inspection, accepted_abi, inspect};
 pub use manager::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginManager,
-    PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
+    PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
+    UnloadReport,
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
 pub use resources::{EffectiveResources, Overrides};
 pub use server::serve;
 pub use state::{DesiredPlugin, DesiredSet, StateStore};
+pub use watch::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
 
 /// Hooks for the workspace's benches. Not a stable API.
 #[cfg(feature = "__private")]

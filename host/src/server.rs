@@ -1,6 +1,6 @@
 //! `plugin-host serve`: configuration → manager → restore the persisted plugin set → load the
-//! plugins folder → admin API, until SIGINT/SIGTERM; then plugins are unloaded, dependents
-//! first.
+//! plugins folder → watch it (with `plugins.watch`) → admin API, until SIGINT/SIGTERM; then the
+//! watcher stops and plugins are unloaded, dependents first.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::manager::{PluginManager, PluginSettings};
 use crate::state::StateStore;
+use crate::watch::{FolderWatcher, WatchOptions};
 
 /// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
 /// first line (the real port when the config asked for port 0).
@@ -22,7 +23,7 @@ use crate::state::StateStore;
 pub async fn serve(config: HostConfig) -> Result<()> {
     config.check_listen()?;
     let manager = Arc::new(PluginManager::new(config.manager_config())?);
-    let store = StateStore::open(&config.data_dir)?;
+    let store = Arc::new(StateStore::open(&config.data_dir)?);
 
     // Settings: persisted ones first, then the config file's, which win.
     let persisted = store.read()?;
@@ -109,9 +110,13 @@ pub async fn serve(config: HostConfig) -> Result<()> {
     .await
     .map_err(|e| Error::Internal { message: e.to_string() })?;
 
+    // The watched folder, once its initial load is done; kept until shutdown.
+    let watcher = start_watcher(&config, &manager, &store).await;
+
     let shared = Arc::new(api::Shared {
         manager: Arc::clone(&manager),
         store: Some(store),
+        watch: watcher.as_ref().map(FolderWatcher::board),
         token: config.admin_token.clone(),
         events,
         request_timeout: std::time::Duration::from_millis(config.timeouts.request_ms),
@@ -137,10 +142,45 @@ pub async fn serve(config: HostConfig) -> Result<()> {
             message: e.to_string(),
         })?;
 
+    // Stop applying folder changes before the plugins go away.
+    if let Some(watcher) = watcher {
+        let _ = tokio::task::spawn_blocking(move || watcher.stop()).await;
+    }
     tracing::info!(target: "server", "shutting down: unloading plugins, dependents first");
     let mgr = Arc::clone(&manager);
     let _ = tokio::task::spawn_blocking(move || mgr.shutdown()).await;
     Ok(())
+}
+
+/// Starts the folder watcher when `plugins.watch` is on and `plugins.dir` is set. A watcher that
+/// cannot start is logged; the server runs without it.
+async fn start_watcher(
+    config: &HostConfig,
+    manager: &Arc<PluginManager>,
+    store: &Arc<StateStore>,
+) -> Option<FolderWatcher> {
+    if !config.plugins.watch {
+        return None;
+    }
+    let Some(dir) = config.plugins.dir.clone() else {
+        tracing::warn!(target: "server", "plugins.watch is on but no plugins folder is set (plugins.dir or --plugins-dir): nothing to watch");
+        return None;
+    };
+    let options = WatchOptions::from_config(&config.plugins).with_store(Arc::clone(store));
+    let mgr = Arc::clone(manager);
+    let started =
+        tokio::task::spawn_blocking(move || FolderWatcher::start(mgr, &dir, options)).await;
+    match started {
+        Ok(Ok(watcher)) => Some(watcher),
+        Ok(Err(e)) => {
+            tracing::error!(target: "server", error = %e.chain(), "cannot watch the plugins folder");
+            None
+        }
+        Err(e) => {
+            tracing::error!(target: "server", error = %e, "cannot watch the plugins folder");
+            None
+        }
+    }
 }
 
 async fn shutdown_signal() {

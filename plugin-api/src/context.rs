@@ -239,6 +239,11 @@ impl Context {
         self.call_service("config", &Value::Null)
     }
 
+    /// The plugin's tables (see [`Tables`](crate::Tables)).
+    pub fn tables(&self) -> crate::Tables {
+        crate::Tables::new(self.clone())
+    }
+
     /// Calls a host service by name with a JSON request (the resource repositories use this).
     ///
     /// # Errors

@@ -34,10 +34,12 @@ mod context;
 mod error;
 mod export;
 mod manifest;
+mod tables;
 
 pub use context::{Context, DependencyHandle, Event, Level, SubscriptionId};
 pub use error::{Error, Result};
 pub use manifest::{Dependency, Manifest, valid_name};
+pub use tables::{Column, Filter, Query, SqlResult, Tables};
 
 /// Re-exported so plugins and the host agree on one `serde_json`.
 pub use serde_json;

@@ -33,6 +33,7 @@ pub const PLUGINS: &[&str] = &[
     "chain-link",
     "events",
     "configured",
+    "tables-demo",
 ];
 
 /// The workspace root.
@@ -372,5 +373,111 @@ impl Drop for Server {
                 .status();
             let _ = child.wait();
         }
+    }
+}
+
+/// A copy of the `tables-demo` plugin renamed `name`, declaring only the table `table`: its
+/// manifest JSON is rewritten in place and padded with trailing spaces (JSON allows them), so
+/// the declaration keeps its length.
+pub fn tables_plugin(name: &str, table: &str, dir: &Path) -> PathBuf {
+    let dest = dir.join(lib_file(&format!("tables-{name}")));
+    let mut bytes = std::fs::read(plugin("tables-demo")).unwrap();
+    let start = bytes
+        .windows(br#"{"name":"tables-demo""#.len())
+        .position(|w| w == br#"{"name":"tables-demo""#)
+        .expect("manifest present");
+    let end_marker = br#""config_schema":""}"#;
+    let end = start
+        + bytes[start..]
+            .windows(end_marker.len())
+            .position(|w| w == end_marker)
+            .expect("manifest end")
+        + end_marker.len();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[start..end]).unwrap();
+    manifest["name"] = serde_json::json!(name);
+    manifest["tables"] = serde_json::json!([table]);
+    let mut text = manifest.to_string().into_bytes();
+    assert!(text.len() <= end - start, "the new manifest must fit");
+    text.resize(end - start, b' ');
+    bytes[start..end].copy_from_slice(&text);
+    std::fs::write(&dest, bytes).unwrap();
+    dest
+}
+
+/// The machine's PostgreSQL for the backend tests: started if it is down (with the command this
+/// machine kind uses), and a fresh database per test, dropped when the test passes and kept (its
+/// name printed) when it fails. A server that cannot be reached fails the test; it never skips.
+#[derive(Debug)]
+pub struct PgDatabase {
+    /// `postgres://postgres@127.0.0.1:5432/NAME`
+    pub url: String,
+    /// Database name.
+    pub name: String,
+    admin: String,
+}
+
+fn psql(admin: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("psql")
+        .args([admin, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()
+        .map_err(|e| format!("psql: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl PgDatabase {
+    /// A new database on `PLUGIN_HOST_TEST_POSTGRES_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/postgres`, the admin connection).
+    pub fn create(tag: &str) -> Self {
+        let admin = std::env::var("PLUGIN_HOST_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        if psql(&admin, "SELECT 1").is_err() {
+            let start = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+            let _ = Command::new("sh").args(["-c", start]).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while psql(&admin, "SELECT 1").is_err() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            if let Err(e) = psql(&admin, "SELECT 1") {
+                panic!(
+                    "PostgreSQL is not reachable at {admin}: {e}\nstart it with: {start}\n(or set PLUGIN_HOST_TEST_POSTGRES_URL)"
+                );
+            }
+        }
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("ph_{tag}_{}_{n}", std::process::id());
+        psql(&admin, &format!("DROP DATABASE IF EXISTS {name}")).unwrap();
+        psql(&admin, &format!("CREATE DATABASE {name}")).unwrap();
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(b, _)| b)
+            .to_owned();
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        }
+    }
+
+    /// Runs SQL in this database as the admin user; returns psql's unaligned output.
+    pub fn sql(&self, sql: &str) -> String {
+        psql(&self.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept PostgreSQL database {} for inspection", self.name);
+            return;
+        }
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }

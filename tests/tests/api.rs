@@ -18,6 +18,13 @@ fn plugin_routes_follow_the_contract() {
     let s = Server::start(&[], &[]);
     let (st, list) = s.call("GET", "/api/v1/plugins", None);
     assert_eq!((st, list), (200, json!([])));
+    let (st, health) = s.call("GET", "/health", None);
+    assert_eq!(st, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(
+        health["backends"]["tables"], "ok",
+        "the embedded SQLite backend: {health}"
+    );
 
     let (st, hello) = s.call(
         "POST",

@@ -50,8 +50,11 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         C::InitializeFailed
         | C::PluginFailed
         | C::DependencyNotDeclared
-        | C::InvalidPluginConfig => StatusCode::UNPROCESSABLE_ENTITY,
+        | C::InvalidPluginConfig
+        | C::TableAccessDenied
+        | C::SqlError => StatusCode::UNPROCESSABLE_ENTITY,
         C::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        C::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

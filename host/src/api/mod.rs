@@ -40,6 +40,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(routes::delete_config),
         )
         .route("/directory/load", post(routes::load_directory))
+        .route("/watch", get(routes::watch))
         .route("/events", post(routes::emit))
         .route("/events/stream", get(routes::stream))
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -127,6 +128,19 @@ pub(crate) fn render_metrics(manager: &PluginManager) -> String {
         "counter",
         "Events dropped because the plugin's mailbox stayed full.",
         &per_plugin(&|s| s.events_dropped),
+    );
+    family(
+        &mut out,
+        "plugin_host_resource_denials_total",
+        "counter",
+        "Resource accesses refused per plugin (by the host's check or by the backend).",
+        &list
+            .iter()
+            .map(|p| Sample {
+                labels: vec![("plugin", p.name.clone()), ("kind", "table".to_owned())],
+                value: p.stats.tables_denied as f64,
+            })
+            .collect::<Vec<_>>(),
     );
     let bus = manager.bus().stats();
     family(

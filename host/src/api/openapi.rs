@@ -184,6 +184,14 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         (200, "DirectoryReport"),
     ),
     r(
+        "get",
+        "/api/v1/watch",
+        "The watched plugins folder and the state of each library file in it",
+        true,
+        None,
+        (200, "WatchStatus"),
+    ),
+    r(
         "post",
         "/api/v1/events",
         "Emit an event as the operator",
@@ -250,6 +258,13 @@ fn components() -> Value {
                     "code": { "type": "string" }, "error": { "type": "string" } } } },
                 "skipped": { "type": "array", "items": { "type": "object", "properties": {
                     "path": { "type": "string" }, "name": { "type": "string" }, "because": { "type": "string" } } } } } },
+            "WatchStatus": { "type": "object", "required": ["dir", "files"], "properties": {
+                "dir": { "type": ["string", "null"] },
+                "files": { "type": "array", "items": { "type": "object", "required": ["path", "status"], "properties": {
+                    "path": { "type": "string" }, "plugin": { "type": ["string", "null"] },
+                    "status": { "type": "string", "enum": ["loaded", "failed", "pending"] },
+                    "error": { "type": ["string", "null"] }, "code": { "type": ["string", "null"] },
+                    "hash": { "type": ["string", "null"] } } } } } },
             "EmitRequest": { "type": "object", "required": ["name"], "properties": {
                 "name": { "type": "string" }, "payload": {} } },
             "EmitResponse": { "type": "object", "properties": { "delivered": { "type": "integer" } } },

@@ -38,7 +38,9 @@ pub(crate) struct StreamItem {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) manager: Arc<PluginManager>,
-    pub(crate) store: Option<StateStore>,
+    pub(crate) store: Option<Arc<StateStore>>,
+    /// The watched folder's state, when `plugins.watch` is on.
+    pub(crate) watch: Option<Arc<crate::watch::Board>>,
     pub(crate) token: Option<String>,
     pub(crate) events: broadcast::Sender<Arc<StreamItem>>,
     pub(crate) request_timeout: Duration,
@@ -171,19 +173,40 @@ pub(crate) async fn method_not_allowed(method: Method, OriginalUri(uri): Origina
 }
 
 pub(crate) async fn health(State(st): State<AppState>) -> Response {
+    let manager = Arc::clone(&st.manager);
+    // Backend checks do I/O (a PostgreSQL round trip): off the async threads.
+    let backends = tokio::task::spawn_blocking(move || manager.backend_status())
+        .await
+        .unwrap_or_default();
+    let degraded = backends.iter().any(|(_, r)| r.is_err());
+    let backends: serde_json::Map<String, Value> = backends
+        .into_iter()
+        .map(|(kind, r)| {
+            let v = match r {
+                Ok(()) => json!("ok"),
+                Err(e) => json!(format!("error: {}", e.chain())),
+            };
+            (kind.to_owned(), v)
+        })
+        .collect();
     let list = st.manager.list();
     let count = |s: PluginState| list.iter().filter(|p| p.state == s).count();
-    Json(json!({
-        "status": "ok",
-        "backends": {},
+    let body = Json(json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "backends": backends,
         "plugins": {
             "active": count(PluginState::Active),
             "disabled": count(PluginState::Disabled),
             "failed": count(PluginState::Failed),
         },
         "uptime_seconds": st.started.elapsed().as_secs(),
-    }))
-    .into_response()
+    }));
+    let status = if degraded {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (status, body).into_response()
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
@@ -404,6 +427,15 @@ pub(crate) async fn load_directory(
     let report = blocking(&st, move |m| m.load_dir(&body.path)).await?;
     persist(&st);
     Ok(Json(report).into_response())
+}
+
+/// `GET /api/v1/watch`: the watched folder and what became of each library file in it
+/// (`{"dir": null, "files": []}` when the server does not watch one).
+pub(crate) async fn watch(State(st): State<AppState>) -> Response {
+    match &st.watch {
+        Some(board) => Json(board.status()).into_response(),
+        None => Json(json!({ "dir": null, "files": [] })).into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::ManagerConfig;
+use super::{ManagerConfig, TablesConfig};
 use crate::error::{Error, Result};
 use crate::resources::Overrides;
 
@@ -33,6 +33,8 @@ pub struct HostConfig {
     pub limits: LimitsSection,
     /// Logging.
     pub log: LogSection,
+    /// Where tables, topics and buckets live.
+    pub backends: BackendsSection,
     /// Per-plugin config and overrides, by plugin name: `[plugin.greeter]`.
     pub plugin: BTreeMap<String, PluginSection>,
 }
@@ -52,6 +54,38 @@ pub struct PluginsSection {
     pub debounce_ms: Option<u64>,
     /// A file is complete once its size and mtime were stable this long, in ms (default 100).
     pub settle_ms: Option<u64>,
+}
+
+/// `[backends]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct BackendsSection {
+    /// `[backends.tables]`
+    pub tables: TablesSection,
+}
+
+/// `[backends.tables]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TablesSection {
+    /// `sqlite` (default: one file per plugin under `DATA_DIR/tables`), `postgres` or `none`.
+    pub backend: String,
+    /// PostgreSQL admin URL (`postgres://postgres@127.0.0.1:5432/plugin_host`).
+    pub url: Option<String>,
+    /// Connections per plugin pool (PostgreSQL).
+    pub max_connections: u32,
+}
+
+impl Default for TablesSection {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            url: None,
+            max_connections: 4,
+        }
+    }
 }
 
 /// `[timeouts]`, in milliseconds.
@@ -125,6 +159,7 @@ impl Default for HostConfig {
             timeouts: TimeoutsSection::default(),
             limits: LimitsSection::default(),
             log: LogSection::default(),
+            backends: BackendsSection::default(),
             plugin: BTreeMap::new(),
         }
     }
@@ -249,6 +284,12 @@ impl HostConfig {
                 }
             };
         }
+        if let Some(v) = get("PLUGIN_HOST_TABLES_BACKEND") {
+            self.backends.tables.backend = v;
+        }
+        if let Some(v) = get("PLUGIN_HOST_TABLES_URL") {
+            self.backends.tables.url = Some(v);
+        }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
         }
@@ -301,6 +342,26 @@ impl HostConfig {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        match (
+            self.backends.tables.backend.as_str(),
+            &self.backends.tables.url,
+        ) {
+            ("sqlite" | "none", _) => {}
+            ("postgres", Some(url))
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") => {}
+            ("postgres", _) => {
+                return Err(invalid(
+                    "backends.tables.url",
+                    "the postgres backend needs url = \"postgres://USER@HOST:PORT/DATABASE\" (or PLUGIN_HOST_TABLES_URL)",
+                ));
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "backends.tables.backend",
+                    format!("{other:?}: use sqlite, postgres or none"),
+                ));
+            }
+        }
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
@@ -331,6 +392,16 @@ impl HostConfig {
             .with_execute_timeout(Duration::from_millis(self.timeouts.execute_ms))
             .with_mailbox_capacity(self.limits.mailbox_capacity)
             .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
+            .with_tables(match self.backends.tables.backend.as_str() {
+                "postgres" => TablesConfig::Postgres {
+                    url: self.backends.tables.url.clone().unwrap_or_default(),
+                    max_connections: self.backends.tables.max_connections,
+                },
+                "none" => TablesConfig::None,
+                _ => TablesConfig::Sqlite {
+                    dir: self.data_dir.join("tables"),
+                },
+            })
     }
 
     /// Whether the server may listen on `listen` (loopback, or a token is set).

@@ -22,6 +22,29 @@ pub struct ManagerConfig {
     /// How long an emitter waits on a full mailbox before the event is dropped for that
     /// subscriber.
     pub emit_block: Duration,
+    /// Where plugins' tables live.
+    pub tables: TablesConfig,
+}
+
+/// The tables backend of a manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TablesConfig {
+    /// No tables backend: plugins load, table calls fail with `backend_unavailable`.
+    #[default]
+    None,
+    /// SQLite, one database file per plugin in this folder.
+    Sqlite {
+        /// The folder.
+        dir: PathBuf,
+    },
+    /// PostgreSQL through an admin connection that may create roles and schemas.
+    Postgres {
+        /// `postgres://user@host:port/database`
+        url: String,
+        /// Connections per plugin pool.
+        max_connections: u32,
+    },
 }
 
 impl Default for ManagerConfig {
@@ -33,6 +56,7 @@ impl Default for ManagerConfig {
             execute_timeout: Duration::from_secs(30),
             mailbox_capacity: 1024,
             emit_block: Duration::from_millis(50),
+            tables: TablesConfig::None,
         }
     }
 }
@@ -65,6 +89,12 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::mailbox_capacity`].
     pub fn with_mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
+        self
+    }
+
+    /// Sets [`ManagerConfig::tables`].
+    pub fn with_tables(mut self, tables: TablesConfig) -> Self {
+        self.tables = tables;
         self
     }
 

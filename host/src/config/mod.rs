@@ -6,7 +6,7 @@ mod file;
 mod manager;
 
 pub use file::{
-    HostConfig, LimitsSection, LogFormat, LogSection, PluginSection, PluginsSection,
-    TimeoutsSection,
+    BackendsSection, HostConfig, LimitsSection, LogFormat, LogSection, PluginSection,
+    PluginsSection, TablesSection, TimeoutsSection,
 };
-pub use manager::ManagerConfig;
+pub use manager::{ManagerConfig, TablesConfig};

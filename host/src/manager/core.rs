@@ -19,6 +19,7 @@ use crate::loader::{CallError, HostContext, Library};
 use crate::manifest::PluginManifest;
 use crate::metrics::ManagerMetrics;
 use crate::resources::EffectiveResources;
+use crate::resources::tables::{ScopedTables, TableBackend};
 
 /// One plugin instance: a manifest, a worker thread running the library, a context.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub(crate) struct Slot {
     pub(crate) api_version: String,
     pub(crate) settings: PluginSettings,
     pub(crate) resources: EffectiveResources,
+    /// The plugin's tables session (none when it declares no tables or no backend is set).
+    pub(crate) tables: Option<ScopedTables>,
     state: AtomicU8,
     /// Calls queued or running on this instance (see [`Inner::try_execute_on`]).
     pub(crate) in_flight: AtomicUsize,
@@ -59,6 +62,7 @@ impl Slot {
         api_version: String,
         settings: PluginSettings,
         resources: EffectiveResources,
+        tables: Option<ScopedTables>,
         ctx: Arc<HostContext>,
         mailbox: MailboxHandle,
         worker: Worker,
@@ -73,6 +77,7 @@ impl Slot {
             api_version,
             settings,
             resources,
+            tables,
             state: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
             ctx,
@@ -129,6 +134,10 @@ impl Slot {
             events_delivered: s.events_delivered.load(Ordering::Relaxed),
             events_failed: s.events_failed.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
+            tables_denied: self
+                .tables
+                .as_ref()
+                .map_or(0, |t| t.stats.denied.load(Ordering::Relaxed)),
         }
     }
 }
@@ -179,6 +188,8 @@ pub(crate) struct Inner {
     /// Every live instance by generation, including one being loaded beside the current one.
     instances: RwLock<HashMap<u64, Arc<Slot>>>,
     pub(crate) bus: Arc<EventBus>,
+    /// Where plugins' tables live, if anywhere.
+    pub(crate) tables: Option<Arc<dyn TableBackend>>,
     /// Operator settings by plugin name; kept across unloads.
     settings: RwLock<HashMap<String, PluginSettings>>,
     pub(crate) metrics: ManagerMetrics,
@@ -211,6 +222,7 @@ impl Inner {
         };
         std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
         let bus = Arc::new(EventBus::new(config.emit_block));
+        let tables = crate::resources::tables::backend(&config.tables)?;
         let (closer, jobs) =
             crossbeam_channel::unbounded::<(Library, crossbeam_channel::Sender<()>)>();
         std::thread::Builder::new()
@@ -232,6 +244,7 @@ impl Inner {
             registry: RwLock::new(Registry::default()),
             instances: RwLock::new(HashMap::new()),
             bus,
+            tables,
             settings: RwLock::new(HashMap::new()),
             metrics: ManagerMetrics::default(),
             closer: Mutex::new(closer),
@@ -487,6 +500,14 @@ impl Inner {
                 buckets: slot.resources.buckets.clone(),
             },
             declared: declared(m),
+            physical: super::types::Physical {
+                tables: slot
+                    .tables
+                    .as_ref()
+                    .map(ScopedTables::physical_names)
+                    .unwrap_or_default(),
+                ..Default::default()
+            },
             overrides: slot.settings.overrides.clone(),
             config: slot.settings.config.clone(),
             loaded_at: rfc3339(slot.loaded_at),
@@ -583,6 +604,7 @@ fn failed_info(r: &FailedRecord) -> PluginInfo {
         dependents: Vec::new(),
         resources: declared(m),
         declared: declared(m),
+        physical: super::types::Physical::default(),
         overrides: None,
         config: None,
         loaded_at: rfc3339(r.at),

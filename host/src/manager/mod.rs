@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub(crate) use transitions::is_library_name;
 pub use types::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginSettings,
-    PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
+    PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 
 use crate::bus::EventBus;
@@ -209,6 +210,15 @@ impl PluginManager {
             .slot(name)
             .map(|s| self.inner.bus.count_owner(&s.owner()))
             .unwrap_or(0)
+    }
+
+    /// Whether each configured backend answers: `("tables", Ok(()))`, ...
+    pub fn backend_status(&self) -> Vec<(&'static str, Result<()>)> {
+        self.inner
+            .tables
+            .as_ref()
+            .map(|t| vec![("tables", t.check())])
+            .unwrap_or_default()
     }
 
     /// The folder holding this manager's shadow copies.

@@ -145,8 +145,33 @@ impl HostServices for Inner {
         &self,
         ctx: &HostContext,
         service: &str,
-        _input: &[u8],
+        input: &[u8],
     ) -> Result<Vec<u8>, plugin_api::Error> {
+        if service == "tables" {
+            let slot = self.instance(ctx.generation).ok_or_else(|| {
+                plugin_api::Error::new(
+                    "stale_context",
+                    format!("`{}` has no live instance", ctx.plugin),
+                )
+            })?;
+            let Some(tables) = &slot.tables else {
+                let e = if self.tables.is_none() {
+                    Error::BackendUnavailable {
+                        kind: "tables",
+                        message: "this host has no tables backend configured".into(),
+                    }
+                } else {
+                    Error::TableAccessDenied {
+                        plugin: ctx.plugin.clone(),
+                        table: "(any)".into(),
+                        allowed: Vec::new(),
+                    }
+                };
+                return Err(to_plugin(&e));
+            };
+            let out = tables.handle(input).map_err(|e| to_plugin(&e))?;
+            return serde_json::to_vec(&out).map_err(plugin_api::Error::from);
+        }
         if service == "config" {
             let slot = self.instance(ctx.generation).ok_or_else(|| {
                 plugin_api::Error::new(

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::graph;
 use crate::loader::{Candidate, Hook, HostContext, HostServices, is_mapped};
 use crate::manifest::PluginManifest;
+use crate::resources::tables::ScopedTables;
 
 fn event(
     kind: LifecycleKind,
@@ -187,6 +188,15 @@ impl Inner {
             .unwrap_or_default()
             .apply(&manifest)?;
         check_config(&manifest, settings.config.as_ref())?;
+        let tables = match (&self.tables, resources.tables.is_empty()) {
+            (Some(backend), false) => Some(ScopedTables::open(
+                backend.as_ref(),
+                &manifest.name,
+                &resources.tables,
+                &resources.table_map,
+            )?),
+            _ => None,
+        };
         let generation = self.next_generation();
         let shadow = candidate.write_shadow(&self.shadow_dir)?;
         let shadow_path = shadow.as_path().to_owned();
@@ -230,6 +240,7 @@ impl Inner {
             ),
             settings,
             resources,
+            tables,
             ctx,
             mailbox,
             worker,
@@ -297,6 +308,10 @@ impl Inner {
         let ended = slot
             .take_worker()
             .map(|w| w.stop(self.config.cleanup_timeout));
+        // No plugin code runs any more: close its tables session (its pool, its file).
+        if let Some(tables) = &slot.tables {
+            tables.close();
+        }
         let outcome = match ended {
             Some(Ended::Joined(library)) => {
                 if let Some(library) = library {

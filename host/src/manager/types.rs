@@ -86,6 +86,20 @@ pub struct PluginStats {
     pub events_failed: u64,
     /// Events dropped because the mailbox stayed full.
     pub events_dropped: u64,
+    /// Table accesses refused (by the host's check or by the database).
+    pub tables_denied: u64,
+}
+
+/// Physical names of a plugin's resources, by logical name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Physical {
+    /// Logical table → physical table.
+    pub tables: std::collections::BTreeMap<String, String>,
+    /// Logical topic → physical topic.
+    pub topics: std::collections::BTreeMap<String, String>,
+    /// Logical bucket → physical location.
+    pub buckets: std::collections::BTreeMap<String, String>,
 }
 
 /// What the operator set for a plugin: its configuration and resource overrides. Kept by name,
@@ -133,6 +147,8 @@ pub struct PluginInfo {
     pub resources: Resources,
     /// Resources its manifest declares.
     pub declared: Resources,
+    /// Where its resources live.
+    pub physical: Physical,
     /// The operator's overrides, if any.
     pub overrides: Option<Overrides>,
     /// Its configuration, if any.

@@ -1,6 +1,9 @@
 //! Resources a plugin may touch (tables, topics, buckets): what it declared, what the operator
-//! allows instead ([`Overrides`]), and the effective allowed set.
+//! allows instead ([`Overrides`]), the physical names backends see (`naming`), and the
+//! repositories that enforce all of it (`tables`).
 
+pub(crate) mod naming;
 mod policy;
+pub(crate) mod tables;
 
 pub use policy::{EffectiveResources, Overrides};

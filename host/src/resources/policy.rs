@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::naming;
 use crate::error::{Error, Result};
 use crate::manifest::PluginManifest;
 
@@ -52,23 +53,15 @@ pub struct EffectiveResources {
     pub bucket_map: BTreeMap<String, String>,
 }
 
-/// A logical resource name: 1 to 63 characters of `a-z 0-9 _ -`, starting with a letter.
 fn check_logical(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.as_bytes()[0].is_ascii_lowercase()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidOverrides {
-            message: format!(
-                "{kind} name {name:?} must be 1-63 characters of a-z 0-9 _ -, starting with a letter"
-            ),
-        })
-    }
+    let k = match kind {
+        "table" => naming::Kind::Table,
+        "topic" => naming::Kind::Topic,
+        _ => naming::Kind::Bucket,
+    };
+    naming::validate_logical(k, name).map_err(|e| Error::InvalidOverrides {
+        message: e.to_string(),
+    })
 }
 
 /// One kind of resource in overrides: its name, its replacement list, its name map.

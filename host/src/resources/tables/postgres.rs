@@ -61,6 +61,42 @@ fn db_error(plugin: &str, e: &sqlx::Error) -> Error {
     }
 }
 
+/// Runs admin statements, retrying what concurrent maintenance makes fail transiently: roles
+/// are cluster-wide, so two hosts (or two databases of one cluster) setting up the same plugin
+/// at once collide on its `pg_authid` row ("tuple concurrently updated").
+fn run_admin(
+    handle: &tokio::runtime::Handle,
+    admin: &PgPool,
+    plugin: &str,
+    sql: &str,
+) -> Result<()> {
+    let mut delay = Duration::from_millis(10);
+    let mut attempt = 0;
+    loop {
+        match handle.block_on(sqlx::raw_sql(sql).execute(admin)) {
+            Ok(_) => return Ok(()),
+            Err(e) if attempt < 8 && is_transient(&e) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(500));
+                attempt += 1;
+            }
+            Err(e) => return Err(db_error(plugin, &e)),
+        }
+    }
+}
+
+/// Errors that a retry can cure: concurrent catalog updates, serialization failures,
+/// deadlocks, and a duplicate role or schema created by a concurrent setup.
+fn is_transient(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("XX000" | "40001" | "40P01" | "23505" | "42710" | "42P06")
+    ) && (db.code().as_deref() != Some("XX000") || db.message().contains("concurrently"))
+}
+
 /// 128 random bits, hex, for a role password.
 fn random_password() -> String {
     use std::io::Read as _;
@@ -125,10 +161,7 @@ impl PgTables {
     }
 
     fn admin_sql(&self, plugin: &str, sql: &str) -> Result<()> {
-        self.runtime
-            .block_on(sqlx::raw_sql(sql).execute(&self.admin))
-            .map(drop)
-            .map_err(|e| db_error(plugin, &e))
+        run_admin(self.runtime.handle(), &self.admin, plugin, sql)
     }
 }
 
@@ -271,10 +304,7 @@ impl TableSession for PgSession {
             t = table.sql(),
             role = self.role
         );
-        self.handle
-            .block_on(sqlx::raw_sql(&sql).execute(&self.admin))
-            .map(drop)
-            .map_err(|e| db_error(&self.plugin, &e))
+        run_admin(&self.handle, &self.admin, &self.plugin, &sql)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {

@@ -268,6 +268,12 @@ impl EventBus {
         }
     }
 
+    /// A fresh id from the bus's id space. Topic subscriptions use it too, so a plugin's event
+    /// and topic handlers never share an id.
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     fn insert(&self, owner: Owner, pattern: &str, once: bool, target: Target) -> Result<u64> {
         let pattern = Pattern::parse(pattern)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

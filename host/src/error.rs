@@ -278,6 +278,48 @@ pub enum Error {
         /// Logical tables it may use.
         allowed: Vec<String>,
     },
+    /// A plugin asked for a topic it may not use.
+    #[error("plugin `{plugin}` may not access topic `{topic}` (allowed: {})", allowed.join(", "))]
+    TopicAccessDenied {
+        /// The plugin.
+        plugin: String,
+        /// What it asked for.
+        topic: String,
+        /// Logical topics it may use.
+        allowed: Vec<String>,
+    },
+    /// A plugin asked for a bucket it may not use.
+    #[error("plugin `{plugin}` may not access bucket `{bucket}` (allowed: {})", allowed.join(", "))]
+    BucketAccessDenied {
+        /// The plugin.
+        plugin: String,
+        /// What it asked for.
+        bucket: String,
+        /// Logical buckets it may use.
+        allowed: Vec<String>,
+    },
+    /// An object key breaks the key rules (it could escape its bucket, or is malformed).
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given (lossy).
+        key: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A presigned link is malformed, was tampered with, or has expired.
+    #[error("presigned link refused: {reason}")]
+    PresignedUrlInvalid {
+        /// Why (malformed, bad signature, expired); never the token itself.
+        reason: String,
+    },
+    /// No object has this key (a presigned link to an object deleted since).
+    #[error("no object `{key}` in bucket `{bucket}`")]
+    ObjectNotFound {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
     /// The database refused a statement for another reason than access.
     #[error("plugin `{plugin}`: SQL error{}: {message}", sqlstate.as_ref().map(|s| format!(" {s}")).unwrap_or_default())]
     Sql {
@@ -423,6 +465,14 @@ pub enum ErrorCode {
     SqlError,
     /// `backend_unavailable`
     BackendUnavailable,
+    /// `topic_access_denied`
+    TopicAccessDenied,
+    /// `bucket_access_denied`
+    BucketAccessDenied,
+    /// `invalid_key`
+    InvalidKey,
+    /// `presigned_url_invalid`
+    PresignedUrlInvalid,
     /// `internal`
     Internal,
 }
@@ -463,6 +513,10 @@ impl ErrorCode {
         Self::TableAccessDenied,
         Self::SqlError,
         Self::BackendUnavailable,
+        Self::TopicAccessDenied,
+        Self::BucketAccessDenied,
+        Self::InvalidKey,
+        Self::PresignedUrlInvalid,
         Self::Internal,
     ];
 
@@ -502,6 +556,10 @@ impl ErrorCode {
             Self::TableAccessDenied => "table_access_denied",
             Self::SqlError => "sql_error",
             Self::BackendUnavailable => "backend_unavailable",
+            Self::TopicAccessDenied => "topic_access_denied",
+            Self::BucketAccessDenied => "bucket_access_denied",
+            Self::InvalidKey => "invalid_key",
+            Self::PresignedUrlInvalid => "presigned_url_invalid",
             Self::Internal => "internal",
         }
     }
@@ -551,6 +609,11 @@ impl Error {
             Self::TableAccessDenied { .. } => ErrorCode::TableAccessDenied,
             Self::Sql { .. } => ErrorCode::SqlError,
             Self::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
+            Self::TopicAccessDenied { .. } => ErrorCode::TopicAccessDenied,
+            Self::BucketAccessDenied { .. } => ErrorCode::BucketAccessDenied,
+            Self::InvalidKey { .. } => ErrorCode::InvalidKey,
+            Self::PresignedUrlInvalid { .. } => ErrorCode::PresignedUrlInvalid,
+            Self::ObjectNotFound { .. } => ErrorCode::NotFound,
             Self::Unauthorized { .. } => ErrorCode::Unauthorized,
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
@@ -611,6 +674,16 @@ impl Error {
                 allowed,
             } => json!({ "plugin": plugin, "table": table, "allowed": allowed }),
             Self::Sql { sqlstate, .. } => json!({ "sqlstate": sqlstate }),
+            Self::TopicAccessDenied {
+                plugin,
+                topic,
+                allowed,
+            } => json!({ "plugin": plugin, "topic": topic, "allowed": allowed }),
+            Self::BucketAccessDenied {
+                plugin,
+                bucket,
+                allowed,
+            } => json!({ "plugin": plugin, "bucket": bucket, "allowed": allowed }),
             Self::PluginConfigRejected { plugin, errors } => {
                 json!({ "plugin": plugin, "errors": errors })
             }

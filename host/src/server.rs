@@ -22,7 +22,28 @@ use crate::watch::{FolderWatcher, WatchOptions};
 /// the address.
 pub async fn serve(config: HostConfig) -> Result<()> {
     config.check_listen()?;
-    let manager = Arc::new(PluginManager::new(config.manager_config())?);
+    // Bind first: with port 0 the real address is known only now, and presigned links must
+    // carry it.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::InvalidConfig {
+            key: "listen".into(),
+            message: format!("cannot listen on {}: {e}", config.listen),
+        })?;
+    let addr = listener.local_addr().map_err(|e| Error::Internal {
+        message: e.to_string(),
+    })?;
+    let mut bound = config.clone();
+    bound.listen = addr;
+    // Backends may run their own runtime (PostgreSQL) and block while connecting: build the
+    // manager off the async threads.
+    let manager = Arc::new(
+        tokio::task::spawn_blocking(move || PluginManager::new(bound.manager_config()))
+            .await
+            .map_err(|e| Error::Internal {
+                message: e.to_string(),
+            })??,
+    );
     let store = Arc::new(StateStore::open(&config.data_dir)?);
 
     // Settings: persisted ones first, then the config file's, which win.
@@ -50,16 +71,6 @@ pub async fn serve(config: HostConfig) -> Result<()> {
         message: e.to_string(),
     })?;
     restored?;
-
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| Error::InvalidConfig {
-            key: "listen".into(),
-            message: format!("cannot listen on {}: {e}", config.listen),
-        })?;
-    let addr = listener.local_addr().map_err(|e| Error::Internal {
-        message: e.to_string(),
-    })?;
 
     // SSE fan-out: every bus event, to every connected client.
     let (events, _) = tokio::sync::broadcast::channel::<Arc<api::StreamItem>>(4096);
@@ -147,8 +158,13 @@ pub async fn serve(config: HostConfig) -> Result<()> {
         let _ = tokio::task::spawn_blocking(move || watcher.stop()).await;
     }
     tracing::info!(target: "server", "shutting down: unloading plugins, dependents first");
-    let mgr = Arc::clone(&manager);
-    let _ = tokio::task::spawn_blocking(move || mgr.shutdown()).await;
+    // Unload, then drop the manager off the async threads too: a backend's own runtime must not
+    // be dropped inside this one.
+    let _ = tokio::task::spawn_blocking(move || {
+        manager.shutdown();
+        drop(manager);
+    })
+    .await;
     Ok(())
 }
 

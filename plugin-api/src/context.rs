@@ -62,7 +62,7 @@ impl<'a> Event<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SubscriptionId(pub u64);
 
-type Handler = Box<dyn FnMut(&Event<'_>) -> Result<()> + Send>;
+pub(crate) type Handler = Box<dyn FnMut(&Event<'_>) -> Result<()> + Send>;
 
 struct Registered {
     handler: Handler,
@@ -91,8 +91,12 @@ impl ContextInner {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
         let Some(mut registered) = taken else {
-            // Unsubscribed after the event was queued: nothing to do.
-            return Ok(());
+            // Unsubscribed after the delivery was queued: nothing ran. The host does not count
+            // this as a failure, and does not commit a topic message for it.
+            return Err(crate::Error::new(
+                "subscription_not_found",
+                format!("no handler for subscription {id}"),
+            ));
         };
         // A panicking handler stays subscribed: put it back before the panic goes on to the
         // glue, which reports it to the host.
@@ -205,6 +209,29 @@ impl Context {
         self.subscribe(pattern, true, Box::new(handler))
     }
 
+    /// Registers a handler under an id the host assigned (topic consumers).
+    pub(crate) fn register(&self, id: u64, once: bool, handler: Handler) {
+        self.inner
+            .handlers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Registered { handler, once });
+    }
+
+    /// Removes a handler registered with [`Context::register`].
+    pub(crate) fn unregister(&self, id: u64) {
+        self.inner
+            .handlers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Calls a host service with raw bytes (an envelope), returning raw bytes.
+    pub(crate) fn call_raw(&self, service: &str, input: &[u8]) -> Result<Vec<u8>> {
+        self.inner.host.call(service, input)
+    }
+
     fn subscribe(&self, pattern: &str, once: bool, handler: Handler) -> Result<SubscriptionId> {
         // Events are delivered on this plugin's worker thread, which is the thread running this
         // call, so no delivery can look for the handler before it is inserted below.
@@ -239,9 +266,19 @@ impl Context {
         self.call_service("config", &Value::Null)
     }
 
+    /// The plugin's topics (see [`Topics`](crate::Topics)).
+    pub fn topics(&self) -> crate::Topics {
+        crate::Topics::new(self.clone())
+    }
+
     /// The plugin's tables (see [`Tables`](crate::Tables)).
     pub fn tables(&self) -> crate::Tables {
         crate::Tables::new(self.clone())
+    }
+
+    /// The plugin's buckets (see [`Buckets`](crate::Buckets)).
+    pub fn buckets(&self) -> crate::Buckets {
+        crate::Buckets::new(self.clone())
     }
 
     /// Calls a host service by name with a JSON request (the resource repositories use this).

@@ -30,16 +30,22 @@
     reason = "the FFI boundary; the only unsafe module of this crate"
 )]
 mod abi;
+mod buckets;
 mod context;
+#[doc(hidden)]
+pub mod envelope;
 mod error;
 mod export;
 mod manifest;
 mod tables;
+mod topics;
 
+pub use buckets::{Buckets, Object, Page};
 pub use context::{Context, DependencyHandle, Event, Level, SubscriptionId};
 pub use error::{Error, Result};
 pub use manifest::{Dependency, Manifest, valid_name};
 pub use tables::{Column, Filter, Query, SqlResult, Tables};
+pub use topics::{Message, Topics};
 
 /// Re-exported so plugins and the host agree on one `serde_json`.
 pub use serde_json;

@@ -34,6 +34,8 @@ pub const PLUGINS: &[&str] = &[
     "events",
     "configured",
     "tables-demo",
+    "topics-demo",
+    "buckets-demo",
 ];
 
 /// The workspace root.
@@ -376,32 +378,12 @@ impl Drop for Server {
     }
 }
 
-/// A copy of the `tables-demo` plugin renamed `name`, declaring only the table `table`: its
-/// manifest JSON is rewritten in place and padded with trailing spaces (JSON allows them), so
-/// the declaration keeps its length.
+/// A copy of the `tables-demo` plugin renamed `name`, declaring only the table `table`.
 pub fn tables_plugin(name: &str, table: &str, dir: &Path) -> PathBuf {
-    let dest = dir.join(lib_file(&format!("tables-{name}")));
-    let mut bytes = std::fs::read(plugin("tables-demo")).unwrap();
-    let start = bytes
-        .windows(br#"{"name":"tables-demo""#.len())
-        .position(|w| w == br#"{"name":"tables-demo""#)
-        .expect("manifest present");
-    let end_marker = br#""config_schema":""}"#;
-    let end = start
-        + bytes[start..]
-            .windows(end_marker.len())
-            .position(|w| w == end_marker)
-            .expect("manifest end")
-        + end_marker.len();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[start..end]).unwrap();
-    manifest["name"] = serde_json::json!(name);
-    manifest["tables"] = serde_json::json!([table]);
-    let mut text = manifest.to_string().into_bytes();
-    assert!(text.len() <= end - start, "the new manifest must fit");
-    text.resize(end - start, b' ');
-    bytes[start..end].copy_from_slice(&text);
-    std::fs::write(&dest, bytes).unwrap();
-    dest
+    rewritten_plugin("tables-demo", dir, &format!("tables-{name}"), |m| {
+        m["name"] = serde_json::json!(name);
+        m["tables"] = serde_json::json!([table]);
+    })
 }
 
 /// The machine's PostgreSQL for the backend tests: started if it is down (with the command this
@@ -480,4 +462,36 @@ impl Drop for PgDatabase {
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
     }
+}
+
+/// A copy of plugin `template` whose manifest is rewritten by `edit` (in place, padded with
+/// trailing spaces, which JSON allows, so the declaration keeps its length). Returns its path.
+pub fn rewritten_plugin(
+    template: &str,
+    dir: &Path,
+    file: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let dest = dir.join(lib_file(file));
+    let mut bytes = std::fs::read(plugin(template)).unwrap();
+    let opening = format!(r#"{{"name":"{template}""#);
+    let start = bytes
+        .windows(opening.len())
+        .position(|w| w == opening.as_bytes())
+        .expect("manifest present");
+    let end_marker = br#""config_schema":""}"#;
+    let end = start
+        + bytes[start..]
+            .windows(end_marker.len())
+            .position(|w| w == end_marker)
+            .expect("manifest end")
+        + end_marker.len();
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[start..end]).unwrap();
+    edit(&mut manifest);
+    let mut text = manifest.to_string().into_bytes();
+    assert!(text.len() <= end - start, "the new manifest must fit");
+    text.resize(end - start, b' ');
+    bytes[start..end].copy_from_slice(&text);
+    std::fs::write(&dest, bytes).unwrap();
+    dest
 }

@@ -423,3 +423,32 @@ fn no_backend_is_a_clear_error_not_a_crash() {
         .unwrap_err();
     assert_eq!(e.details()["plugin_code"], "backend_unavailable");
 }
+
+#[test]
+fn serve_runs_on_the_postgres_backend() {
+    let pg = PgDatabase::create("serve");
+    let mut s = Server::start(
+        &[],
+        &[
+            ("PLUGIN_HOST_TABLES_BACKEND", "postgres"),
+            ("PLUGIN_HOST_TABLES_URL", &pg.url),
+        ],
+    );
+    let (st, _) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({"path": plugin("tables-demo").to_string_lossy()})),
+    );
+    assert_eq!(st, 201);
+    let (st, out) = s.call(
+        "POST",
+        "/api/v1/plugins/tables-demo/execute",
+        Some(json!({"op": "demo"})),
+    );
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["output"]["total"], 2);
+    let (_, health) = s.call("GET", "/health", None);
+    assert_eq!(health["backends"]["tables"], "ok");
+    assert_eq!(pg.sql(r#"SELECT count(*) FROM "p_tables-demo".users"#), "2");
+    s.stop();
+}

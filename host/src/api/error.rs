@@ -18,8 +18,9 @@ impl From<Error> for ApiError {
     }
 }
 
-/// The HTTP status of an error code: 400 bad input, 401 auth, 404 unknown plugin or path,
-/// 409 conflict, 413 too large, 422 a plugin-level failure, 504 timeout.
+/// The HTTP status of an error code: 400 bad input, 401 auth, 403 a refused presigned link,
+/// 404 unknown plugin, path or object, 409 conflict, 413 too large, 422 a plugin-level failure,
+/// 504 timeout.
 pub(crate) fn status(code: ErrorCode) -> StatusCode {
     use ErrorCode as C;
     match code {
@@ -33,8 +34,10 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::InvalidEventName
         | C::InvalidPattern
         | C::InvalidConfig
-        | C::InvalidOverrides => StatusCode::BAD_REQUEST,
+        | C::InvalidOverrides
+        | C::InvalidKey => StatusCode::BAD_REQUEST,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
+        C::PresignedUrlInvalid => StatusCode::FORBIDDEN,
         C::NotFound | C::SubscriptionNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::AlreadyLoaded
@@ -52,6 +55,8 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::DependencyNotDeclared
         | C::InvalidPluginConfig
         | C::TableAccessDenied
+        | C::TopicAccessDenied
+        | C::BucketAccessDenied
         | C::SqlError => StatusCode::UNPROCESSABLE_ENTITY,
         C::Timeout => StatusCode::GATEWAY_TIMEOUT,
         C::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,

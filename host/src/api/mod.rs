@@ -1,6 +1,7 @@
 //! The admin HTTP API (axum): the routes of shared/API.md under `/api/v1`, `/health`,
-//! `/metrics` and the OpenAPI document. Mutating and reading plugin routes need the bearer token
-//! when one is configured. Errors use one body, mapped once in `error.rs`.
+//! `/metrics`, the OpenAPI document, and presigned bucket links (`/presigned/{token}`, whose
+//! token is its own credential). Mutating and reading plugin routes need the bearer token when
+//! one is configured. Errors use one body, mapped once in `error.rs`.
 
 mod error;
 pub(crate) mod openapi;
@@ -52,6 +53,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(routes::health))
         .route("/metrics", get(routes::metrics))
         .route("/api/v1/openapi.json", get(routes::openapi))
+        // No bearer token: the signed token in the path is the credential.
+        .route("/presigned/{token}", get(routes::presigned))
         .nest("/api/v1", api)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
@@ -140,6 +143,10 @@ pub(crate) fn render_metrics(manager: &PluginManager) -> String {
                 labels: vec![("plugin", p.name.clone()), ("kind", "table".to_owned())],
                 value: p.stats.tables_denied as f64,
             })
+            .chain(list.iter().map(|p| Sample {
+                labels: vec![("plugin", p.name.clone()), ("kind", "bucket".to_owned())],
+                value: p.stats.buckets_denied as f64,
+            }))
             .collect::<Vec<_>>(),
     );
     let bus = manager.bus().stats();

@@ -65,6 +65,14 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
     ),
     r(
         "get",
+        "/presigned/{token}",
+        "An object of a plugin's bucket, through a presigned link (the token is the credential)",
+        false,
+        None,
+        (200, "application/octet-stream"),
+    ),
+    r(
+        "get",
         "/api/v1/plugins",
         "List plugins in dependency order",
         true,
@@ -298,6 +306,9 @@ pub(crate) fn document() -> Value {
         });
         if route.path.contains("{name}") {
             op["parameters"] = json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        }
+        if route.path.contains("{token}") {
+            op["parameters"] = json!([{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }]);
         }
         if route.method == "delete"
             && route.path == "/api/v1/plugins/{name}"

@@ -218,6 +218,38 @@ pub(crate) async fn openapi() -> Json<Value> {
     Json(super::openapi::document())
 }
 
+/// `GET /presigned/{token}`: the object a presigned link names, with its content type. No bearer
+/// token: the signed token is the credential. Uploaded content is served from the API's origin,
+/// so the browser is told not to sniff it and to sandbox it (no scripts with the API's origin).
+pub(crate) async fn presigned(
+    State(st): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
+    let (content_type, bytes) = blocking(&st, move |m| m.presigned_get(&token)).await?;
+    let content_type = header::HeaderValue::from_str(&content_type).unwrap_or(
+        header::HeaderValue::from_static(crate::resources::buckets::DEFAULT_CONTENT_TYPE),
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("sandbox"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("private, no-store"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 pub(crate) async fn list(State(st): State<AppState>) -> ApiResult<Response> {
     let list = blocking(&st, |m| Ok(m.list())).await?;
     Ok(Json(list).into_response())

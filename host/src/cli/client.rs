@@ -120,6 +120,17 @@ impl Client {
         }
     }
 
+    /// `POST /api/v1/plugins/NAME/VERB`; returns the plugin object and a one-line summary.
+    fn action(&self, name: &str, verb: &str, done: &str) -> Result<(Value, String), ClientError> {
+        let v = self.send(
+            "POST",
+            &format!("/api/v1/plugins/{}/{verb}", enc(name)),
+            Some(&json!({})),
+        )?;
+        let human = format!("{done} {}\n", plugin_summary(&v));
+        Ok((v, human))
+    }
+
     fn transport(&self, message: String) -> ClientError {
         ClientError::Transport {
             addr: self.base.clone(),
@@ -295,33 +306,9 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             }
             (v, human)
         }
-        PluginsCommand::Reload { name } => {
-            let v = c.send(
-                "POST",
-                &format!("/api/v1/plugins/{}/reload", enc(name)),
-                Some(&json!({})),
-            )?;
-            let human = format!("reloaded {}\n", plugin_summary(&v));
-            (v, human)
-        }
-        PluginsCommand::Enable { name } => {
-            let v = c.send(
-                "POST",
-                &format!("/api/v1/plugins/{}/enable", enc(name)),
-                Some(&json!({})),
-            )?;
-            let human = format!("enabled {}\n", plugin_summary(&v));
-            (v, human)
-        }
-        PluginsCommand::Disable { name } => {
-            let v = c.send(
-                "POST",
-                &format!("/api/v1/plugins/{}/disable", enc(name)),
-                Some(&json!({})),
-            )?;
-            let human = format!("disabled {}\n", plugin_summary(&v));
-            (v, human)
-        }
+        PluginsCommand::Reload { name } => c.action(name, "reload", "reloaded")?,
+        PluginsCommand::Enable { name } => c.action(name, "enable", "enabled")?,
+        PluginsCommand::Disable { name } => c.action(name, "disable", "disabled")?,
         PluginsCommand::Exec { name, input } => {
             let input = match input.as_deref() {
                 None => Value::Null,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ManagerConfig, TablesConfig};
+use super::{BucketsConfig, ManagerConfig, TablesConfig, TopicsConfig};
 use crate::error::{Error, Result};
 use crate::resources::Overrides;
 
@@ -63,6 +63,50 @@ pub struct PluginsSection {
 pub struct BackendsSection {
     /// `[backends.tables]`
     pub tables: TablesSection,
+    /// `[backends.topics]`
+    pub topics: TopicsSection,
+    /// `[backends.buckets]`
+    pub buckets: BucketsSection,
+}
+
+/// `[backends.topics]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct TopicsSection {
+    /// `memory` (default: the in-process log) or `none`.
+    pub backend: String,
+    /// Prefix of physical topic names (`<prefix>.<plugin>.<topic>`).
+    pub prefix: String,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        Self {
+            backend: "memory".into(),
+            prefix: "plugin-host".into(),
+        }
+    }
+}
+
+/// `[backends.buckets]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct BucketsSection {
+    /// `folder` (default: `DATA_DIR/buckets`) or `none`.
+    pub backend: String,
+    /// Base URL of presigned links (default: `http://<listen>`).
+    pub public_url: Option<String>,
+}
+
+impl Default for BucketsSection {
+    fn default() -> Self {
+        Self {
+            backend: "folder".into(),
+            public_url: None,
+        }
+    }
 }
 
 /// `[backends.tables]`
@@ -362,6 +406,30 @@ impl HostConfig {
                 ));
             }
         }
+        if !matches!(self.backends.topics.backend.as_str(), "memory" | "none") {
+            return Err(invalid(
+                "backends.topics.backend",
+                format!("{:?}: use memory or none", self.backends.topics.backend),
+            ));
+        }
+        let prefix = &self.backends.topics.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 100
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(invalid(
+                "backends.topics.prefix",
+                "1 to 100 characters of A-Z a-z 0-9 - _ (no '.', which separates plugin and topic)",
+            ));
+        }
+        if !matches!(self.backends.buckets.backend.as_str(), "folder" | "none") {
+            return Err(invalid(
+                "backends.buckets.backend",
+                format!("{:?}: use folder or none", self.backends.buckets.backend),
+            ));
+        }
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
@@ -400,6 +468,25 @@ impl HostConfig {
                 "none" => TablesConfig::None,
                 _ => TablesConfig::Sqlite {
                     dir: self.data_dir.join("tables"),
+                },
+            })
+            .with_topics(match self.backends.topics.backend.as_str() {
+                "none" => TopicsConfig::None,
+                _ => TopicsConfig::Memory {
+                    prefix: self.backends.topics.prefix.clone(),
+                },
+            })
+            .with_buckets(match self.backends.buckets.backend.as_str() {
+                "none" => BucketsConfig::None,
+                _ => BucketsConfig::Folder {
+                    dir: self.data_dir.join("buckets"),
+                    public_url: Some(
+                        self.backends
+                            .buckets
+                            .public_url
+                            .clone()
+                            .unwrap_or_else(|| format!("http://{}", self.listen)),
+                    ),
                 },
             })
     }

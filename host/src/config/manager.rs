@@ -24,6 +24,42 @@ pub struct ManagerConfig {
     pub emit_block: Duration,
     /// Where plugins' tables live.
     pub tables: TablesConfig,
+    /// Where plugins' topics live.
+    pub topics: TopicsConfig,
+    /// Where plugins' buckets live.
+    pub buckets: BucketsConfig,
+}
+
+/// The topics backend of a manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TopicsConfig {
+    /// No topics backend: topic calls fail with `backend_unavailable`.
+    #[default]
+    None,
+    /// The in-process log (embedded default): ordered, retained in memory, consumer groups with
+    /// committed offsets. Physical topics are `<prefix>.<plugin>.<topic>`.
+    Memory {
+        /// Prefix of physical topic names.
+        prefix: String,
+    },
+}
+
+/// The buckets backend of a manager.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BucketsConfig {
+    /// No buckets backend: bucket calls fail with `backend_unavailable`.
+    #[default]
+    None,
+    /// A local folder (embedded default): objects under `<dir>/<plugin>/<bucket>/<key>`.
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// Base URL presigned links point at (the admin API's address), e.g.
+        /// `http://127.0.0.1:8700`; without it, presigning is refused.
+        public_url: Option<String>,
+    },
 }
 
 /// The tables backend of a manager.
@@ -57,6 +93,8 @@ impl Default for ManagerConfig {
             mailbox_capacity: 1024,
             emit_block: Duration::from_millis(50),
             tables: TablesConfig::None,
+            topics: TopicsConfig::None,
+            buckets: BucketsConfig::None,
         }
     }
 }
@@ -95,6 +133,18 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::tables`].
     pub fn with_tables(mut self, tables: TablesConfig) -> Self {
         self.tables = tables;
+        self
+    }
+
+    /// Sets [`ManagerConfig::topics`].
+    pub fn with_topics(mut self, topics: TopicsConfig) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    /// Sets [`ManagerConfig::buckets`].
+    pub fn with_buckets(mut self, buckets: BucketsConfig) -> Self {
+        self.buckets = buckets;
         self
     }
 

@@ -6,7 +6,7 @@ mod file;
 mod manager;
 
 pub use file::{
-    BackendsSection, HostConfig, LimitsSection, LogFormat, LogSection, PluginSection,
-    PluginsSection, TablesSection, TimeoutsSection,
+    BackendsSection, BucketsSection, HostConfig, LimitsSection, LogFormat, LogSection,
+    PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
 };
-pub use manager::{ManagerConfig, TablesConfig};
+pub use manager::{BucketsConfig, ManagerConfig, TablesConfig, TopicsConfig};

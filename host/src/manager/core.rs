@@ -19,7 +19,9 @@ use crate::loader::{CallError, HostContext, Library};
 use crate::manifest::PluginManifest;
 use crate::metrics::ManagerMetrics;
 use crate::resources::EffectiveResources;
+use crate::resources::buckets::{BucketBackend, ScopedBuckets};
 use crate::resources::tables::{ScopedTables, TableBackend};
+use crate::resources::topics::{ScopedTopics, TopicBackend};
 
 /// One plugin instance: a manifest, a worker thread running the library, a context.
 #[derive(Debug)]
@@ -34,6 +36,10 @@ pub(crate) struct Slot {
     pub(crate) resources: EffectiveResources,
     /// The plugin's tables session (none when it declares no tables or no backend is set).
     pub(crate) tables: Option<ScopedTables>,
+    /// The plugin's topics (none when it declares none or no backend is set).
+    pub(crate) topics: Option<ScopedTopics>,
+    /// The plugin's buckets (none when it declares none or no backend is set).
+    pub(crate) buckets: Option<ScopedBuckets>,
     state: AtomicU8,
     /// Calls queued or running on this instance (see [`Inner::try_execute_on`]).
     pub(crate) in_flight: AtomicUsize,
@@ -62,7 +68,7 @@ impl Slot {
         api_version: String,
         settings: PluginSettings,
         resources: EffectiveResources,
-        tables: Option<ScopedTables>,
+        scoped: Scoped,
         ctx: Arc<HostContext>,
         mailbox: MailboxHandle,
         worker: Worker,
@@ -77,7 +83,9 @@ impl Slot {
             api_version,
             settings,
             resources,
-            tables,
+            tables: scoped.tables,
+            topics: scoped.topics,
+            buckets: scoped.buckets,
             state: AtomicU8::new(0),
             in_flight: AtomicUsize::new(0),
             ctx,
@@ -138,6 +146,22 @@ impl Slot {
                 .tables
                 .as_ref()
                 .map_or(0, |t| t.stats.denied.load(Ordering::Relaxed)),
+            topics_denied: self
+                .topics
+                .as_ref()
+                .map_or(0, |t| t.stats.denied.load(Ordering::Relaxed)),
+            buckets_denied: self
+                .buckets
+                .as_ref()
+                .map_or(0, |b| b.stats.denied.load(Ordering::Relaxed)),
+            messages_consumed: self
+                .topics
+                .as_ref()
+                .map_or(0, |t| t.stats.consumed.load(Ordering::Relaxed)),
+            messages_failed: self
+                .topics
+                .as_ref()
+                .map_or(0, |t| t.stats.failed.load(Ordering::Relaxed)),
         }
     }
 }
@@ -156,6 +180,14 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// A plugin instance's resource sessions, opened before it initialises.
+#[derive(Debug, Default)]
+pub(crate) struct Scoped {
+    pub(crate) tables: Option<ScopedTables>,
+    pub(crate) topics: Option<ScopedTopics>,
+    pub(crate) buckets: Option<ScopedBuckets>,
 }
 
 /// A plugin that failed in a way operators must see: it hung, so its library is leaked.
@@ -190,6 +222,10 @@ pub(crate) struct Inner {
     pub(crate) bus: Arc<EventBus>,
     /// Where plugins' tables live, if anywhere.
     pub(crate) tables: Option<Arc<dyn TableBackend>>,
+    /// Where plugins' topics live, if anywhere.
+    pub(crate) topics: Option<Arc<dyn TopicBackend>>,
+    /// Where plugins' buckets live, if anywhere.
+    pub(crate) buckets: Option<Arc<dyn BucketBackend>>,
     /// Operator settings by plugin name; kept across unloads.
     settings: RwLock<HashMap<String, PluginSettings>>,
     pub(crate) metrics: ManagerMetrics,
@@ -223,6 +259,8 @@ impl Inner {
         std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
         let bus = Arc::new(EventBus::new(config.emit_block));
         let tables = crate::resources::tables::backend(&config.tables)?;
+        let topics = crate::resources::topics::backend(&config.topics)?;
+        let buckets = crate::resources::buckets::backend(&config.buckets)?;
         let (closer, jobs) =
             crossbeam_channel::unbounded::<(Library, crossbeam_channel::Sender<()>)>();
         std::thread::Builder::new()
@@ -245,6 +283,8 @@ impl Inner {
             instances: RwLock::new(HashMap::new()),
             bus,
             tables,
+            topics,
+            buckets,
             settings: RwLock::new(HashMap::new()),
             metrics: ManagerMetrics::default(),
             closer: Mutex::new(closer),
@@ -506,7 +546,16 @@ impl Inner {
                     .as_ref()
                     .map(ScopedTables::physical_names)
                     .unwrap_or_default(),
-                ..Default::default()
+                topics: slot
+                    .topics
+                    .as_ref()
+                    .map(ScopedTopics::physical_names)
+                    .unwrap_or_default(),
+                buckets: slot
+                    .buckets
+                    .as_ref()
+                    .map(ScopedBuckets::physical_names)
+                    .unwrap_or_default(),
             },
             overrides: slot.settings.overrides.clone(),
             config: slot.settings.config.clone(),

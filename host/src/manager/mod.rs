@@ -214,11 +214,40 @@ impl PluginManager {
 
     /// Whether each configured backend answers: `("tables", Ok(()))`, ...
     pub fn backend_status(&self) -> Vec<(&'static str, Result<()>)> {
-        self.inner
-            .tables
+        let mut out = Vec::new();
+        if let Some(t) = &self.inner.tables {
+            out.push(("tables", t.check()));
+        }
+        if let Some(t) = &self.inner.topics {
+            out.push(("topics", t.check()));
+        }
+        if let Some(b) = &self.inner.buckets {
+            out.push(("buckets", b.check()));
+        }
+        out
+    }
+
+    /// Serves a presigned GET link (`GET /presigned/{token}`): the content type and bytes of the
+    /// object the token names. The token is the only credential: the buckets backend checks its
+    /// signature and expiry, not the plugin's current state.
+    ///
+    /// # Errors
+    /// `presigned_url_invalid` (malformed, tampered or expired), `not_found` (the object was
+    /// deleted since), `backend_unavailable` (no buckets backend).
+    pub fn presigned_get(&self, token: &str) -> Result<(String, Vec<u8>)> {
+        let backend = self
+            .inner
+            .buckets
             .as_ref()
-            .map(|t| vec![("tables", t.check())])
-            .unwrap_or_default()
+            .ok_or_else(|| Error::BackendUnavailable {
+                kind: "buckets",
+                message: "this host has no buckets backend configured".into(),
+            })?;
+        let object = backend.presigned_get(token)?;
+        let content_type = object
+            .content_type
+            .unwrap_or_else(|| crate::resources::buckets::DEFAULT_CONTENT_TYPE.to_owned());
+        Ok((content_type, object.bytes))
     }
 
     /// The folder holding this manager's shadow copies.

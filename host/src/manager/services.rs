@@ -172,6 +172,52 @@ impl HostServices for Inner {
             let out = tables.handle(input).map_err(|e| to_plugin(&e))?;
             return serde_json::to_vec(&out).map_err(plugin_api::Error::from);
         }
+        if service == "topics" || service == "buckets" {
+            let slot = self.instance(ctx.generation).ok_or_else(|| {
+                plugin_api::Error::new(
+                    "stale_context",
+                    format!("`{}` has no live instance", ctx.plugin),
+                )
+            })?;
+            let (configured, kind) = if service == "topics" {
+                (self.topics.is_some(), "topics")
+            } else {
+                (self.buckets.is_some(), "buckets")
+            };
+            let missing = || {
+                if configured {
+                    to_plugin(&if kind == "topics" {
+                        Error::TopicAccessDenied {
+                            plugin: ctx.plugin.clone(),
+                            topic: "(any)".into(),
+                            allowed: Vec::new(),
+                        }
+                    } else {
+                        Error::BucketAccessDenied {
+                            plugin: ctx.plugin.clone(),
+                            bucket: "(any)".into(),
+                            allowed: Vec::new(),
+                        }
+                    })
+                } else {
+                    to_plugin(&Error::BackendUnavailable {
+                        kind,
+                        message: format!("this host has no {kind} backend configured"),
+                    })
+                }
+            };
+            if service == "topics" {
+                let topics = slot.topics.as_ref().ok_or_else(missing)?;
+                let deliver: Arc<dyn crate::resources::topics::Deliver> =
+                    Arc::new(slot.mailbox.clone());
+                let out = topics
+                    .handle(input, deliver, &|| self.bus.next_id())
+                    .map_err(|e| to_plugin(&e))?;
+                return serde_json::to_vec(&out).map_err(plugin_api::Error::from);
+            }
+            let buckets = slot.buckets.as_ref().ok_or_else(missing)?;
+            return buckets.handle(input).map_err(|e| to_plugin(&e));
+        }
         if service == "config" {
             let slot = self.instance(ctx.generation).ok_or_else(|| {
                 plugin_api::Error::new(

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
-use super::core::{FailedRecord, Inner, Slot};
+use super::core::{FailedRecord, Inner, Scoped, Slot};
 use super::types::{
     DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginSettings,
     PluginState, SkippedLoad, UnloadOutcome, UnloadReport,
@@ -18,7 +18,10 @@ use crate::error::{Error, Result};
 use crate::graph;
 use crate::loader::{Candidate, Hook, HostContext, HostServices, is_mapped};
 use crate::manifest::PluginManifest;
+use crate::resources::EffectiveResources;
+use crate::resources::buckets::ScopedBuckets;
 use crate::resources::tables::ScopedTables;
+use crate::resources::topics::ScopedTopics;
 
 fn event(
     kind: LifecycleKind,
@@ -188,15 +191,7 @@ impl Inner {
             .unwrap_or_default()
             .apply(&manifest)?;
         check_config(&manifest, settings.config.as_ref())?;
-        let tables = match (&self.tables, resources.tables.is_empty()) {
-            (Some(backend), false) => Some(ScopedTables::open(
-                backend.as_ref(),
-                &manifest.name,
-                &resources.tables,
-                &resources.table_map,
-            )?),
-            _ => None,
-        };
+        let scoped = self.open_resources(&manifest.name, &resources)?;
         let generation = self.next_generation();
         let shadow = candidate.write_shadow(&self.shadow_dir)?;
         let shadow_path = shadow.as_path().to_owned();
@@ -240,7 +235,7 @@ impl Inner {
             ),
             settings,
             resources,
-            tables,
+            scoped,
             ctx,
             mailbox,
             worker,
@@ -277,6 +272,42 @@ impl Inner {
         }
     }
 
+    /// Opens the resource sessions a plugin's effective resources need.
+    fn open_resources(&self, plugin: &str, resources: &EffectiveResources) -> Result<Scoped> {
+        let tables = match (&self.tables, resources.tables.is_empty()) {
+            (Some(backend), false) => Some(ScopedTables::open(
+                backend.as_ref(),
+                plugin,
+                &resources.tables,
+                &resources.table_map,
+            )?),
+            _ => None,
+        };
+        let topics = match (&self.topics, resources.topics.is_empty()) {
+            (Some(backend), false) => Some(ScopedTopics::open(
+                backend,
+                plugin,
+                &resources.topics,
+                &resources.topic_map,
+            )?),
+            _ => None,
+        };
+        let buckets = match (&self.buckets, resources.buckets.is_empty()) {
+            (Some(backend), false) => Some(ScopedBuckets::open(
+                backend,
+                plugin,
+                &resources.buckets,
+                &resources.bucket_map,
+            )?),
+            _ => None,
+        };
+        Ok(Scoped {
+            tables,
+            topics,
+            buckets,
+        })
+    }
+
     fn record_failed(
         &self,
         manifest: &Arc<PluginManifest>,
@@ -305,6 +336,10 @@ impl Inner {
     /// Stops the worker (drain, destroy, join), closes the library on this thread, and reports
     /// whether its code is gone from the process.
     fn close(&self, slot: &Slot) -> UnloadOutcome {
+        // Consumers first: they hand messages to the worker and wait for it.
+        if let Some(topics) = &slot.topics {
+            topics.stop_consumers();
+        }
         let ended = slot
             .take_worker()
             .map(|w| w.stop(self.config.cleanup_timeout));
@@ -342,6 +377,10 @@ impl Inner {
         }
         slot.ctx.close();
         self.bus.remove_owner(&slot.owner());
+        // No topic message after cleanup either.
+        if let Some(topics) = &slot.topics {
+            topics.stop_consumers();
+        }
         let cleanup = slot
             .mailbox
             .hook(Hook::Cleanup, self.config.cleanup_timeout);

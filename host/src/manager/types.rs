@@ -88,6 +88,14 @@ pub struct PluginStats {
     pub events_dropped: u64,
     /// Table accesses refused (by the host's check or by the database).
     pub tables_denied: u64,
+    /// Topic accesses refused.
+    pub topics_denied: u64,
+    /// Bucket accesses refused.
+    pub buckets_denied: u64,
+    /// Topic messages handled.
+    pub messages_consumed: u64,
+    /// Topic messages whose handler failed every attempt (skipped).
+    pub messages_failed: u64,
 }
 
 /// Physical names of a plugin's resources, by logical name.

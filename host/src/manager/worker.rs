@@ -35,6 +35,9 @@ enum Job {
     Hook(Hook, Reply),
     Execute(Vec<u8>, Reply),
     Deliver(u64, Arc<BusEvent>),
+    /// A topic message: delivered like an event, but the sender waits for the handler's result
+    /// (it commits the offset only on success).
+    DeliverWait(u64, String, Vec<u8>, Reply),
     Stop,
 }
 
@@ -238,6 +241,24 @@ impl MailboxHandle {
     }
 }
 
+impl crate::resources::topics::Deliver for MailboxHandle {
+    fn deliver(&self, id: u64, topic: &str, envelope: Vec<u8>) -> std::result::Result<(), String> {
+        let (reply, rx) = bounded(1);
+        // A handler that takes longer than this is treated as failed (and retried).
+        let limit = Duration::from_secs(30);
+        match self.call(
+            Job::DeliverWait(id, topic.to_owned(), envelope, reply),
+            rx,
+            limit,
+        ) {
+            Ok(_) => Ok(()),
+            Err(CallFailure::Plugin(e)) => Err(format!("{e:?}")),
+            Err(CallFailure::Timeout) => Err("handler timed out".into()),
+            Err(CallFailure::Gone) => Err("the plugin is gone".into()),
+        }
+    }
+}
+
 impl Mailbox for MailboxHandle {
     fn deliver(&self, id: u64, event: &Arc<BusEvent>, block: Duration) -> Delivery {
         let job = Job::Deliver(id, Arc::clone(event));
@@ -364,11 +385,24 @@ fn serve(library: &Library, spawn: &Spawn, rx: &Receiver<Job>, ready: &Sender<Re
                     Ok(_) => {
                         spawn.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
                     }
+                    // Unsubscribed after the event was queued: nothing ran, nothing failed.
+                    Err(CallError::Failed { code, .. }) if code == "subscription_not_found" => {}
                     Err(e) => {
                         spawn.stats.events_failed.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(target: "bus", plugin = %spawn.ctx.plugin, event = %event.name, error = ?e, "event handler failed");
                     }
                 }
+            }
+            Job::DeliverWait(id, name, payload, reply) => {
+                let result = if cleaned_up {
+                    Err(CallError::Failed {
+                        code: "stopping".into(),
+                        message: "the plugin is stopping".into(),
+                    })
+                } else {
+                    instance.deliver(id, &name, &payload)
+                };
+                let _ = reply.send(result);
             }
             Job::Stop => break,
         }

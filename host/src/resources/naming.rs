@@ -20,10 +20,6 @@ pub(crate) const PG_PREFIX: &str = "p_";
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
 pub(crate) const PG_MAX_IDENT: usize = 63;
 /// Kafka's topic name limit.
-#[allow(
-    dead_code,
-    reason = "used by the topics and buckets repositories; covered by the property test now"
-)]
 pub(crate) const KAFKA_MAX_TOPIC: usize = 249;
 
 /// Kinds of resource, for messages.
@@ -166,10 +162,6 @@ pub(crate) fn sqlite_table(logical: &str) -> Result<PhysicalTable> {
 ///
 /// # Errors
 /// `invalid_name` for an invalid logical name or a topic over 249 characters.
-#[allow(
-    dead_code,
-    reason = "used by the topics and buckets repositories; covered by the property test now"
-)]
 pub(crate) fn kafka_topic(prefix: &str, plugin: &str, logical: &str) -> Result<String> {
     validate_logical(Kind::Topic, logical)?;
     let topic = format!("{prefix}.{plugin}.{logical}");
@@ -189,10 +181,6 @@ pub(crate) fn kafka_topic(prefix: &str, plugin: &str, logical: &str) -> Result<S
 ///
 /// # Errors
 /// `invalid_name` for an invalid logical name.
-#[allow(
-    dead_code,
-    reason = "used by the topics and buckets repositories; covered by the property test now"
-)]
 pub(crate) fn s3_prefix(plugin: &str, logical: &str) -> Result<String> {
     validate_logical(Kind::Bucket, logical)?;
     Ok(format!("{plugin}/{logical}/"))

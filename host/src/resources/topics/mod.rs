@@ -1,0 +1,332 @@
+//! The topics repository: a plugin produces to and consumes from the topics it may use, by
+//! logical name; the host maps them to physical topics (`<prefix>.<plugin>.<topic>`), runs the
+//! consumers, and hands each message to the plugin's handler on the plugin's own worker thread.
+//! The plugin never gets a raw client and never names a consumer group: its group is
+//! `<prefix>.<plugin>`, so it cannot join, read or reset another plugin's group.
+//!
+//! Delivery is at-least-once: an offset is committed only after the handler returned `Ok`. A
+//! handler that fails is retried (3 attempts, backing off 50 ms, 200 ms); after that the
+//! message is counted as failed and committed, so one poison message cannot stall the topic.
+//! Unload stops the plugin's consumers before its cleanup runs.
+
+pub(crate) mod memory;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::TopicsConfig;
+use crate::error::{Error, Result};
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Record {
+    pub(crate) key: Option<String>,
+    pub(crate) payload: Vec<u8>,
+    pub(crate) headers: BTreeMap<String, String>,
+}
+
+/// A consumed message.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) partition: i32,
+    pub(crate) offset: u64,
+    pub(crate) timestamp_ms: u64,
+    pub(crate) record: Arc<Record>,
+}
+
+/// A topic backend. Knows physical names only.
+pub(crate) trait TopicBackend: Send + Sync + std::fmt::Debug {
+    /// The physical topic of `(plugin, logical)`.
+    fn physical(&self, plugin: &str, logical: &str) -> Result<String>;
+    /// The consumer group of a plugin.
+    fn group(&self, plugin: &str) -> String;
+    /// Creates a topic if it does not exist.
+    fn create(&self, topic: &str) -> Result<()>;
+    /// Appends a record; returns its offset.
+    fn produce(&self, topic: &str, record: Record) -> Result<u64>;
+    /// A consumer of `topic` in `group`, starting at the group's committed offset.
+    fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn TopicConsumer>>;
+    /// Whether the backend answers (for `/health`).
+    fn check(&self) -> Result<()>;
+}
+
+/// One consumer (one group, one topic).
+pub(crate) trait TopicConsumer: Send {
+    /// The next message, waiting at most `timeout`.
+    fn poll(&mut self, timeout: Duration) -> Result<Option<Message>>;
+    /// Commits `message` (and everything before it) for the group.
+    fn commit(&mut self, message: &Message) -> Result<()>;
+}
+
+/// Hands a message to the plugin's handler on the plugin's own thread and waits for the result.
+pub(crate) trait Deliver: Send + Sync {
+    /// `Err` carries the handler's error (or that the plugin is gone).
+    fn deliver(&self, id: u64, topic: &str, envelope: Vec<u8>) -> std::result::Result<(), String>;
+}
+
+/// Builds the configured backend (none when the config says so).
+///
+/// # Errors
+/// Only for a backend that cannot start.
+pub(crate) fn backend(config: &TopicsConfig) -> Result<Option<Arc<dyn TopicBackend>>> {
+    match config {
+        TopicsConfig::None => Ok(None),
+        TopicsConfig::Memory { prefix } => Ok(Some(Arc::new(memory::MemoryTopics::new(prefix)))),
+    }
+}
+
+/// Counters of one plugin's topic use.
+#[derive(Debug, Default)]
+pub(crate) struct TopicStats {
+    pub(crate) denied: AtomicU64,
+    pub(crate) produced: AtomicU64,
+    pub(crate) consumed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Consumer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// One plugin instance's view of its topics.
+#[derive(Debug)]
+pub(crate) struct ScopedTopics {
+    plugin: String,
+    group: String,
+    allowed: BTreeMap<String, String>,
+    backend: Arc<dyn TopicBackend>,
+    consumers: Mutex<HashMap<u64, Consumer>>,
+    pub(crate) stats: Arc<TopicStats>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum Request {
+    Create {
+        topic: String,
+    },
+    Produce {
+        topic: String,
+        #[serde(default)]
+        key: Option<String>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+    },
+    Subscribe {
+        topic: String,
+    },
+    Unsubscribe {
+        id: u64,
+    },
+}
+
+const RETRIES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
+
+impl ScopedTopics {
+    /// Opens a plugin's topics (after overrides: `topic_map` maps a logical name to the logical
+    /// name whose physical topic it uses).
+    ///
+    /// # Errors
+    /// `invalid_name` when a physical topic name would be invalid.
+    pub(crate) fn open(
+        backend: &Arc<dyn TopicBackend>,
+        plugin: &str,
+        topics: &[String],
+        map: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let mut allowed = BTreeMap::new();
+        for logical in topics {
+            let target = map.get(logical).unwrap_or(logical);
+            allowed.insert(logical.clone(), backend.physical(plugin, target)?);
+        }
+        Ok(Self {
+            plugin: plugin.to_owned(),
+            group: backend.group(plugin),
+            allowed,
+            backend: Arc::clone(backend),
+            consumers: Mutex::new(HashMap::new()),
+            stats: Arc::new(TopicStats::default()),
+        })
+    }
+
+    /// Where each logical topic lives.
+    pub(crate) fn physical_names(&self) -> BTreeMap<String, String> {
+        self.allowed.clone()
+    }
+
+    fn topic(&self, logical: &str) -> Result<&String> {
+        self.allowed.get(logical).ok_or_else(|| {
+            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            Error::TopicAccessDenied {
+                plugin: self.plugin.clone(),
+                topic: logical.to_owned(),
+                allowed: self.allowed.keys().cloned().collect(),
+            }
+        })
+    }
+
+    /// Handles one request (an envelope) from the plugin. `next_id` gives subscription ids from
+    /// the host's id space (shared with the event bus, so handler ids never collide).
+    pub(crate) fn handle(
+        &self,
+        input: &[u8],
+        deliver: Arc<dyn Deliver>,
+        next_id: &dyn Fn() -> u64,
+    ) -> Result<Value> {
+        let (header, body) = plugin_api::envelope::decode(input)
+            .map_err(|e| Error::BadRequest { message: e.message })?;
+        let request: Request = serde_json::from_value(header).map_err(|e| Error::BadRequest {
+            message: format!("invalid topics request: {e}"),
+        })?;
+        match request {
+            Request::Create { topic } => {
+                let physical = self.topic(&topic)?;
+                self.backend.create(physical)?;
+                Ok(json!({ "created": topic }))
+            }
+            Request::Produce {
+                topic,
+                key,
+                headers,
+            } => {
+                let physical = self.topic(&topic)?;
+                let offset = self.backend.produce(
+                    physical,
+                    Record {
+                        key,
+                        payload: body.to_vec(),
+                        headers,
+                    },
+                )?;
+                self.stats.produced.fetch_add(1, Ordering::Relaxed);
+                Ok(json!({ "offset": offset }))
+            }
+            Request::Subscribe { topic } => {
+                let physical = self.topic(&topic)?.clone();
+                let consumer = self.backend.consumer(&self.group, &physical)?;
+                let id = next_id();
+                let stop = Arc::new(AtomicBool::new(false));
+                let thread = spawn_consumer(
+                    &self.plugin,
+                    id,
+                    topic,
+                    consumer,
+                    deliver,
+                    Arc::clone(&stop),
+                    Arc::clone(&self.stats),
+                )?;
+                self.consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(id, Consumer { stop, thread });
+                Ok(json!({ "id": id }))
+            }
+            Request::Unsubscribe { id } => {
+                let consumer = self
+                    .consumers
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                match consumer {
+                    Some(c) => {
+                        // Stopping must not wait on this thread, which is the plugin's own and
+                        // may be the one the consumer is waiting for: detach after the flag.
+                        c.stop.store(true, Ordering::Release);
+                        Ok(json!({ "unsubscribed": id }))
+                    }
+                    None => Err(Error::SubscriptionNotFound { id }),
+                }
+            }
+        }
+    }
+
+    /// Stops every consumer and waits for them (each finishes the delivery it is in).
+    pub(crate) fn stop_consumers(&self) {
+        let consumers: Vec<Consumer> = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
+        for c in &consumers {
+            c.stop.store(true, Ordering::Release);
+        }
+        for c in consumers {
+            let _ = c.thread.join();
+        }
+    }
+}
+
+/// The consumer loop: poll, hand to the plugin, commit on success, retry then skip on failure.
+fn spawn_consumer(
+    plugin: &str,
+    id: u64,
+    topic: String,
+    mut consumer: Box<dyn TopicConsumer>,
+    deliver: Arc<dyn Deliver>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TopicStats>,
+) -> Result<JoinHandle<()>> {
+    let plugin = plugin.to_owned();
+    std::thread::Builder::new()
+        .name(format!("topic-{plugin}"))
+        .spawn(move || {
+            while !stop.load(Ordering::Acquire) {
+                let message = match consumer.poll(Duration::from_millis(100)) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "poll failed");
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                };
+                let header = json!({
+                    "key": message.record.key,
+                    "headers": message.record.headers,
+                    "offset": message.offset,
+                    "partition": message.partition,
+                    "timestamp_ms": message.timestamp_ms,
+                });
+                let envelope = plugin_api::envelope::encode(&header, &message.record.payload);
+                let mut attempt = 0;
+                loop {
+                    match deliver.deliver(id, &topic, envelope.clone()) {
+                        Ok(()) => {
+                            stats.consumed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        Err(e) if attempt < RETRIES.len() && !stop.load(Ordering::Acquire) => {
+                            tracing::debug!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed; retrying");
+                            std::thread::sleep(RETRIES[attempt]);
+                            attempt += 1;
+                        }
+                        Err(e) => {
+                            if stop.load(Ordering::Acquire) {
+                                // Stopping: leave it uncommitted, it is redelivered later.
+                                return;
+                            }
+                            stats.failed.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed 3 times; message skipped");
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = consumer.commit(&message) {
+                    tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "commit failed");
+                }
+            }
+        })
+        .map_err(|e| Error::Internal {
+            message: format!("cannot start a consumer thread: {e}"),
+        })
+}

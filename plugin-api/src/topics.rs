@@ -1,0 +1,191 @@
+//! The topics repository as a plugin sees it: produce to and consume from the topics it
+//! declared, by logical name. The host runs the consumers (the plugin never gets a client, and
+//! never names a consumer group: its group is its own) and calls the handler on the plugin's
+//! own thread. Delivery is at-least-once: a message is committed only after the handler returns
+//! `Ok`; an error is retried, then the message is skipped and counted.
+//!
+//! ```ignore
+//! let topics = ctx.topics();
+//! topics.create("orders")?;
+//! topics.produce_json("orders", Some("order-1"), &json!({ "total": 42 }))?;
+//! topics.subscribe("orders", |m| { let order: Value = m.json()?; Ok(()) })?;
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::{Context, Result, SubscriptionId, envelope};
+
+/// A consumed message.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    topic: &'a str,
+    key: Option<String>,
+    headers: BTreeMap<String, String>,
+    offset: u64,
+    partition: i32,
+    timestamp_ms: u64,
+    payload: &'a [u8],
+}
+
+impl<'a> Message<'a> {
+    /// The logical topic.
+    pub fn topic(&self) -> &'a str {
+        self.topic
+    }
+
+    /// The record's key.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
+    /// The record's headers.
+    pub fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+
+    /// Offset in its partition.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// When it was produced, in ms since the Unix epoch.
+    pub fn timestamp_ms(&self) -> u64 {
+        self.timestamp_ms
+    }
+
+    /// The payload bytes.
+    pub fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// The payload as JSON.
+    ///
+    /// # Errors
+    /// `serialization` when it is not JSON of that shape.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        Ok(serde_json::from_slice(self.payload)?)
+    }
+}
+
+/// The plugin's topics. Obtained with [`Context::topics`].
+#[derive(Debug, Clone)]
+pub struct Topics {
+    ctx: Context,
+}
+
+impl Topics {
+    pub(crate) fn new(ctx: Context) -> Self {
+        Self { ctx }
+    }
+
+    fn call(&self, header: Value, body: &[u8]) -> Result<Value> {
+        let out = self
+            .ctx
+            .call_raw("topics", &envelope::encode(&header, body))?;
+        Ok(serde_json::from_slice(&out)?)
+    }
+
+    /// Creates a declared topic if it does not exist.
+    ///
+    /// # Errors
+    /// `topic_access_denied` for a topic the plugin may not use.
+    pub fn create(&self, topic: &str) -> Result<()> {
+        self.call(json!({ "op": "create", "topic": topic }), &[])
+            .map(drop)
+    }
+
+    /// Produces a record; returns its offset.
+    ///
+    /// # Errors
+    /// `topic_access_denied`, `backend_unavailable`.
+    pub fn produce(&self, topic: &str, key: Option<&str>, payload: &[u8]) -> Result<u64> {
+        self.produce_with_headers(topic, key, payload, &[])
+    }
+
+    /// Produces a record with headers; returns its offset.
+    ///
+    /// # Errors
+    /// `topic_access_denied`, `backend_unavailable`.
+    pub fn produce_with_headers(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Result<u64> {
+        let headers: BTreeMap<&str, &str> = headers.iter().copied().collect();
+        let out = self.call(
+            json!({ "op": "produce", "topic": topic, "key": key, "headers": headers }),
+            payload,
+        )?;
+        Ok(out["offset"].as_u64().unwrap_or(0))
+    }
+
+    /// Produces a JSON record; returns its offset.
+    ///
+    /// # Errors
+    /// `topic_access_denied`, `backend_unavailable`, `serialization`.
+    pub fn produce_json<T: Serialize + ?Sized>(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        value: &T,
+    ) -> Result<u64> {
+        let bytes = serde_json::to_vec(value)?;
+        self.produce(topic, key, &bytes)
+    }
+
+    /// Consumes a topic with the plugin's own consumer group, from its committed offset. The
+    /// handler runs on the plugin's thread; returning `Ok` commits the message.
+    ///
+    /// # Errors
+    /// `topic_access_denied`, `backend_unavailable`.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        mut handler: impl FnMut(&Message<'_>) -> Result<()> + Send + 'static,
+    ) -> Result<SubscriptionId> {
+        let out = self.call(json!({ "op": "subscribe", "topic": topic }), &[])?;
+        let id = out["id"].as_u64().unwrap_or(0);
+        self.ctx.register(
+            id,
+            false,
+            Box::new(move |event| {
+                let (header, payload) = envelope::decode(event.payload())?;
+                let headers: BTreeMap<String, String> =
+                    serde_json::from_value(header["headers"].clone()).unwrap_or_default();
+                let message = Message {
+                    topic: event.name(),
+                    key: header["key"].as_str().map(str::to_owned),
+                    headers,
+                    offset: header["offset"].as_u64().unwrap_or(0),
+                    partition: header["partition"].as_i64().unwrap_or(0) as i32,
+                    timestamp_ms: header["timestamp_ms"].as_u64().unwrap_or(0),
+                    payload,
+                };
+                handler(&message)
+            }),
+        );
+        Ok(SubscriptionId(id))
+    }
+
+    /// Stops a consumer. Messages it had not committed are delivered again to the next consumer
+    /// of the plugin's group.
+    ///
+    /// # Errors
+    /// `subscription_not_found`.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> Result<()> {
+        self.ctx.unregister(id.0);
+        self.call(json!({ "op": "unsubscribe", "id": id.0 }), &[])
+            .map(drop)
+    }
+}

@@ -1,0 +1,311 @@
+//! The topics repository through real plugins on the in-process log: produce/consume round
+//! trip, consumer groups per plugin (isolation, resume from committed offsets), at-least-once
+//! delivery with retries, undeclared topics denied, overrides, consumers stopped on unload.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::time::{Duration, Instant};
+
+use integration::*;
+use plugin_host::{ManagerConfig, Overrides, PluginManager, PluginSettings, TopicsConfig};
+use serde_json::{Value, json};
+
+fn manager_with_topics() -> PluginManager {
+    PluginManager::new(ManagerConfig::default().with_topics(TopicsConfig::Memory {
+        prefix: "ph-test".into(),
+    }))
+    .unwrap()
+}
+
+fn copy(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    rewritten_plugin("topics-demo", dir, &format!("topics-{name}"), |m| {
+        m["name"] = json!(name)
+    })
+}
+
+fn exec(m: &PluginManager, plugin: &str, input: Value) -> Value {
+    m.execute(plugin, &input)
+        .unwrap_or_else(|e| panic!("{plugin} {input}: {}", e.chain()))
+}
+
+/// Waits until `plugin` has recorded `n` messages; returns them.
+fn wait_seen(m: &PluginManager, plugin: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = exec(m, plugin, json!({"op": "seen"}))["messages"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if seen.len() >= n || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn produce_and_consume_round_trip_in_order() {
+    let m = manager_with_topics();
+    m.load(plugin("topics-demo")).unwrap();
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "create", "topic": "orders"}),
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "subscribe", "topic": "orders"}),
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "orders", "key": "k1", "count": 50}),
+    );
+    let seen = wait_seen(&m, "topics-demo", 50);
+    assert_eq!(seen.len(), 50);
+    let seqs: Vec<u64> = seen
+        .iter()
+        .map(|s| s["payload"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>(), "one partition: in order");
+    assert_eq!(seen[0]["key"], "k1");
+    assert_eq!(seen[0]["headers"]["source"], "demo");
+    let info = m.get("topics-demo").unwrap();
+    assert_eq!(info.physical.topics["orders"], "ph-test.topics-demo.orders");
+    assert_eq!(info.stats.messages_consumed, 50);
+}
+
+#[test]
+fn consumer_groups_are_per_plugin_and_isolated() {
+    let dir = temp_dir();
+    let m = manager_with_topics();
+    m.load(copy("shop-a", dir.path())).unwrap();
+    m.load(copy("shop-b", dir.path())).unwrap();
+    exec(&m, "shop-a", json!({"op": "subscribe", "topic": "orders"}));
+    exec(&m, "shop-b", json!({"op": "subscribe", "topic": "orders"}));
+    exec(
+        &m,
+        "shop-a",
+        json!({"op": "produce", "topic": "orders", "payload": {"from": "a"}}),
+    );
+    exec(
+        &m,
+        "shop-b",
+        json!({"op": "produce", "topic": "orders", "payload": {"from": "b"}}),
+    );
+    let a = wait_seen(&m, "shop-a", 1);
+    let b = wait_seen(&m, "shop-b", 1);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(
+        exec(&m, "shop-a", json!({"op": "seen"}))["messages"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        a[0]["payload"]["from"], "a",
+        "a plugin sees only its own topic"
+    );
+    assert_eq!(b[0]["payload"]["from"], "b");
+    assert_ne!(
+        m.get("shop-a").unwrap().physical.topics["orders"],
+        m.get("shop-b").unwrap().physical.topics["orders"]
+    );
+}
+
+#[test]
+fn a_new_instance_resumes_from_the_committed_offset() {
+    let m = manager_with_topics();
+    m.load(plugin("topics-demo")).unwrap();
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "subscribe", "topic": "orders"}),
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "orders", "count": 5}),
+    );
+    assert_eq!(wait_seen(&m, "topics-demo", 5).len(), 5);
+    // Reload: the new instance subscribes again and gets only what came after.
+    m.reload("topics-demo").unwrap();
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "subscribe", "topic": "orders"}),
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "orders", "payload": {"after": true}}),
+    );
+    let seen = wait_seen(&m, "topics-demo", 1);
+    std::thread::sleep(Duration::from_millis(100));
+    let seen_now = exec(&m, "topics-demo", json!({"op": "seen"}))["messages"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        seen_now.len(),
+        1,
+        "committed messages are not delivered again: {seen_now:?}"
+    );
+    assert_eq!(seen[0]["payload"]["after"], true);
+}
+
+#[test]
+fn delivery_is_at_least_once_with_retries_then_skips() {
+    let dir = temp_dir();
+    let m = manager_with_topics();
+    m.load(copy("flaky", dir.path())).unwrap();
+    exec(
+        &m,
+        "flaky",
+        json!({"op": "subscribe", "topic": "orders", "mode": "fail_once"}),
+    );
+    exec(
+        &m,
+        "flaky",
+        json!({"op": "produce", "topic": "orders", "count": 3}),
+    );
+    let seen = wait_seen(&m, "flaky", 3);
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|s| s["attempt"] == 2),
+        "each message failed once, then was delivered again: {seen:?}"
+    );
+
+    // A handler that always fails: retried, then skipped and counted; the next messages flow.
+    m.load(copy("broken", dir.path())).unwrap();
+    let id = exec(
+        &m,
+        "broken",
+        json!({"op": "subscribe", "topic": "orders", "mode": "fail"}),
+    )["id"]
+        .clone();
+    exec(
+        &m,
+        "broken",
+        json!({"op": "produce", "topic": "orders", "count": 2}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while m.get("broken").unwrap().stats.messages_failed < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.get("broken").unwrap().stats.messages_failed, 2);
+    let attempts = exec(&m, "broken", json!({"op": "seen"}))["attempts"].clone();
+    assert!(
+        attempts.as_object().unwrap().values().all(|a| a == 3),
+        "3 attempts each: {attempts}"
+    );
+    exec(&m, "broken", json!({"op": "unsubscribe", "id": id}));
+}
+
+#[test]
+fn undeclared_topics_are_denied_and_nothing_is_sent() {
+    let m = manager_with_topics();
+    m.load(plugin("topics-demo")).unwrap();
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "subscribe", "topic": "orders"}),
+    );
+    for op in [
+        json!({"op": "produce", "topic": "secrets", "payload": 1}),
+        json!({"op": "subscribe", "topic": "secrets"}),
+        json!({"op": "create", "topic": "secrets"}),
+        json!({"op": "produce", "topic": "../orders", "payload": 1}),
+        json!({"op": "produce", "topic": "ph-test.other.orders", "payload": 1}),
+    ] {
+        let e = m.execute("topics-demo", &op).unwrap_err();
+        assert_eq!(
+            e.details()["plugin_code"],
+            "topic_access_denied",
+            "{op}: {e}"
+        );
+    }
+    assert!(m.get("topics-demo").unwrap().stats.topics_denied >= 5);
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = exec(&m, "topics-demo", json!({"op": "seen"}))["messages"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(seen, 0, "nothing reached the declared topic either");
+}
+
+#[test]
+fn overrides_and_name_maps_apply() {
+    let m = manager_with_topics();
+    m.load(plugin("topics-demo")).unwrap();
+    let o: Overrides =
+        serde_json::from_value(json!({"topics": ["audit"], "topic_map": {"audit": "audit-v2"}}))
+            .unwrap();
+    m.set_settings("topics-demo", Some(PluginSettings::new(None, Some(o))))
+        .unwrap();
+    let info = m.get("topics-demo").unwrap();
+    assert_eq!(
+        info.physical.topics["audit"],
+        "ph-test.topics-demo.audit-v2"
+    );
+    let e = m
+        .execute(
+            "topics-demo",
+            &json!({"op": "produce", "topic": "orders", "payload": 1}),
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.details()["plugin_code"],
+        "topic_access_denied",
+        "the declaration was replaced"
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "subscribe", "topic": "audit"}),
+    );
+    exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "audit", "payload": {"x": 1}}),
+    );
+    assert_eq!(wait_seen(&m, "topics-demo", 1)[0]["payload"]["x"], 1);
+}
+
+#[test]
+fn unload_stops_the_consumers() {
+    let dir = temp_dir();
+    let m = manager_with_topics();
+    // A name no other test in this binary uses, so its consumer thread is recognisable.
+    m.load(copy("stopper", dir.path())).unwrap();
+    exec(&m, "stopper", json!({"op": "subscribe", "topic": "orders"}));
+    exec(&m, "stopper", json!({"op": "subscribe", "topic": "orders"}));
+    let threads = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|c| c.trim() == "topic-stopper")
+            .count()
+    };
+    assert_eq!(threads(), 2);
+    let report = m.unload("stopper", false).unwrap();
+    assert_eq!(
+        report.outcome["stopper"],
+        plugin_host::UnloadOutcome::Unmapped
+    );
+    assert_eq!(threads(), 0, "consumers stopped and joined");
+}
+
+#[test]
+fn no_backend_is_a_clear_error() {
+    let m = manager();
+    m.load(plugin("topics-demo")).unwrap();
+    let e = m
+        .execute(
+            "topics-demo",
+            &json!({"op": "produce", "topic": "orders", "payload": 1}),
+        )
+        .unwrap_err();
+    assert_eq!(e.details()["plugin_code"], "backend_unavailable");
+}

@@ -142,18 +142,9 @@ impl Slot {
             events_delivered: s.events_delivered.load(Ordering::Relaxed),
             events_failed: s.events_failed.load(Ordering::Relaxed),
             events_dropped: s.events_dropped.load(Ordering::Relaxed),
-            tables_denied: self
-                .tables
-                .as_ref()
-                .map_or(0, |t| t.stats.denied.load(Ordering::Relaxed)),
-            topics_denied: self
-                .topics
-                .as_ref()
-                .map_or(0, |t| t.stats.denied.load(Ordering::Relaxed)),
-            buckets_denied: self
-                .buckets
-                .as_ref()
-                .map_or(0, |b| b.stats.denied.load(Ordering::Relaxed)),
+            tables_denied: self.tables.as_ref().map_or(0, |t| t.denied()),
+            topics_denied: self.topics.as_ref().map_or(0, |t| t.denied()),
+            buckets_denied: self.buckets.as_ref().map_or(0, |b| b.denied()),
             messages_consumed: self
                 .topics
                 .as_ref()

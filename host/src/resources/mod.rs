@@ -5,6 +5,7 @@
 pub(crate) mod buckets;
 pub(crate) mod naming;
 mod policy;
+pub(crate) mod scope;
 pub(crate) mod tables;
 pub(crate) mod topics;
 

@@ -24,10 +24,6 @@ pub(crate) const KAFKA_MAX_TOPIC: usize = 249;
 
 /// Kinds of resource, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(
-    dead_code,
-    reason = "topics and buckets are named by their repositories"
-)]
 pub(crate) enum Kind {
     Table,
     Topic,

@@ -17,13 +17,13 @@ mod token;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::naming;
+use super::naming::{self, Kind};
+use super::scope::Scope;
 use crate::config::BucketsConfig;
 use crate::error::{Error, Result};
 
@@ -99,12 +99,6 @@ pub(crate) fn backend(config: &BucketsConfig) -> Result<Option<Arc<dyn BucketBac
     }
 }
 
-/// Counters of one plugin's bucket use.
-#[derive(Debug, Default)]
-pub(crate) struct BucketStats {
-    pub(crate) denied: AtomicU64,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 enum Request {
@@ -167,10 +161,8 @@ fn check_content_type(content_type: &str) -> Result<()> {
 /// physical location) and the backend.
 #[derive(Debug)]
 pub(crate) struct ScopedBuckets {
-    plugin: String,
-    allowed: BTreeMap<String, String>,
+    scope: Scope<String>,
     backend: Arc<dyn BucketBackend>,
-    pub(crate) stats: BucketStats,
 }
 
 impl ScopedBuckets {
@@ -185,40 +177,30 @@ impl ScopedBuckets {
         buckets: &[String],
         map: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let mut allowed = BTreeMap::new();
-        for logical in buckets {
-            let target = map.get(logical).unwrap_or(logical);
-            allowed.insert(logical.clone(), naming::s3_prefix(plugin, target)?);
-        }
         Ok(Self {
-            plugin: plugin.to_owned(),
-            allowed,
+            scope: Scope::new(plugin, Kind::Bucket, buckets, map, |name| {
+                naming::s3_prefix(plugin, name)
+            })?,
             backend: Arc::clone(backend),
-            stats: BucketStats::default(),
         })
     }
 
     /// Where each logical bucket lives.
     pub(crate) fn physical_names(&self) -> BTreeMap<String, String> {
-        self.allowed
+        self.scope
             .iter()
             .map(|(logical, location)| (logical.clone(), self.backend.describe(location)))
             .collect()
     }
 
+    /// How many bucket accesses were refused.
+    pub(crate) fn denied(&self) -> u64 {
+        self.scope.denied()
+    }
+
     /// The location of an allowed bucket; a denial otherwise (counted).
     fn location(&self, bucket: &str) -> Result<&str> {
-        match self.allowed.get(bucket) {
-            Some(location) => Ok(location),
-            None => {
-                self.stats.denied.fetch_add(1, Ordering::Relaxed);
-                Err(Error::BucketAccessDenied {
-                    plugin: self.plugin.clone(),
-                    bucket: bucket.to_owned(),
-                    allowed: self.allowed.keys().cloned().collect(),
-                })
-            }
-        }
+        self.scope.get(bucket).map(String::as_str)
     }
 
     /// The location of an allowed bucket and a valid key: the checks every keyed operation
@@ -334,6 +316,7 @@ pub(crate) struct TestDir(pub(crate) std::path::PathBuf);
 #[cfg(test)]
 impl TestDir {
     pub(crate) fn new() -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
             "plugin-host-buckets-{}-{}",
@@ -398,7 +381,7 @@ mod tests {
         assert_eq!(h["content_type"], "text/plain");
         let e = call(&s, json!({"op": "get", "bucket": "other", "key": "a"}), b"").unwrap_err();
         assert_eq!(e.code().as_str(), "bucket_access_denied");
-        assert_eq!(s.stats.denied.load(Ordering::Relaxed), 1);
+        assert_eq!(s.denied(), 1);
         let e = call(
             &s,
             json!({"op": "get", "bucket": "files", "key": "../x"}),

@@ -16,12 +16,12 @@ pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::naming::PhysicalTable;
+use super::naming::{Kind, PhysicalTable};
+use super::scope::Scope;
 use crate::error::{Error, Result};
 
 /// SQL flavour of a backend.
@@ -330,22 +330,13 @@ impl Builder {
     }
 }
 
-/// Counters of one plugin's table use.
-#[derive(Debug, Default)]
-pub(crate) struct TableStats {
-    pub(crate) denied: AtomicU64,
-    pub(crate) statements: AtomicU64,
-}
-
 /// One plugin instance's view of its tables: the effective allow-list (logical → physical) and
 /// its backend session.
 #[derive(Debug)]
 pub(crate) struct ScopedTables {
-    plugin: String,
     dialect: Dialect,
-    allowed: BTreeMap<String, PhysicalTable>,
+    scope: Scope<PhysicalTable>,
     session: Box<dyn TableSession>,
-    pub(crate) stats: TableStats,
 }
 
 impl ScopedTables {
@@ -357,47 +348,39 @@ impl ScopedTables {
         tables: &[String],
         map: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let mut allowed = BTreeMap::new();
-        for logical in tables {
-            let target = map.get(logical).unwrap_or(logical);
-            allowed.insert(logical.clone(), backend.physical(plugin, target)?);
-        }
-        let physical: Vec<PhysicalTable> = allowed.values().cloned().collect();
+        let scope = Scope::new(plugin, Kind::Table, tables, map, |name| {
+            backend.physical(plugin, name)
+        })?;
+        let physical: Vec<PhysicalTable> = scope.iter().map(|(_, t)| t.clone()).collect();
         let session = backend.open(plugin, &physical)?;
         Ok(Self {
-            plugin: plugin.to_owned(),
             dialect: backend.dialect(),
-            allowed,
+            scope,
             session,
-            stats: TableStats::default(),
         })
     }
 
     /// The physical name of each allowed logical table.
     pub(crate) fn physical_names(&self) -> BTreeMap<String, String> {
-        self.allowed
+        self.scope
             .iter()
             .map(|(k, v)| (k.clone(), v.sql()))
             .collect()
     }
 
-    fn deny(&self, table: &str) -> Error {
-        self.stats.denied.fetch_add(1, Ordering::Relaxed);
-        Error::TableAccessDenied {
-            plugin: self.plugin.clone(),
-            table: table.to_owned(),
-            allowed: self.allowed.keys().cloned().collect(),
-        }
+    /// How many table accesses were refused.
+    pub(crate) fn denied(&self) -> u64 {
+        self.scope.denied()
     }
 
     fn table(&self, logical: &str) -> Result<&PhysicalTable> {
-        self.allowed.get(logical).ok_or_else(|| self.deny(logical))
+        self.scope.get(logical)
     }
 
     /// Counts a denial the database reported.
     fn note_denied(&self, e: Error) -> Error {
         if matches!(e, Error::TableAccessDenied { .. }) {
-            self.stats.denied.fetch_add(1, Ordering::Relaxed);
+            self.scope.count_denial();
         }
         e
     }
@@ -406,7 +389,6 @@ impl ScopedTables {
     pub(crate) fn handle(&self, request: &[u8]) -> Result<Value> {
         let request: Request = serde_json::from_slice(request)
             .map_err(|e| bad(format!("invalid tables request: {e}")))?;
-        self.stats.statements.fetch_add(1, Ordering::Relaxed);
         let d = self.dialect;
         let mut b = Builder::new(d);
         match request {
@@ -541,10 +523,13 @@ impl ScopedTables {
             }
             Request::Sql { sql, params } => {
                 let sql = rewrite::rewrite(&sql, d, &|name| {
-                    self.allowed.get(name).map(PhysicalTable::parts)
+                    self.scope
+                        .iter()
+                        .find(|(k, _)| *k == name)
+                        .map(|(_, t)| t.parts())
                 })
                 .map_err(|e| match e {
-                    rewrite::RewriteError::Denied(name) => self.deny(&name),
+                    rewrite::RewriteError::Denied(name) => self.scope.deny(&name),
                     rewrite::RewriteError::Invalid(message) => bad(message),
                 })?;
                 let rows = self

@@ -20,6 +20,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::naming::Kind;
+use super::scope::Scope;
 use crate::config::TopicsConfig;
 use crate::error::{Error, Result};
 
@@ -84,7 +86,6 @@ pub(crate) fn backend(config: &TopicsConfig) -> Result<Option<Arc<dyn TopicBacke
 /// Counters of one plugin's topic use.
 #[derive(Debug, Default)]
 pub(crate) struct TopicStats {
-    pub(crate) denied: AtomicU64,
     pub(crate) produced: AtomicU64,
     pub(crate) consumed: AtomicU64,
     pub(crate) failed: AtomicU64,
@@ -99,9 +100,8 @@ struct Consumer {
 /// One plugin instance's view of its topics.
 #[derive(Debug)]
 pub(crate) struct ScopedTopics {
-    plugin: String,
     group: String,
-    allowed: BTreeMap<String, String>,
+    scope: Scope<String>,
     backend: Arc<dyn TopicBackend>,
     consumers: Mutex<HashMap<u64, Consumer>>,
     pub(crate) stats: Arc<TopicStats>,
@@ -142,15 +142,11 @@ impl ScopedTopics {
         topics: &[String],
         map: &BTreeMap<String, String>,
     ) -> Result<Self> {
-        let mut allowed = BTreeMap::new();
-        for logical in topics {
-            let target = map.get(logical).unwrap_or(logical);
-            allowed.insert(logical.clone(), backend.physical(plugin, target)?);
-        }
         Ok(Self {
-            plugin: plugin.to_owned(),
             group: backend.group(plugin),
-            allowed,
+            scope: Scope::new(plugin, Kind::Topic, topics, map, |name| {
+                backend.physical(plugin, name)
+            })?,
             backend: Arc::clone(backend),
             consumers: Mutex::new(HashMap::new()),
             stats: Arc::new(TopicStats::default()),
@@ -159,18 +155,19 @@ impl ScopedTopics {
 
     /// Where each logical topic lives.
     pub(crate) fn physical_names(&self) -> BTreeMap<String, String> {
-        self.allowed.clone()
+        self.scope
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// How many topic accesses were refused.
+    pub(crate) fn denied(&self) -> u64 {
+        self.scope.denied()
     }
 
     fn topic(&self, logical: &str) -> Result<&String> {
-        self.allowed.get(logical).ok_or_else(|| {
-            self.stats.denied.fetch_add(1, Ordering::Relaxed);
-            Error::TopicAccessDenied {
-                plugin: self.plugin.clone(),
-                topic: logical.to_owned(),
-                allowed: self.allowed.keys().cloned().collect(),
-            }
-        })
+        self.scope.get(logical)
     }
 
     /// Handles one request (an envelope) from the plugin. `next_id` gives subscription ids from
@@ -215,7 +212,7 @@ impl ScopedTopics {
                 let id = next_id();
                 let stop = Arc::new(AtomicBool::new(false));
                 let thread = spawn_consumer(
-                    &self.plugin,
+                    self.scope.plugin(),
                     id,
                     topic,
                     consumer,

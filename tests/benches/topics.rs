@@ -3,6 +3,10 @@
 //! scoping, append) and end-to-end consume throughput (the host's consumer handing each message
 //! to the plugin's handler on its own thread and committing it).
 //!
+//! Kafka: produce throughput through the repository against raw rdkafka on the same broker
+//! (librdkafka's mock cluster, or `PLUGIN_HOST_TEST_KAFKA`): raw awaiting each record's offset
+//! as the repository's `produce` does, and raw pipelined (all sends in flight, then awaited).
+//!
 //! `cargo bench -p integration --bench topics -- [--quick]`
 #![allow(
     clippy::unwrap_used,
@@ -60,5 +64,109 @@ fn main() {
     println!(
         "consume (deliver to the plugin's handler, commit): {n} in {consume:.2?} = {:.0} msg/s",
         n as f64 / consume.as_secs_f64()
+    );
+    drop(m);
+    kafka(if quick { 2_000 } else { 20_000 });
+}
+
+fn kafka(n: u64) {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::util::Timeout;
+
+    let mock;
+    let brokers = match std::env::var("PLUGIN_HOST_TEST_KAFKA") {
+        Ok(b) => b,
+        Err(_) => {
+            mock = rdkafka::mocking::MockCluster::new(1).unwrap();
+            mock.bootstrap_servers()
+        }
+    };
+    let m = PluginManager::new(ManagerConfig::default().with_topics(TopicsConfig::Kafka {
+        brokers: brokers.clone(),
+        prefix: "bench".into(),
+    }))
+    .unwrap();
+    m.load(plugin("topics-demo")).unwrap();
+    // Warm up: the topic is created on first use.
+    m.execute(
+        "topics-demo",
+        &json!({"op": "produce", "topic": "orders", "key": "k", "count": 10}),
+    )
+    .unwrap();
+    let t = Instant::now();
+    m.execute(
+        "topics-demo",
+        &json!({"op": "produce", "topic": "orders", "key": "k", "count": n}),
+    )
+    .unwrap();
+    let repo = t.elapsed();
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let topic = "bench.raw.orders";
+    // The same header the plugin sends with each record.
+    let headers = || {
+        OwnedHeaders::new().insert(Header {
+            key: "source",
+            value: Some("demo".as_bytes()),
+        })
+    };
+    rt.block_on(producer.send(
+        FutureRecord::to(topic).payload("warm").key("k"),
+        Timeout::After(Duration::from_secs(10)),
+    ))
+    .unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        let payload = json!({ "seq": i }).to_string();
+        rt.block_on(
+            producer.send(
+                FutureRecord::to(topic)
+                    .payload(&payload)
+                    .key("k")
+                    .headers(headers()),
+                Timeout::After(Duration::from_secs(10)),
+            ),
+        )
+        .unwrap();
+    }
+    let raw_sync = t.elapsed();
+    let t = Instant::now();
+    rt.block_on(async {
+        let payloads: Vec<String> = (0..n).map(|i| json!({ "seq": i }).to_string()).collect();
+        let sends: Vec<_> = payloads
+            .iter()
+            .map(|p| {
+                producer.send(
+                    FutureRecord::to(topic)
+                        .payload(p)
+                        .key("k")
+                        .headers(headers()),
+                    Timeout::After(Duration::from_secs(30)),
+                )
+            })
+            .collect();
+        for s in sends {
+            s.await.unwrap();
+        }
+    });
+    let raw_pipelined = t.elapsed();
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    println!(
+        "kafka produce ({n}, mock broker): repository {:.0} msg/s; raw awaiting each {:.0} msg/s (ratio {:.2}x); raw pipelined {:.0} msg/s (ratio {:.2}x)",
+        rate(repo),
+        rate(raw_sync),
+        rate(repo) / rate(raw_sync),
+        rate(raw_pipelined),
+        rate(repo) / rate(raw_pipelined)
     );
 }

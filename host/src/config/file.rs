@@ -74,10 +74,12 @@ pub struct BackendsSection {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct TopicsSection {
-    /// `memory` (default: the in-process log) or `none`.
+    /// `memory` (default: the in-process log), `kafka` or `none`.
     pub backend: String,
     /// Prefix of physical topic names (`<prefix>.<plugin>.<topic>`).
     pub prefix: String,
+    /// Kafka bootstrap servers (`host:port[,host:port]`), for `backend = "kafka"`.
+    pub brokers: Option<String>,
 }
 
 impl Default for TopicsSection {
@@ -85,6 +87,7 @@ impl Default for TopicsSection {
         Self {
             backend: "memory".into(),
             prefix: "plugin-host".into(),
+            brokers: None,
         }
     }
 }
@@ -334,6 +337,12 @@ impl HostConfig {
         if let Some(v) = get("PLUGIN_HOST_TABLES_URL") {
             self.backends.tables.url = Some(v);
         }
+        if let Some(v) = get("PLUGIN_HOST_TOPICS_BACKEND") {
+            self.backends.topics.backend = v;
+        }
+        if let Some(v) = get("PLUGIN_HOST_TOPICS_BROKERS") {
+            self.backends.topics.brokers = Some(v);
+        }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
         }
@@ -406,11 +415,23 @@ impl HostConfig {
                 ));
             }
         }
-        if !matches!(self.backends.topics.backend.as_str(), "memory" | "none") {
-            return Err(invalid(
-                "backends.topics.backend",
-                format!("{:?}: use memory or none", self.backends.topics.backend),
-            ));
+        match (
+            self.backends.topics.backend.as_str(),
+            &self.backends.topics.brokers,
+        ) {
+            ("memory" | "none", _) | ("kafka", Some(_)) => {}
+            ("kafka", None) => {
+                return Err(invalid(
+                    "backends.topics.brokers",
+                    "the kafka backend needs brokers = \"HOST:PORT[,HOST:PORT]\" (or PLUGIN_HOST_TOPICS_BROKERS)",
+                ));
+            }
+            (other, _) => {
+                return Err(invalid(
+                    "backends.topics.backend",
+                    format!("{other:?}: use memory, kafka or none"),
+                ));
+            }
         }
         let prefix = &self.backends.topics.prefix;
         if prefix.is_empty()
@@ -472,6 +493,10 @@ impl HostConfig {
             })
             .with_topics(match self.backends.topics.backend.as_str() {
                 "none" => TopicsConfig::None,
+                "kafka" => TopicsConfig::Kafka {
+                    brokers: self.backends.topics.brokers.clone().unwrap_or_default(),
+                    prefix: self.backends.topics.prefix.clone(),
+                },
                 _ => TopicsConfig::Memory {
                     prefix: self.backends.topics.prefix.clone(),
                 },

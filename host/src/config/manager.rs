@@ -43,6 +43,14 @@ pub enum TopicsConfig {
         /// Prefix of physical topic names.
         prefix: String,
     },
+    /// Kafka (any Kafka-protocol broker). Physical topics are `<prefix>.<plugin>.<topic>`,
+    /// consumer groups `<prefix>.<plugin>`.
+    Kafka {
+        /// Bootstrap servers, `host:port[,host:port]`.
+        brokers: String,
+        /// Prefix of physical topic names and groups.
+        prefix: String,
+    },
 }
 
 /// The buckets backend of a manager.

@@ -9,6 +9,8 @@
 //! message is counted as failed and committed, so one poison message cannot stall the topic.
 //! Unload stops the plugin's consumers before its cleanup runs.
 
+#[cfg(feature = "kafka")]
+pub(crate) mod kafka;
 pub(crate) mod memory;
 
 use std::collections::{BTreeMap, HashMap};
@@ -80,6 +82,20 @@ pub(crate) fn backend(config: &TopicsConfig) -> Result<Option<Arc<dyn TopicBacke
     match config {
         TopicsConfig::None => Ok(None),
         TopicsConfig::Memory { prefix } => Ok(Some(Arc::new(memory::MemoryTopics::new(prefix)))),
+        #[cfg(feature = "kafka")]
+        TopicsConfig::Kafka { brokers, prefix } => Ok(Some(Arc::new(kafka::KafkaTopics::connect(
+            brokers, prefix,
+        )?))),
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable when the kafka feature is off"
+        )]
+        other => Err(Error::InvalidConfig {
+            key: "backends.topics.backend".into(),
+            message: format!(
+                "{other:?} is not compiled into this build (enable its cargo feature)"
+            ),
+        }),
     }
 }
 

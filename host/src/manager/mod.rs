@@ -29,6 +29,10 @@ use crate::error::{Error, Result};
 
 /// Loads, runs, reloads and unloads plugins. Unloads everything, dependents first, on drop.
 ///
+/// Its methods block: they wait for plugins (a load waits for `initialize`) and for backends.
+/// From async code call them through `tokio::task::spawn_blocking`, as the admin API does; never
+/// on an async worker thread.
+///
 /// ```no_run
 /// use plugin_host::{ManagerConfig, PluginManager};
 /// let manager = PluginManager::new(ManagerConfig::default())?;

@@ -25,7 +25,9 @@ use crate::resources::naming::{self, PhysicalTable};
 /// PostgreSQL tables reached through an admin URL.
 #[derive(Debug)]
 pub(crate) struct PgTables {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
     admin: PgPool,
     options: PgConnectOptions,
     max_connections: u32,
@@ -153,7 +155,8 @@ impl PgTables {
             )
             .map_err(|e| unavailable(format!("cannot prepare the plugin_host schema: {e}")))?;
         Ok(Self {
-            runtime,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
             admin,
             options,
             max_connections: max_connections.max(1),
@@ -161,7 +164,7 @@ impl PgTables {
     }
 
     fn admin_sql(&self, plugin: &str, sql: &str) -> Result<()> {
-        run_admin(self.runtime.handle(), &self.admin, plugin, sql)
+        run_admin(&self.handle, &self.admin, plugin, sql)
     }
 }
 
@@ -177,7 +180,7 @@ impl TableBackend for PgTables {
     fn open(&self, plugin: &str, allowed: &[PhysicalTable]) -> Result<Box<dyn TableSession>> {
         let role = naming::pg_schema(plugin)?;
         let password: String = self
-            .runtime
+            .handle
             .block_on(async {
                 sqlx::query("INSERT INTO plugin_host.roles (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING")
                     .bind(&role)
@@ -216,7 +219,7 @@ impl TableBackend for PgTables {
             .password(&password)
             .options([("search_path", role.as_str())]);
         let pool = self
-            .runtime
+            .handle
             .block_on(
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
@@ -230,13 +233,13 @@ impl TableBackend for PgTables {
             plugin: plugin.to_owned(),
             role,
             pool,
-            handle: self.runtime.handle().clone(),
+            handle: self.handle.clone(),
             admin: self.admin.clone(),
         }))
     }
 
     fn check(&self) -> Result<()> {
-        self.runtime
+        self.handle
             .block_on(sqlx::query("SELECT 1").execute(&self.admin))
             .map(drop)
             .map_err(unavailable)
@@ -336,5 +339,15 @@ impl TableSession for PgSession {
 
     fn close(&self) {
         self.handle.block_on(self.pool.close());
+    }
+}
+
+impl Drop for PgTables {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's async context panics; shutting it down in
+        // the background never does, wherever the manager is dropped.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

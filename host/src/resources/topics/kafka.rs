@@ -27,7 +27,9 @@ pub(crate) struct KafkaTopics {
     brokers: String,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for KafkaTopics {
@@ -72,7 +74,8 @@ impl KafkaTopics {
             brokers: brokers.to_owned(),
             producer,
             admin,
-            runtime,
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
         })
     }
 }
@@ -92,7 +95,7 @@ impl TopicBackend for KafkaTopics {
             .request_timeout(Some(Timeout::After(Duration::from_secs(5))))
             .operation_timeout(Some(Timeout::After(Duration::from_secs(5))));
         let results = self
-            .runtime
+            .handle
             .block_on(self.admin.create_topics([&new], &options))
             .map_err(|e| unavailable(format!("cannot create topic {topic}: {e} (brokers that do not serve CreateTopics create topics on first use)")))?;
         for r in results {
@@ -127,7 +130,7 @@ impl TopicBackend for KafkaTopics {
             r = r.key(key);
         }
         let delivery = self
-            .runtime
+            .handle
             .block_on(
                 self.producer
                     .send(r, Timeout::After(Duration::from_secs(10))),
@@ -216,5 +219,15 @@ impl TopicConsumer for KafkaConsumer {
         self.consumer
             .commit(&tpl, CommitMode::Sync)
             .map_err(unavailable)
+    }
+}
+
+impl Drop for KafkaTopics {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's async context panics; shutting it down in
+        // the background never does, wherever the manager is dropped.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! calls per second, the failed calls (must be 0), and the reload latency: from the rename to the
 //! first `execute` that returns the new version's answer (debounce included).
 //!
+//! Then the same through the real server: `plugin-host serve --watch` on the folder, and a
+//! client calling `POST /api/v1/plugins/versioned/execute` over HTTP (keep-alive) continuously.
+//!
 //! `cargo bench -p integration --bench watch -- [--quick] [--replacements N]`
 #![allow(
     clippy::unwrap_used,
@@ -126,4 +129,83 @@ fn main() {
         latencies[latencies.len() - 1],
     );
     assert_eq!(failures, 0, "calls failed during reloads: {codes:?}");
+    over_http(replacements);
+}
+
+/// The same run through `plugin-host serve --watch` and HTTP.
+fn over_http(replacements: usize) {
+    let dir = temp_dir();
+    let file = dir.path().join(lib_file("versioned"));
+    install("versioned", &file);
+    let plugins = dir.path().to_string_lossy().into_owned();
+    let server = Server::start(&["--plugins-dir", &plugins, "--watch"], &[]);
+    let url = format!("{}/api/v1/plugins/versioned/execute", server.addr);
+    let agent = ureq::AgentBuilder::new().build();
+    let answer = |agent: &ureq::Agent| -> Result<String, String> {
+        match agent.post(&url).send_json(json!({})) {
+            Ok(r) => {
+                let v: serde_json::Value = r.into_json().map_err(|e| e.to_string())?;
+                Ok(v["output"]["version"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    assert_eq!(answer(&agent).as_deref(), Ok("1"), "loaded at start");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (stop, agent, answer_url) = (Arc::clone(&stop), agent.clone(), url.clone());
+        std::thread::spawn(move || {
+            let (mut calls, mut failed) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match agent.post(&answer_url).send_json(json!({})) {
+                    Ok(_) => {}
+                    Err(e) => failed.push(e.to_string()),
+                }
+                calls += 1;
+            }
+            (calls, failed)
+        })
+    };
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(replacements);
+    for i in 0..replacements {
+        let (build, want) = if i % 2 == 0 {
+            ("versioned-v2", "2")
+        } else {
+            ("versioned", "1")
+        };
+        let tmp = file.with_extension("tmp");
+        std::fs::copy(plugin(build), &tmp).unwrap();
+        let t = Instant::now();
+        std::fs::rename(&tmp, &file).unwrap();
+        let deadline = t + Duration::from_secs(10);
+        while answer(&agent).as_deref() != Ok(want) {
+            assert!(
+                Instant::now() < deadline,
+                "replacement {i}: version {want} never answered over HTTP"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (calls, failed) = client.join().unwrap();
+    latencies.sort_unstable();
+    println!(
+        "over HTTP: {calls} calls in {elapsed:.2?} = {:.0} calls/s; failed calls: {}; reload latency p50={:.1?} p99={:.1?} max={:.1?}",
+        calls as f64 / elapsed.as_secs_f64(),
+        failed.len(),
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.99),
+        latencies[latencies.len() - 1],
+    );
+    assert!(
+        failed.is_empty(),
+        "HTTP calls failed during reloads: {:?}",
+        &failed[..failed.len().min(5)]
+    );
 }

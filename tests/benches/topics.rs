@@ -23,7 +23,8 @@ use serde_json::json;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let n: u64 = if quick { 20_000 } else { 200_000 };
+    // At most the log's retention (100,000 per topic): the consumer starts after the producer.
+    let n: u64 = if quick { 20_000 } else { 100_000 };
     build();
     let m = PluginManager::new(ManagerConfig::default().with_topics(TopicsConfig::Memory {
         prefix: "bench".into(),

@@ -495,3 +495,37 @@ pub fn rewritten_plugin(
     std::fs::write(&dest, bytes).unwrap();
     dest
 }
+
+/// Calls a plugin and panics with the full error chain if it fails.
+pub fn exec(m: &PluginManager, plugin: &str, input: serde_json::Value) -> serde_json::Value {
+    m.execute(plugin, &input)
+        .unwrap_or_else(|e| panic!("{plugin} {input}: {}", e.chain()))
+}
+
+/// Waits (at most `within`) until the `topics-demo` plugin `plugin` recorded `n` messages;
+/// returns what it recorded.
+pub fn wait_messages(
+    m: &PluginManager,
+    plugin: &str,
+    n: usize,
+    within: Duration,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let seen = exec(m, plugin, serde_json::json!({"op": "seen"}))["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if seen.len() >= n || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A copy of `topics-demo` renamed `name`.
+pub fn topics_copy(name: &str, dir: &Path) -> PathBuf {
+    rewritten_plugin("topics-demo", dir, &format!("topics-{name}"), |m| {
+        m["name"] = serde_json::json!(name)
+    })
+}

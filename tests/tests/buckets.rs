@@ -98,28 +98,7 @@ fn tree(root: &Path) -> BTreeSet<PathBuf> {
 /// rewritten in place and padded with spaces, which JSON allows, so the declaration keeps its
 /// length.
 fn renamed_demo(name: &str, dir: &Path) -> PathBuf {
-    let dest = dir.join(lib_file(name));
-    let mut bytes = std::fs::read(plugin("buckets-demo")).unwrap();
-    let opening = br#"{"name":"buckets-demo""#;
-    let start = bytes
-        .windows(opening.len())
-        .position(|w| w == opening)
-        .expect("manifest present");
-    let end_marker = br#""config_schema":""}"#;
-    let end = start
-        + bytes[start..]
-            .windows(end_marker.len())
-            .position(|w| w == end_marker)
-            .expect("manifest end")
-        + end_marker.len();
-    let mut manifest: Value = serde_json::from_slice(&bytes[start..end]).unwrap();
-    manifest["name"] = json!(name);
-    let mut text = manifest.to_string().into_bytes();
-    assert!(text.len() <= end - start, "the new manifest must fit");
-    text.resize(end - start, b' ');
-    bytes[start..end].copy_from_slice(&text);
-    std::fs::write(&dest, bytes).unwrap();
-    dest
+    rewritten_plugin("buckets-demo", dir, name, |m| m["name"] = json!(name))
 }
 
 #[test]

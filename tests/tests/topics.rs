@@ -7,39 +7,13 @@ use std::time::{Duration, Instant};
 
 use integration::*;
 use plugin_host::{ManagerConfig, Overrides, PluginManager, PluginSettings, TopicsConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
 fn manager_with_topics() -> PluginManager {
     PluginManager::new(ManagerConfig::default().with_topics(TopicsConfig::Memory {
         prefix: "ph-test".into(),
     }))
     .unwrap()
-}
-
-fn copy(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    rewritten_plugin("topics-demo", dir, &format!("topics-{name}"), |m| {
-        m["name"] = json!(name)
-    })
-}
-
-fn exec(m: &PluginManager, plugin: &str, input: Value) -> Value {
-    m.execute(plugin, &input)
-        .unwrap_or_else(|e| panic!("{plugin} {input}: {}", e.chain()))
-}
-
-/// Waits until `plugin` has recorded `n` messages; returns them.
-fn wait_seen(m: &PluginManager, plugin: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = exec(m, plugin, json!({"op": "seen"}))["messages"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if seen.len() >= n || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -61,7 +35,7 @@ fn produce_and_consume_round_trip_in_order() {
         "topics-demo",
         json!({"op": "produce", "topic": "orders", "key": "k1", "count": 50}),
     );
-    let seen = wait_seen(&m, "topics-demo", 50);
+    let seen = wait_messages(&m, "topics-demo", 50, Duration::from_secs(10));
     assert_eq!(seen.len(), 50);
     let seqs: Vec<u64> = seen
         .iter()
@@ -79,8 +53,8 @@ fn produce_and_consume_round_trip_in_order() {
 fn consumer_groups_are_per_plugin_and_isolated() {
     let dir = temp_dir();
     let m = manager_with_topics();
-    m.load(copy("shop-a", dir.path())).unwrap();
-    m.load(copy("shop-b", dir.path())).unwrap();
+    m.load(topics_copy("shop-a", dir.path())).unwrap();
+    m.load(topics_copy("shop-b", dir.path())).unwrap();
     exec(&m, "shop-a", json!({"op": "subscribe", "topic": "orders"}));
     exec(&m, "shop-b", json!({"op": "subscribe", "topic": "orders"}));
     exec(
@@ -93,8 +67,8 @@ fn consumer_groups_are_per_plugin_and_isolated() {
         "shop-b",
         json!({"op": "produce", "topic": "orders", "payload": {"from": "b"}}),
     );
-    let a = wait_seen(&m, "shop-a", 1);
-    let b = wait_seen(&m, "shop-b", 1);
+    let a = wait_messages(&m, "shop-a", 1, Duration::from_secs(10));
+    let b = wait_messages(&m, "shop-b", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         exec(&m, "shop-a", json!({"op": "seen"}))["messages"]
@@ -128,7 +102,10 @@ fn a_new_instance_resumes_from_the_committed_offset() {
         "topics-demo",
         json!({"op": "produce", "topic": "orders", "count": 5}),
     );
-    assert_eq!(wait_seen(&m, "topics-demo", 5).len(), 5);
+    assert_eq!(
+        wait_messages(&m, "topics-demo", 5, Duration::from_secs(10)).len(),
+        5
+    );
     // Reload: the new instance subscribes again and gets only what came after.
     m.reload("topics-demo").unwrap();
     exec(
@@ -141,7 +118,7 @@ fn a_new_instance_resumes_from_the_committed_offset() {
         "topics-demo",
         json!({"op": "produce", "topic": "orders", "payload": {"after": true}}),
     );
-    let seen = wait_seen(&m, "topics-demo", 1);
+    let seen = wait_messages(&m, "topics-demo", 1, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(100));
     let seen_now = exec(&m, "topics-demo", json!({"op": "seen"}))["messages"]
         .as_array()
@@ -159,7 +136,7 @@ fn a_new_instance_resumes_from_the_committed_offset() {
 fn delivery_is_at_least_once_with_retries_then_skips() {
     let dir = temp_dir();
     let m = manager_with_topics();
-    m.load(copy("flaky", dir.path())).unwrap();
+    m.load(topics_copy("flaky", dir.path())).unwrap();
     exec(
         &m,
         "flaky",
@@ -170,7 +147,7 @@ fn delivery_is_at_least_once_with_retries_then_skips() {
         "flaky",
         json!({"op": "produce", "topic": "orders", "count": 3}),
     );
-    let seen = wait_seen(&m, "flaky", 3);
+    let seen = wait_messages(&m, "flaky", 3, Duration::from_secs(10));
     assert_eq!(seen.len(), 3);
     assert!(
         seen.iter().all(|s| s["attempt"] == 2),
@@ -178,7 +155,7 @@ fn delivery_is_at_least_once_with_retries_then_skips() {
     );
 
     // A handler that always fails: retried, then skipped and counted; the next messages flow.
-    m.load(copy("broken", dir.path())).unwrap();
+    m.load(topics_copy("broken", dir.path())).unwrap();
     let id = exec(
         &m,
         "broken",
@@ -270,7 +247,10 @@ fn overrides_and_name_maps_apply() {
         "topics-demo",
         json!({"op": "produce", "topic": "audit", "payload": {"x": 1}}),
     );
-    assert_eq!(wait_seen(&m, "topics-demo", 1)[0]["payload"]["x"], 1);
+    assert_eq!(
+        wait_messages(&m, "topics-demo", 1, Duration::from_secs(10))[0]["payload"]["x"],
+        1
+    );
 }
 
 #[test]
@@ -278,7 +258,7 @@ fn unload_stops_the_consumers() {
     let dir = temp_dir();
     let m = manager_with_topics();
     // A name no other test in this binary uses, so its consumer thread is recognisable.
-    m.load(copy("stopper", dir.path())).unwrap();
+    m.load(topics_copy("stopper", dir.path())).unwrap();
     exec(&m, "stopper", json!({"op": "subscribe", "topic": "orders"}));
     exec(&m, "stopper", json!({"op": "subscribe", "topic": "orders"}));
     let threads = || {

@@ -4,12 +4,12 @@
 //! so waits are generous.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use integration::*;
 use plugin_host::{ManagerConfig, PluginManager, TopicsConfig};
 use rdkafka::mocking::MockCluster;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A broker for one test: the mock cluster (kept alive by the guard) or an external one.
 struct Broker {
@@ -43,31 +43,6 @@ fn manager(b: &Broker, tag: &str) -> PluginManager {
     .unwrap()
 }
 
-fn exec(m: &PluginManager, plugin: &str, input: Value) -> Value {
-    m.execute(plugin, &input)
-        .unwrap_or_else(|e| panic!("{plugin} {input}: {}", e.chain()))
-}
-
-fn wait_seen(m: &PluginManager, plugin: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let seen = exec(m, plugin, json!({"op": "seen"}))["messages"]
-            .as_array()
-            .unwrap()
-            .clone();
-        if seen.len() >= n || Instant::now() > deadline {
-            return seen;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn copy(name: &str, dir: &std::path::Path) -> std::path::PathBuf {
-    rewritten_plugin("topics-demo", dir, &format!("topics-{name}"), |m| {
-        m["name"] = json!(name)
-    })
-}
-
 #[test]
 fn produce_and_consume_round_trip_on_kafka() {
     let b = broker();
@@ -92,7 +67,7 @@ fn produce_and_consume_round_trip_on_kafka() {
         "topics-demo",
         json!({"op": "subscribe", "topic": "orders"}),
     );
-    let seen = wait_seen(&m, "topics-demo", 20);
+    let seen = wait_messages(&m, "topics-demo", 20, Duration::from_secs(40));
     assert_eq!(seen.len(), 20);
     let seqs: Vec<u64> = seen
         .iter()
@@ -114,8 +89,8 @@ fn consumer_groups_are_per_plugin_on_kafka() {
     let b = broker();
     let m = manager(&b, "groups");
     let dir = temp_dir();
-    m.load(copy("shop-a", dir.path())).unwrap();
-    m.load(copy("shop-b", dir.path())).unwrap();
+    m.load(topics_copy("shop-a", dir.path())).unwrap();
+    m.load(topics_copy("shop-b", dir.path())).unwrap();
     exec(
         &m,
         "shop-a",
@@ -128,8 +103,8 @@ fn consumer_groups_are_per_plugin_on_kafka() {
     );
     exec(&m, "shop-a", json!({"op": "subscribe", "topic": "orders"}));
     exec(&m, "shop-b", json!({"op": "subscribe", "topic": "orders"}));
-    let a = wait_seen(&m, "shop-a", 1);
-    let bb = wait_seen(&m, "shop-b", 1);
+    let a = wait_messages(&m, "shop-a", 1, Duration::from_secs(40));
+    let bb = wait_messages(&m, "shop-b", 1, Duration::from_secs(40));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         exec(&m, "shop-a", json!({"op": "seen"}))["messages"]
@@ -157,7 +132,10 @@ fn committed_offsets_survive_a_reload_on_kafka() {
         "topics-demo",
         json!({"op": "subscribe", "topic": "orders"}),
     );
-    assert_eq!(wait_seen(&m, "topics-demo", 5).len(), 5);
+    assert_eq!(
+        wait_messages(&m, "topics-demo", 5, Duration::from_secs(40)).len(),
+        5
+    );
     m.reload("topics-demo").unwrap();
     exec(
         &m,
@@ -169,7 +147,7 @@ fn committed_offsets_survive_a_reload_on_kafka() {
         "topics-demo",
         json!({"op": "subscribe", "topic": "orders"}),
     );
-    let seen = wait_seen(&m, "topics-demo", 1);
+    let seen = wait_messages(&m, "topics-demo", 1, Duration::from_secs(40));
     std::thread::sleep(Duration::from_millis(1000));
     let now = exec(&m, "topics-demo", json!({"op": "seen"}))["messages"]
         .as_array()
@@ -188,7 +166,7 @@ fn unload_stops_kafka_consumers_and_undeclared_topics_are_denied() {
     let b = broker();
     let m = manager(&b, "stop");
     let dir = temp_dir();
-    m.load(copy("kstop", dir.path())).unwrap();
+    m.load(topics_copy("kstop", dir.path())).unwrap();
     let e = m
         .execute(
             "kstop",

@@ -102,20 +102,7 @@ impl Client {
                     .map_err(|e| self.transport(e.to_string()))?;
                 Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
             }
-            Err(ureq::Error::Status(status, resp)) => {
-                let body: Value = resp.into_json().unwrap_or(Value::Null);
-                Err(ClientError::Server {
-                    status,
-                    code: body["error"]["code"]
-                        .as_str()
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                    message: body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("(no message)")
-                        .to_owned(),
-                })
-            }
+            Err(ureq::Error::Status(status, resp)) => Err(server_error(status, resp)),
             Err(e) => Err(self.transport(e.to_string())),
         }
     }
@@ -136,6 +123,19 @@ impl Client {
             addr: self.base.clone(),
             message,
         }
+    }
+}
+
+/// The server's error body as a [`ClientError`].
+fn server_error(status: u16, resp: ureq::Response) -> ClientError {
+    let body: Value = resp.into_json().unwrap_or(Value::Null);
+    let field = |k: &str| body["error"][k].as_str().unwrap_or("").to_owned();
+    ClientError::Server {
+        status,
+        code: Some(field("code"))
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "unknown".into()),
+        message: field("message"),
     }
 }
 
@@ -353,20 +353,7 @@ fn events(args: &EventsArgs) -> Result<String, ClientError> {
     };
     let resp = match c.request("GET", &path).call() {
         Ok(r) => r,
-        Err(ureq::Error::Status(status, resp)) => {
-            let body: Value = resp.into_json().unwrap_or(Value::Null);
-            return Err(ClientError::Server {
-                status,
-                code: body["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_owned(),
-                message: body["error"]["message"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            });
-        }
+        Err(ureq::Error::Status(status, resp)) => return Err(server_error(status, resp)),
         Err(e) => return Err(c.transport(e.to_string())),
     };
     let reader = BufReader::new(resp.into_reader());

@@ -32,8 +32,8 @@ mod watch;
 pub use bus::{BusEvent, BusStats, EventBus, HostHandler, validate_event_name};
 pub use config::{
     BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection, LogFormat,
-    LogSection, ManagerConfig, PluginSection, PluginsSection, TablesConfig, TablesSection,
-    TimeoutsSection, TopicsConfig, TopicsSection,
+    LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
+    TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use loader::{Inspection, accepted_abi, inspect};

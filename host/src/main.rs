@@ -77,8 +77,16 @@ fn run() -> anyhow::Result<()> {
                 .check_listen()
                 .map_err(|e| anyhow::anyhow!(e.chain()))?;
             let mut shown = serde_json::to_value(&config)?;
-            if shown["admin_token"].is_string() {
-                shown["admin_token"] = serde_json::Value::String("(set)".into());
+            for secret in [
+                "/admin_token",
+                "/backends/buckets/secret_access_key",
+                "/backends/buckets/session_token",
+            ] {
+                if let Some(v) = shown.pointer_mut(secret)
+                    && v.is_string()
+                {
+                    *v = serde_json::Value::String("(set)".into());
+                }
             }
             println!(
                 "configuration is valid\n{}",

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use plugin_host::{ManagerConfig, PluginManager};
 
+mod s3;
+pub use s3::{S3Raw, S3Target, raw_client, s3_config, s3_prefix, s3_runtime, s3_target};
+
 /// Every plugin crate the tests load (package names without the `plugin-` prefix).
 pub const PLUGINS: &[&str] = &[
     "hello",

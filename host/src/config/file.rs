@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BucketsConfig, ManagerConfig, TablesConfig, TopicsConfig};
+use super::{BucketsConfig, ManagerConfig, S3Config, S3Credentials, TablesConfig, TopicsConfig};
 use crate::error::{Error, Result};
 use crate::resources::Overrides;
 
@@ -97,10 +97,28 @@ impl Default for TopicsSection {
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct BucketsSection {
-    /// `folder` (default: `DATA_DIR/buckets`) or `none`.
+    /// `folder` (default: `DATA_DIR/buckets`), `s3` or `none`.
     pub backend: String,
-    /// Base URL of presigned links (default: `http://<listen>`).
+    /// Base URL of the folder backend's presigned links (default: `http://<listen>`).
     pub public_url: Option<String>,
+    /// S3 endpoint URL (`http://127.0.0.1:9000`); unset: AWS.
+    pub endpoint: Option<String>,
+    /// S3 region (default: `AWS_REGION`, else `us-east-1`).
+    pub region: Option<String>,
+    /// The one S3 bucket every plugin bucket lives in, as key prefixes.
+    pub bucket: Option<String>,
+    /// Prefix of every S3 key the host writes (empty, or ending in `/`).
+    pub prefix: String,
+    /// Path-style S3 addressing (default: on when `endpoint` is set, off for AWS).
+    pub path_style: Option<bool>,
+    /// Create the S3 bucket at start when it does not exist.
+    pub create_bucket: bool,
+    /// S3 access key id (default: `AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// S3 secret access key (default: `AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: Option<String>,
+    /// S3 session token (default: `AWS_SESSION_TOKEN`).
+    pub session_token: Option<String>,
 }
 
 impl Default for BucketsSection {
@@ -108,7 +126,39 @@ impl Default for BucketsSection {
         Self {
             backend: "folder".into(),
             public_url: None,
+            endpoint: None,
+            region: None,
+            bucket: None,
+            prefix: String::new(),
+            path_style: None,
+            create_bucket: false,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
         }
+    }
+}
+
+impl BucketsSection {
+    /// The S3 settings this section implies (`backend = "s3"`; checked by `validate`).
+    fn s3(&self) -> S3Config {
+        let credentials = S3Credentials::new(
+            self.access_key_id.as_deref().unwrap_or_default(),
+            self.secret_access_key.as_deref().unwrap_or_default(),
+        );
+        let credentials = match &self.session_token {
+            Some(token) => credentials.with_session_token(token),
+            None => credentials,
+        };
+        S3Config::new(
+            self.endpoint.clone(),
+            self.bucket.as_deref().unwrap_or_default(),
+            credentials,
+        )
+        .with_region(self.region.as_deref().unwrap_or("us-east-1"))
+        .with_prefix(&self.prefix)
+        .with_path_style(self.path_style.unwrap_or(self.endpoint.is_some()))
+        .with_create_bucket(self.create_bucket)
     }
 }
 
@@ -257,7 +307,15 @@ impl HostConfig {
     /// # Errors
     /// `invalid_config`, naming the key.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| {
+        let config = Self::parse_toml(text, origin)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses without checking values: [`HostConfig::load`] checks once the environment has
+    /// been applied, so that a variable can complete the file (`PLUGIN_HOST_TOPICS_BROKERS`).
+    fn parse_toml(text: &str, origin: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
             let key = e
                 .message()
                 .split('`')
@@ -265,9 +323,7 @@ impl HostConfig {
                 .map(str::to_owned)
                 .unwrap_or_else(|| origin.to_owned());
             invalid(&key, format!("{origin}: {e}"))
-        })?;
-        config.validate()?;
-        Ok(config)
+        })
     }
 
     /// Reads the config: `path` if given (it must exist), else `plugin-host.toml` in the current
@@ -281,10 +337,10 @@ impl HostConfig {
                 let text = std::fs::read_to_string(p).map_err(|e| {
                     invalid("--config", format!("cannot read {}: {e}", p.display()))
                 })?;
-                Self::from_toml(&text, &p.display().to_string())?
+                Self::parse_toml(&text, &p.display().to_string())?
             }
             None => match std::fs::read_to_string("plugin-host.toml") {
-                Ok(text) => Self::from_toml(&text, "plugin-host.toml")?,
+                Ok(text) => Self::parse_toml(&text, "plugin-host.toml")?,
                 Err(_) => Self::default(),
             },
         };
@@ -342,6 +398,43 @@ impl HostConfig {
         }
         if let Some(v) = get("PLUGIN_HOST_TOPICS_BROKERS") {
             self.backends.topics.brokers = Some(v);
+        }
+        let buckets = &mut self.backends.buckets;
+        for (var, field) in [
+            ("PLUGIN_HOST_BUCKETS_BACKEND", &mut buckets.backend),
+            ("PLUGIN_HOST_BUCKETS_PREFIX", &mut buckets.prefix),
+        ] {
+            if let Some(v) = get(var) {
+                *field = v;
+            }
+        }
+        for (var, field) in [
+            ("PLUGIN_HOST_BUCKETS_ENDPOINT", &mut buckets.endpoint),
+            ("PLUGIN_HOST_BUCKETS_REGION", &mut buckets.region),
+            ("PLUGIN_HOST_BUCKETS_BUCKET", &mut buckets.bucket),
+        ] {
+            if let Some(v) = get(var) {
+                *field = Some(v);
+            }
+        }
+        if let Some(v) = get("PLUGIN_HOST_BUCKETS_PATH_STYLE") {
+            buckets.path_style = Some(parse_bool("PLUGIN_HOST_BUCKETS_PATH_STYLE", &v)?);
+        }
+        if let Some(v) = get("PLUGIN_HOST_BUCKETS_CREATE_BUCKET") {
+            buckets.create_bucket = parse_bool("PLUGIN_HOST_BUCKETS_CREATE_BUCKET", &v)?;
+        }
+        // The standard AWS variables fill what the file leaves unset (they never override it).
+        if buckets.region.is_none() {
+            buckets.region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"));
+        }
+        for (var, field) in [
+            ("AWS_ACCESS_KEY_ID", &mut buckets.access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", &mut buckets.secret_access_key),
+            ("AWS_SESSION_TOKEN", &mut buckets.session_token),
+        ] {
+            if field.is_none() {
+                *field = get(var);
+            }
         }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
@@ -445,12 +538,7 @@ impl HostConfig {
                 "1 to 100 characters of A-Z a-z 0-9 - _ (no '.', which separates plugin and topic)",
             ));
         }
-        if !matches!(self.backends.buckets.backend.as_str(), "folder" | "none") {
-            return Err(invalid(
-                "backends.buckets.backend",
-                format!("{:?}: use folder or none", self.backends.buckets.backend),
-            ));
-        }
+        self.validate_buckets()?;
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
@@ -471,6 +559,43 @@ impl HostConfig {
             }
         }
         Ok(())
+    }
+
+    fn validate_buckets(&self) -> Result<()> {
+        let b = &self.backends.buckets;
+        match b.backend.as_str() {
+            "folder" | "none" => Ok(()),
+            "s3" => {
+                let bucket = b.bucket.as_deref().ok_or_else(|| {
+                    invalid(
+                        "backends.buckets.bucket",
+                        "the s3 backend needs bucket = \"NAME\" (or PLUGIN_HOST_BUCKETS_BUCKET)",
+                    )
+                })?;
+                crate::resources::naming::validate_s3_bucket(bucket)?;
+                if b.access_key_id.as_deref().is_none_or(str::is_empty)
+                    || b.secret_access_key.as_deref().is_none_or(str::is_empty)
+                {
+                    return Err(invalid(
+                        "backends.buckets.access_key_id",
+                        "the s3 backend needs credentials: access_key_id and secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+                    ));
+                }
+                if let Some(endpoint) = &b.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(invalid(
+                        "backends.buckets.endpoint",
+                        format!("{endpoint:?}: use an http:// or https:// URL"),
+                    ));
+                }
+                Ok(())
+            }
+            other => Err(invalid(
+                "backends.buckets.backend",
+                format!("{other:?}: use folder, s3 or none"),
+            )),
+        }
     }
 
     /// The manager settings this config implies.
@@ -503,6 +628,7 @@ impl HostConfig {
             })
             .with_buckets(match self.backends.buckets.backend.as_str() {
                 "none" => BucketsConfig::None,
+                "s3" => BucketsConfig::S3(self.backends.buckets.s3()),
                 _ => BucketsConfig::Folder {
                     dir: self.data_dir.join("buckets"),
                     public_url: Some(
@@ -623,6 +749,74 @@ mod tests {
         assert!(
             matches!(e, Error::InvalidConfig { ref key, .. } if key == "PLUGIN_HOST_WATCH"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn s3_section_from_file_and_environment() {
+        let text = "[backends.buckets]\nbackend = \"s3\"\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"plugin-data\"\nprefix = \"host-1/\"";
+        // Credentials missing: named, with the variables that can give them.
+        let e = HostConfig::from_toml(text, "t").unwrap_err();
+        assert!(e.to_string().contains("AWS_ACCESS_KEY_ID"), "{e}");
+        let mut c = HostConfig::parse_toml(text, "t").unwrap();
+        c.apply_env(|k| match k {
+            "AWS_ACCESS_KEY_ID" => Some("AK".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("SK".into()),
+            "AWS_REGION" => Some("eu-west-3".into()),
+            _ => None,
+        })
+        .unwrap();
+        c.validate().unwrap();
+        let BucketsConfig::S3(s3) = c.manager_config().buckets else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (s3.bucket.as_str(), s3.prefix.as_str()),
+            ("plugin-data", "host-1/")
+        );
+        assert_eq!(s3.region, "eu-west-3");
+        assert!(s3.path_style, "an endpoint implies path style");
+        assert_eq!(s3.credentials, S3Credentials::new("AK", "SK"));
+        assert!(!format!("{s3:?}").contains("SK\""), "{s3:?}");
+        // The file's credentials win over AWS_*; PLUGIN_HOST_* wins over the file.
+        let mut c = HostConfig::parse_toml(
+            &format!("{text}\naccess_key_id = \"FILE\"\nsecret_access_key = \"S\""),
+            "t",
+        )
+        .unwrap();
+        c.apply_env(|k| match k {
+            "AWS_ACCESS_KEY_ID" => Some("ENV".into()),
+            "PLUGIN_HOST_BUCKETS_BUCKET" => Some("other-bucket".into()),
+            "PLUGIN_HOST_BUCKETS_PATH_STYLE" => Some("false".into()),
+            _ => None,
+        })
+        .unwrap();
+        let BucketsConfig::S3(s3) = c.manager_config().buckets else {
+            panic!("not s3")
+        };
+        assert_eq!(s3.credentials.access_key_id, "FILE");
+        assert_eq!(s3.bucket, "other-bucket");
+        assert!(!s3.path_style);
+        // Names S3 would refuse are refused here, before anything connects.
+        for bad in ["ab", "Plugin_Data", "192.168.1.1", "xn--abc", "a..b"] {
+            let e = HostConfig::from_toml(
+                &format!("[backends.buckets]\nbackend = \"s3\"\nbucket = \"{bad}\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\""),
+                "t",
+            )
+            .unwrap_err();
+            assert!(
+                matches!(e, Error::InvalidConfig { ref key, .. } if key == "backends.buckets.bucket"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            key_of("[backends.buckets]\nbackend = \"s3\""),
+            "backends.buckets.bucket"
+        );
+        assert_eq!(
+            key_of("[backends.buckets]\nbackend = \"gcs\""),
+            "backends.buckets.backend"
         );
     }
 

@@ -68,6 +68,113 @@ pub enum BucketsConfig {
         /// `http://127.0.0.1:8700`; without it, presigning is refused.
         public_url: Option<String>,
     },
+    /// S3 or an S3-compatible store (MinIO, s3s-fs, ...): every plugin bucket is the key prefix
+    /// `<prefix><plugin>/<bucket>/` inside one configured bucket.
+    S3(S3Config),
+}
+
+/// Where the S3 buckets backend stores objects, and how it signs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// Endpoint URL (`http://127.0.0.1:9000`); `None`: AWS's own endpoint for the region.
+    pub endpoint: Option<String>,
+    /// Region requests are signed for (`us-east-1`).
+    pub region: String,
+    /// The one physical bucket (checked against S3's bucket naming rules).
+    pub bucket: String,
+    /// Prefix of every key the host writes (empty, or ending in `/`), to share a bucket.
+    pub prefix: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which MinIO and s3s-fs need, instead of
+    /// virtual-hosted style (`bucket.endpoint/key`).
+    pub path_style: bool,
+    /// Static credentials.
+    pub credentials: S3Credentials,
+    /// Create the bucket at start when it does not exist (otherwise a missing bucket is a
+    /// configuration error).
+    pub create_bucket: bool,
+}
+
+impl S3Config {
+    /// A config for `bucket` at `endpoint` (`None`: AWS) with path-style addressing when an
+    /// endpoint is given, region `us-east-1`, no key prefix, and no bucket creation.
+    pub fn new(endpoint: Option<String>, bucket: &str, credentials: S3Credentials) -> Self {
+        Self {
+            path_style: endpoint.is_some(),
+            endpoint,
+            region: "us-east-1".into(),
+            bucket: bucket.into(),
+            prefix: String::new(),
+            credentials,
+            create_bucket: false,
+        }
+    }
+
+    /// Sets [`S3Config::region`].
+    pub fn with_region(mut self, region: &str) -> Self {
+        self.region = region.into();
+        self
+    }
+
+    /// Sets [`S3Config::prefix`].
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`S3Config::path_style`].
+    pub fn with_path_style(mut self, path_style: bool) -> Self {
+        self.path_style = path_style;
+        self
+    }
+
+    /// Sets [`S3Config::create_bucket`].
+    pub fn with_create_bucket(mut self, create_bucket: bool) -> Self {
+        self.create_bucket = create_bucket;
+        self
+    }
+}
+
+/// Static S3 credentials. `Debug` never shows the secret or the session token.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct S3Credentials {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Session token of temporary credentials.
+    pub session_token: Option<String>,
+}
+
+impl S3Credentials {
+    /// Long-term credentials (no session token).
+    pub fn new(access_key_id: &str, secret_access_key: &str) -> Self {
+        Self {
+            access_key_id: access_key_id.into(),
+            secret_access_key: secret_access_key.into(),
+            session_token: None,
+        }
+    }
+
+    /// Sets [`S3Credentials::session_token`].
+    pub fn with_session_token(mut self, token: &str) -> Self {
+        self.session_token = Some(token.into());
+        self
+    }
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"(redacted)")
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "(redacted)"),
+            )
+            .finish()
+    }
 }
 
 /// The tables backend of a manager.

@@ -9,4 +9,6 @@ pub use file::{
     BackendsSection, BucketsSection, HostConfig, LimitsSection, LogFormat, LogSection,
     PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
 };
-pub use manager::{BucketsConfig, ManagerConfig, TablesConfig, TopicsConfig};
+pub use manager::{
+    BucketsConfig, ManagerConfig, S3Config, S3Credentials, TablesConfig, TopicsConfig,
+};

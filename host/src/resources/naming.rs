@@ -187,9 +187,9 @@ pub(crate) fn s3_prefix(plugin: &str, logical: &str) -> Result<String> {
 ///
 /// # Errors
 /// `invalid_config` naming the rule.
-#[allow(
-    dead_code,
-    reason = "used by the topics and buckets repositories; covered by the property test now"
+#[cfg_attr(
+    not(feature = "s3"),
+    allow(dead_code, reason = "used by the S3 backend only")
 )]
 pub(crate) fn validate_s3_bucket(name: &str) -> Result<()> {
     let fail = |reason: &str| {

@@ -9,10 +9,12 @@
 //! object bytes cross the plugin boundary without base64. Called by the manager's host-service
 //! dispatch (`manager/services.rs`) on the calling plugin's own thread.
 //!
-//! Backends: `folder/` (the embedded default). Presigned-link tokens (pure) are in `token.rs`.
+//! Backends: `folder/` (the embedded default) and `s3.rs` (feature `s3`). Presigned-link tokens (pure) are in `token.rs`.
 
 mod folder;
 mod key;
+#[cfg(feature = "s3")]
+mod s3;
 mod token;
 
 use std::collections::BTreeMap;
@@ -89,13 +91,23 @@ pub(crate) trait BucketBackend: Send + Sync + std::fmt::Debug {
 ///
 /// # Errors
 /// `internal` (an I/O error) when the folder or its presign key cannot be created or read;
-/// `invalid_config` for a corrupt presign key.
+/// `invalid_config` for a corrupt presign key, a bad S3 setting or a missing S3 bucket;
+/// `backend_unavailable` when the S3 store does not answer.
 pub(crate) fn backend(config: &BucketsConfig) -> Result<Option<Arc<dyn BucketBackend>>> {
     match config {
         BucketsConfig::None => Ok(None),
         BucketsConfig::Folder { dir, public_url } => Ok(Some(Arc::new(
             folder::FolderBuckets::open(dir, public_url.clone())?,
         ))),
+        #[cfg(feature = "s3")]
+        BucketsConfig::S3(s3) => Ok(Some(Arc::new(s3::S3Buckets::connect(s3)?))),
+        #[allow(unreachable_patterns, reason = "reachable when the s3 feature is off")]
+        other => Err(Error::InvalidConfig {
+            key: "backends.buckets.backend".into(),
+            message: format!(
+                "{other:?} is not compiled into this build (enable its cargo feature)"
+            ),
+        }),
     }
 }
 

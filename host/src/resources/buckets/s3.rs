@@ -251,8 +251,7 @@ fn validate_prefix(prefix: &str) -> Result<()> {
         && prefix
             .bytes()
             .all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
-        && prefix
-            .trim_end_matches('/')
+        && prefix[..prefix.len() - 1]
             .split('/')
             .all(|s| !s.is_empty() && s != "." && s != "..");
     if ok {

@@ -20,8 +20,9 @@ use crate::{Error, Plugin};
 
 /// ABI major version. A host accepts only plugins with exactly this major version.
 pub const ABI_MAJOR: u32 = 1;
-/// API minor version. A host accepts plugins whose minor version is at most its own.
-pub const API_MINOR: u32 = 0;
+/// API minor version. A host accepts plugins whose minor version is at most its own. Bumped
+/// for an appended table field or a new host service request (1: `topics` `produce_batch`).
+pub const API_MINOR: u32 = 1;
 /// First bytes of every plugin declaration.
 pub const MAGIC: [u8; 8] = *b"PLGHOST\0";
 /// Name of the exported data symbol holding the [`Declaration`].

@@ -45,7 +45,7 @@ pub use context::{Context, DependencyHandle, Event, Level, SubscriptionId};
 pub use error::{Error, Result};
 pub use manifest::{Dependency, Manifest, valid_name};
 pub use tables::{Column, Filter, Query, SqlResult, Tables};
-pub use topics::{Message, Topics};
+pub use topics::{MAX_PRODUCE_BATCH, Message, OutgoingRecord, Topics};
 
 /// Re-exported so plugins and the host agree on one `serde_json`.
 pub use serde_json;

@@ -35,18 +35,31 @@ fn produce_and_consume_round_trip_in_order() {
         "topics-demo",
         json!({"op": "produce", "topic": "orders", "key": "k1", "count": 50}),
     );
-    let seen = wait_messages(&m, "topics-demo", 50, Duration::from_secs(10));
-    assert_eq!(seen.len(), 50);
+    // Then 25 more through `produce_batch`, 10 per call.
+    let out = exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "orders", "key": "k1", "count": 25, "batch": 10}),
+    );
+    assert_eq!(out["offset"], 74, "{out}");
+    let seen = wait_messages(&m, "topics-demo", 75, Duration::from_secs(10));
+    assert_eq!(seen.len(), 75);
     let seqs: Vec<u64> = seen
         .iter()
         .map(|s| s["payload"]["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, (0..50).collect::<Vec<_>>(), "one partition: in order");
+    assert_eq!(
+        seqs,
+        (0..50).chain(0..25).collect::<Vec<_>>(),
+        "one partition: in order"
+    );
+    assert_eq!(seen[74]["key"], "k1");
     assert_eq!(seen[0]["key"], "k1");
     assert_eq!(seen[0]["headers"]["source"], "demo");
     let info = m.get("topics-demo").unwrap();
     assert_eq!(info.physical.topics["orders"], "ph-test.topics-demo.orders");
-    assert_eq!(info.stats.messages_consumed, 50);
+    assert_eq!(info.stats.messages_consumed, 75);
+    assert_eq!(info.stats.messages_produced, 75);
 }
 
 #[test]
@@ -195,6 +208,7 @@ fn undeclared_topics_are_denied_and_nothing_is_sent() {
         json!({"op": "create", "topic": "secrets"}),
         json!({"op": "produce", "topic": "../orders", "payload": 1}),
         json!({"op": "produce", "topic": "ph-test.other.orders", "payload": 1}),
+        json!({"op": "produce", "topic": "secrets", "count": 3, "batch": 3}),
     ] {
         let e = m.execute("topics-demo", &op).unwrap_err();
         assert_eq!(
@@ -203,7 +217,8 @@ fn undeclared_topics_are_denied_and_nothing_is_sent() {
             "{op}: {e}"
         );
     }
-    assert!(m.get("topics-demo").unwrap().stats.topics_denied >= 5);
+    assert!(m.get("topics-demo").unwrap().stats.topics_denied >= 6);
+    assert_eq!(m.get("topics-demo").unwrap().stats.messages_produced, 0);
     std::thread::sleep(Duration::from_millis(100));
     let seen = exec(&m, "topics-demo", json!({"op": "seen"}))["messages"]
         .as_array()

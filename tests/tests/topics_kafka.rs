@@ -62,22 +62,31 @@ fn produce_and_consume_round_trip_on_kafka() {
         "topics-demo",
         json!({"op": "produce", "topic": "orders", "key": "k", "count": 20}),
     );
+    // Then 30 more in batches of 8 (all in flight at once): offsets follow on, order is kept.
+    let out = exec(
+        &m,
+        "topics-demo",
+        json!({"op": "produce", "topic": "orders", "key": "k", "count": 30, "batch": 8}),
+    );
+    assert_eq!(out["offset"], 49, "{out}");
     exec(
         &m,
         "topics-demo",
         json!({"op": "subscribe", "topic": "orders"}),
     );
-    let seen = wait_messages(&m, "topics-demo", 20, Duration::from_secs(40));
-    assert_eq!(seen.len(), 20);
+    let seen = wait_messages(&m, "topics-demo", 50, Duration::from_secs(40));
+    assert_eq!(seen.len(), 50);
     let seqs: Vec<u64> = seen
         .iter()
         .map(|s| s["payload"]["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(
         seqs,
-        (0..20).collect::<Vec<_>>(),
+        (0..20).chain(0..30).collect::<Vec<_>>(),
         "one key, one partition: in order"
     );
+    assert_eq!(seen[49]["headers"]["source"], "demo");
+    assert_eq!(m.get("topics-demo").unwrap().stats.messages_produced, 50);
     assert_eq!(seen[0]["key"], "k");
     assert_eq!(seen[0]["headers"]["source"], "demo");
     let physical = m.get("topics-demo").unwrap().physical.topics["orders"].clone();

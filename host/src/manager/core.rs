@@ -145,6 +145,10 @@ impl Slot {
             tables_denied: self.tables.as_ref().map_or(0, |t| t.denied()),
             topics_denied: self.topics.as_ref().map_or(0, |t| t.denied()),
             buckets_denied: self.buckets.as_ref().map_or(0, |b| b.denied()),
+            messages_produced: self
+                .topics
+                .as_ref()
+                .map_or(0, |t| t.stats.produced.load(Ordering::Relaxed)),
             messages_consumed: self
                 .topics
                 .as_ref()

@@ -92,6 +92,8 @@ pub struct PluginStats {
     pub topics_denied: u64,
     /// Bucket accesses refused.
     pub buckets_denied: u64,
+    /// Topic records produced (delivered to the backend).
+    pub messages_produced: u64,
     /// Topic messages handled.
     pub messages_consumed: u64,
     /// Topic messages whose handler failed every attempt (skipped).

@@ -2,8 +2,9 @@
 //! the typed buckets API, so tests can ask for any bucket and any key:
 //! `{"op": "put", "bucket", "key", "text" | "bytes", "content_type"}`, `get` (answers
 //! `{"found", "text", "bytes", "content_type"}`), `delete`, `exists`,
-//! `list {"prefix", "page_token", "limit"}` and `presign {"expires_secs"}`. Tests make renamed
-//! copies (the name is patched in place).
+//! `list {"prefix", "page_token", "limit"}`, `presign {"expires_secs"}`, and `bench {"n", "size"}`
+//! (times `n` puts then `n` gets from inside the plugin). Tests make renamed copies (the name is
+//! patched in place).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -64,6 +65,32 @@ impl Plugin for BucketsDemo {
                 let secs = input["expires_secs"].as_u64().unwrap_or(60);
                 let url = b.presign_get(bucket, key, Duration::from_secs(secs))?;
                 Ok(json!({ "url": url }))
+            }
+            "bench" => {
+                // Times the repository from inside the plugin: `n` puts of `size` bytes under
+                // `bench/`, then `n` gets of them.
+                let n = input["n"].as_u64().unwrap_or(100);
+                let size = input["size"].as_u64().unwrap_or(4096) as usize;
+                let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                let start = std::time::Instant::now();
+                for i in 0..n {
+                    b.put(
+                        bucket,
+                        &format!("bench/{i}"),
+                        &body,
+                        Some("application/octet-stream"),
+                    )?;
+                }
+                let put_ns = start.elapsed().as_nanos() as u64;
+                let start = std::time::Instant::now();
+                for i in 0..n {
+                    let got = b.get(bucket, &format!("bench/{i}"))?;
+                    if got.map(|o| o.bytes.len()) != Some(size) {
+                        return Err(plugin_api::Error::msg("get did not return what was put"));
+                    }
+                }
+                let get_ns = start.elapsed().as_nanos() as u64;
+                Ok(json!({ "put_ns": put_ns, "get_ns": get_ns }))
             }
             other => Err(plugin_api::Error::new(
                 "bad_request",

@@ -1,5 +1,6 @@
 //! Test plugin `topics-demo`: declares the topic `orders`. Ops: `produce {topic, key, payload,
-//! count}` (with `count`, payloads are `{"seq": i}`), `create {topic}`, `subscribe {topic,
+//! count, batch}` (with `count`, payloads are `{"seq": i}`; with `batch` too, sent that many per
+//! `produce_batch` call), `create {topic}`, `subscribe {topic,
 //! mode}` (`record`, `fail` always, `fail_once` per offset), `unsubscribe {id}`, `seen` (the
 //! messages its handlers recorded, with how often each was attempted). Tests make renamed copies.
 #![forbid(unsafe_code)]
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use plugin_api::serde_json::{Value, json};
-use plugin_api::{Context, Error, Manifest, Plugin, Result, SubscriptionId};
+use plugin_api::{Context, Error, Manifest, OutgoingRecord, Plugin, Result, SubscriptionId};
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -34,8 +35,32 @@ impl Plugin for TopicsDemo {
             "produce" => {
                 let key = input["key"].as_str();
                 let mut last = 0;
-                match input["count"].as_u64() {
-                    Some(n) => {
+                match (input["count"].as_u64(), input["batch"].as_u64()) {
+                    // `batch` records per `produce_batch` call.
+                    (Some(n), Some(batch)) => {
+                        let payloads: Vec<String> =
+                            (0..n).map(|i| json!({ "seq": i }).to_string()).collect();
+                        let headers = [("source", "demo")];
+                        for chunk in payloads.chunks(batch.max(1) as usize) {
+                            let records: Vec<OutgoingRecord<'_>> = chunk
+                                .iter()
+                                .map(|p| {
+                                    let r =
+                                        OutgoingRecord::new(p.as_bytes()).with_headers(&headers);
+                                    match key {
+                                        Some(k) => r.with_key(k),
+                                        None => r,
+                                    }
+                                })
+                                .collect();
+                            let offsets = topics.produce_batch(topic, &records)?;
+                            if offsets.len() != records.len() {
+                                return Err(Error::msg("produce_batch lost offsets"));
+                            }
+                            last = offsets.last().copied().unwrap_or(last);
+                        }
+                    }
+                    (Some(n), None) => {
                         for i in 0..n {
                             last = topics.produce_with_headers(
                                 topic,
@@ -45,7 +70,7 @@ impl Plugin for TopicsDemo {
                             )?;
                         }
                     }
-                    None => last = topics.produce_json(topic, key, &input["payload"])?,
+                    (None, _) => last = topics.produce_json(topic, key, &input["payload"])?,
                 }
                 Ok(json!({ "offset": last }))
             }

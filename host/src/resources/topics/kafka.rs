@@ -80,6 +80,26 @@ impl KafkaTopics {
     }
 }
 
+/// How long a record may wait for room in the producer's queue.
+const SEND_TIMEOUT: Timeout = Timeout::After(Duration::from_secs(10));
+
+fn future_record<'a>(topic: &'a str, record: &'a Record) -> FutureRecord<'a, String, Vec<u8>> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (k, v) in &record.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
+    }
+    let mut r = FutureRecord::to(topic)
+        .payload(&record.payload)
+        .headers(headers);
+    if let Some(key) = &record.key {
+        r = r.key(key);
+    }
+    r
+}
+
 impl TopicBackend for KafkaTopics {
     fn physical(&self, plugin: &str, logical: &str) -> Result<String> {
         naming::kafka_topic(&self.prefix, plugin, logical)
@@ -116,27 +136,43 @@ impl TopicBackend for KafkaTopics {
     }
 
     fn produce(&self, topic: &str, record: Record) -> Result<u64> {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &record.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: Some(v.as_bytes()),
-            });
-        }
-        let mut r = FutureRecord::to(topic)
-            .payload(&record.payload)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            r = r.key(key);
-        }
         let delivery = self
             .handle
             .block_on(
                 self.producer
-                    .send(r, Timeout::After(Duration::from_secs(10))),
+                    .send(future_record(topic, &record), SEND_TIMEOUT),
             )
             .map_err(|(e, _)| unavailable(e))?;
         Ok(u64::try_from(delivery.offset).unwrap_or(0))
+    }
+
+    fn produce_batch(&self, topic: &str, records: Vec<Record>) -> Result<Vec<u64>> {
+        // Every record in flight at once (joined futures are polled together, so each is
+        // enqueued before the first delivery is awaited); librdkafka keeps their order.
+        let results = self
+            .handle
+            .block_on(futures_util::future::join_all(records.iter().map(
+                |record| {
+                    self.producer
+                        .send(future_record(topic, record), SEND_TIMEOUT)
+                },
+            )));
+        let mut offsets = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for result in results {
+            match result {
+                Ok(delivery) => offsets.push(u64::try_from(delivery.offset).unwrap_or(0)),
+                Err((e, _)) => failed.push(e),
+            }
+        }
+        match failed.first() {
+            None => Ok(offsets),
+            Some(e) => Err(unavailable(format!(
+                "{} of {} records were not delivered (the others were): {e}",
+                failed.len(),
+                records.len()
+            ))),
+        }
     }
 
     fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn TopicConsumer>> {

@@ -54,6 +54,14 @@ pub(crate) trait TopicBackend: Send + Sync + std::fmt::Debug {
     fn create(&self, topic: &str) -> Result<()>;
     /// Appends a record; returns its offset.
     fn produce(&self, topic: &str, record: Record) -> Result<u64>;
+    /// Appends records in order; returns their offsets. A backend that can have several
+    /// records in flight at once (Kafka) does so; the default produces one after another.
+    fn produce_batch(&self, topic: &str, records: Vec<Record>) -> Result<Vec<u64>> {
+        records
+            .into_iter()
+            .map(|record| self.produce(topic, record))
+            .collect()
+    }
     /// A consumer of `topic` in `group`, starting at the group's committed offset.
     fn consumer(&self, group: &str, topic: &str) -> Result<Box<dyn TopicConsumer>>;
     /// Whether the backend answers (for `/health`).
@@ -136,12 +144,66 @@ enum Request {
         #[serde(default)]
         headers: BTreeMap<String, String>,
     },
+    ProduceBatch {
+        topic: String,
+        records: Vec<BatchItem>,
+    },
     Subscribe {
         topic: String,
     },
     Unsubscribe {
         id: u64,
     },
+}
+
+/// One record of a `produce_batch` request: its payload is the next `len` bytes of the body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    len: usize,
+}
+
+/// The most records one `produce_batch` request may carry.
+pub(crate) const MAX_BATCH: usize = plugin_api::MAX_PRODUCE_BATCH;
+
+/// Splits a batch body into its records' payloads.
+fn split_batch(items: Vec<BatchItem>, body: &[u8]) -> Result<Vec<Record>> {
+    if items.len() > MAX_BATCH {
+        return Err(Error::BadRequest {
+            message: format!(
+                "a batch holds at most {MAX_BATCH} records; got {}",
+                items.len()
+            ),
+        });
+    }
+    let total = items
+        .iter()
+        .try_fold(0usize, |sum, item| sum.checked_add(item.len));
+    if total != Some(body.len()) {
+        return Err(Error::BadRequest {
+            message: format!(
+                "the batch's record lengths do not add up to its body ({} bytes)",
+                body.len()
+            ),
+        });
+    }
+    let mut rest = body;
+    Ok(items
+        .into_iter()
+        .map(|item| {
+            let (payload, tail) = rest.split_at(item.len);
+            rest = tail;
+            Record {
+                key: item.key,
+                payload: payload.to_vec(),
+                headers: item.headers,
+            }
+        })
+        .collect())
 }
 
 const RETRIES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
@@ -221,6 +283,15 @@ impl ScopedTopics {
                 )?;
                 self.stats.produced.fetch_add(1, Ordering::Relaxed);
                 Ok(json!({ "offset": offset }))
+            }
+            Request::ProduceBatch { topic, records } => {
+                let physical = self.topic(&topic)?;
+                let records = split_batch(records, body)?;
+                let offsets = self.backend.produce_batch(physical, records)?;
+                self.stats
+                    .produced
+                    .fetch_add(offsets.len() as u64, Ordering::Relaxed);
+                Ok(json!({ "offsets": offsets }))
             }
             Request::Subscribe { topic } => {
                 let physical = self.topic(&topic)?.clone();
@@ -342,4 +413,34 @@ fn spawn_consumer(
         .map_err(|e| Error::Internal {
             message: format!("cannot start a consumer thread: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(len: usize) -> BatchItem {
+        BatchItem {
+            key: None,
+            headers: BTreeMap::new(),
+            len,
+        }
+    }
+
+    #[test]
+    fn batches_split_by_length_and_refuse_mismatches() {
+        let records = split_batch(vec![item(2), item(0), item(3)], b"abcde").unwrap();
+        let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+        assert_eq!(payloads, [&b"ab"[..], b"", b"cde"]);
+        for (items, body) in [
+            (vec![item(2)], &b"abc"[..]),
+            (vec![item(4)], b"abc"),
+            (vec![item(usize::MAX), item(2)], b"a"),
+        ] {
+            let e = split_batch(items, body).unwrap_err();
+            assert_eq!(e.code().as_str(), "bad_request");
+        }
+        let e = split_batch((0..=MAX_BATCH).map(|_| item(0)).collect(), b"").unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
 }

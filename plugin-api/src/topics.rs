@@ -173,17 +173,13 @@ impl Topics {
     /// `backend_unavailable` when any record was not delivered. The others may have been:
     /// producing is at-least-once, and retrying the batch can deliver some records twice.
     pub fn produce_batch(&self, topic: &str, records: &[OutgoingRecord<'_>]) -> Result<Vec<u64>> {
-        let mut body = Vec::with_capacity(records.iter().map(|r| r.payload.len()).sum());
-        let items: Vec<Value> = records
-            .iter()
-            .map(|r| {
-                body.extend_from_slice(r.payload);
-                let headers: BTreeMap<&str, &str> = r.headers.iter().copied().collect();
-                json!({ "key": r.key, "headers": headers, "len": r.payload.len() })
-            })
-            .collect();
+        let size: usize = records.iter().map(|r| r.payload.len() + 16).sum();
+        let mut body = Vec::with_capacity(size);
+        for r in records {
+            envelope::encode_record(&mut body, r.key, r.headers, r.payload);
+        }
         let out = self.call(
-            json!({ "op": "produce_batch", "topic": topic, "records": items }),
+            json!({ "op": "produce_batch", "topic": topic, "count": records.len() }),
             &body,
         )?;
         Ok(out["offsets"]

@@ -47,10 +47,11 @@ fn repository(config: BucketsConfig, n: u64) -> (Duration, Duration) {
     )
 }
 
-/// (put, get) through raw aws-sdk-s3: the same keys' shape, size and content type.
-fn raw_s3(prefix: &str, n: u64) -> (Duration, Duration) {
+/// (put, get) through raw aws-sdk-s3: the same keys' shape, size and content type, on a
+/// runtime of its own with as many workers as the host's S3 backend has (not the in-process
+/// server's runtime, which would spare the raw client the thread hops the host's client makes).
+fn raw_s3(rt: &tokio::runtime::Runtime, prefix: &str, n: u64) -> (Duration, Duration) {
     let raw = S3Raw::new();
-    let rt = s3_runtime();
     let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
     let put = |i: u64| {
         rt.block_on(
@@ -125,10 +126,15 @@ fn main() {
     let prefix = s3_prefix("bench");
     let mut repo = (Duration::MAX, Duration::MAX);
     let mut raw = (Duration::MAX, Duration::MAX);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     for _ in 0..2 {
         let r = repository(BucketsConfig::S3(s3_config(&prefix)), n);
         repo = (repo.0.min(r.0), repo.1.min(r.1));
-        let w = raw_s3(&prefix, n);
+        let w = raw_s3(&rt, &prefix, n);
         raw = (raw.0.min(w.0), raw.1.min(w.1));
     }
     println!(

@@ -129,6 +129,9 @@ fn start_s3s_fs() -> String {
             let Ok((socket, _)) = listener.accept().await else {
                 continue;
             };
+            // As any production S3 endpoint does: without it, Nagle's algorithm holds a
+            // response's body behind its headers until the client's delayed ACK (~40 ms).
+            let _ = socket.set_nodelay(true);
             let service = service.clone();
             tokio::spawn(async move {
                 let _ = ConnBuilder::new(TokioExecutor::new())

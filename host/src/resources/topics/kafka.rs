@@ -17,6 +17,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
+use plugin_api::envelope::BatchRecord;
+
 use super::{Message, Record, TopicBackend, TopicConsumer};
 use crate::error::{Error, Result};
 use crate::resources::naming;
@@ -65,7 +67,11 @@ impl KafkaTopics {
             .set("bootstrap.servers", brokers)
             .create()
             .map_err(unavailable)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
+        // A worker thread drives the timers of sends waiting for room in a full queue (a
+        // current-thread runtime would not while other threads block on its handle).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("plugin-host-kafka")
             .enable_all()
             .build()
             .map_err(unavailable)?;
@@ -146,17 +152,27 @@ impl TopicBackend for KafkaTopics {
         Ok(u64::try_from(delivery.offset).unwrap_or(0))
     }
 
-    fn produce_batch(&self, topic: &str, records: Vec<Record>) -> Result<Vec<u64>> {
+    fn produce_batch(&self, topic: &str, records: &[BatchRecord<'_>]) -> Result<Vec<u64>> {
         // Every record in flight at once (joined futures are polled together, so each is
         // enqueued before the first delivery is awaited); librdkafka keeps their order.
         let results = self
             .handle
-            .block_on(futures_util::future::join_all(records.iter().map(
-                |record| {
-                    self.producer
-                        .send(future_record(topic, record), SEND_TIMEOUT)
-                },
-            )));
+            .block_on(futures_util::future::join_all(records.iter().map(|r| {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: Some(v.as_bytes()),
+                    });
+                }
+                let mut record = FutureRecord::<str, [u8]>::to(topic)
+                    .payload(r.payload)
+                    .headers(headers);
+                if let Some(key) = r.key {
+                    record = record.key(key);
+                }
+                self.producer.send(record, SEND_TIMEOUT)
+            })));
         let mut offsets = Vec::with_capacity(results.len());
         let mut failed = Vec::new();
         for result in results {

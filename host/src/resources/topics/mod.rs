@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use plugin_api::envelope::BatchRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -56,10 +57,21 @@ pub(crate) trait TopicBackend: Send + Sync + std::fmt::Debug {
     fn produce(&self, topic: &str, record: Record) -> Result<u64>;
     /// Appends records in order; returns their offsets. A backend that can have several
     /// records in flight at once (Kafka) does so; the default produces one after another.
-    fn produce_batch(&self, topic: &str, records: Vec<Record>) -> Result<Vec<u64>> {
+    fn produce_batch(&self, topic: &str, records: &[BatchRecord<'_>]) -> Result<Vec<u64>> {
         records
-            .into_iter()
-            .map(|record| self.produce(topic, record))
+            .iter()
+            .map(|r| {
+                let record = Record {
+                    key: r.key.map(str::to_owned),
+                    payload: r.payload.to_vec(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                };
+                self.produce(topic, record)
+            })
             .collect()
     }
     /// A consumer of `topic` in `group`, starting at the group's committed offset.
@@ -146,7 +158,7 @@ enum Request {
     },
     ProduceBatch {
         topic: String,
-        records: Vec<BatchItem>,
+        count: usize,
     },
     Subscribe {
         topic: String,
@@ -156,54 +168,18 @@ enum Request {
     },
 }
 
-/// One record of a `produce_batch` request: its payload is the next `len` bytes of the body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchItem {
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
-    len: usize,
-}
-
 /// The most records one `produce_batch` request may carry.
 pub(crate) const MAX_BATCH: usize = plugin_api::MAX_PRODUCE_BATCH;
 
-/// Splits a batch body into its records' payloads.
-fn split_batch(items: Vec<BatchItem>, body: &[u8]) -> Result<Vec<Record>> {
-    if items.len() > MAX_BATCH {
+/// Reads a `produce_batch` body of `count` records.
+fn split_batch(count: usize, body: &[u8]) -> Result<Vec<BatchRecord<'_>>> {
+    if count > MAX_BATCH {
         return Err(Error::BadRequest {
-            message: format!(
-                "a batch holds at most {MAX_BATCH} records; got {}",
-                items.len()
-            ),
+            message: format!("a batch holds at most {MAX_BATCH} records; got {count}"),
         });
     }
-    let total = items
-        .iter()
-        .try_fold(0usize, |sum, item| sum.checked_add(item.len));
-    if total != Some(body.len()) {
-        return Err(Error::BadRequest {
-            message: format!(
-                "the batch's record lengths do not add up to its body ({} bytes)",
-                body.len()
-            ),
-        });
-    }
-    let mut rest = body;
-    Ok(items
-        .into_iter()
-        .map(|item| {
-            let (payload, tail) = rest.split_at(item.len);
-            rest = tail;
-            Record {
-                key: item.key,
-                payload: payload.to_vec(),
-                headers: item.headers,
-            }
-        })
-        .collect())
+    plugin_api::envelope::decode_records(body, count)
+        .map_err(|e| Error::BadRequest { message: e.message })
 }
 
 const RETRIES: [Duration; 2] = [Duration::from_millis(50), Duration::from_millis(200)];
@@ -284,10 +260,10 @@ impl ScopedTopics {
                 self.stats.produced.fetch_add(1, Ordering::Relaxed);
                 Ok(json!({ "offset": offset }))
             }
-            Request::ProduceBatch { topic, records } => {
+            Request::ProduceBatch { topic, count } => {
                 let physical = self.topic(&topic)?;
-                let records = split_batch(records, body)?;
-                let offsets = self.backend.produce_batch(physical, records)?;
+                let records = split_batch(count, body)?;
+                let offsets = self.backend.produce_batch(physical, &records)?;
                 self.stats
                     .produced
                     .fetch_add(offsets.len() as u64, Ordering::Relaxed);
@@ -419,28 +395,15 @@ fn spawn_consumer(
 mod tests {
     use super::*;
 
-    fn item(len: usize) -> BatchItem {
-        BatchItem {
-            key: None,
-            headers: BTreeMap::new(),
-            len,
-        }
-    }
-
     #[test]
-    fn batches_split_by_length_and_refuse_mismatches() {
-        let records = split_batch(vec![item(2), item(0), item(3)], b"abcde").unwrap();
-        let payloads: Vec<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
-        assert_eq!(payloads, [&b"ab"[..], b"", b"cde"]);
-        for (items, body) in [
-            (vec![item(2)], &b"abc"[..]),
-            (vec![item(4)], b"abc"),
-            (vec![item(usize::MAX), item(2)], b"a"),
-        ] {
-            let e = split_batch(items, body).unwrap_err();
-            assert_eq!(e.code().as_str(), "bad_request");
-        }
-        let e = split_batch((0..=MAX_BATCH).map(|_| item(0)).collect(), b"").unwrap_err();
+    fn batches_are_bounded_and_checked() {
+        let mut body = Vec::new();
+        plugin_api::envelope::encode_record(&mut body, Some("k"), &[], b"ab");
+        let records = split_batch(1, &body).unwrap();
+        assert_eq!(records[0].payload, b"ab");
+        let e = split_batch(2, &body).unwrap_err();
+        assert_eq!(e.code().as_str(), "bad_request");
+        let e = split_batch(MAX_BATCH + 1, b"").unwrap_err();
         assert!(e.to_string().contains("at most"), "{e}");
     }
 }

@@ -9,7 +9,7 @@
 //! repository's `produce_batch` (1,000 records a call, all in flight) against raw sends of the
 //! same 1,000-record chunks joined. Goal: each at least 0.9x raw.
 //!
-//! `cargo bench -p integration --bench topics -- [--quick]`
+//! `cargo bench -p integration --bench topics -- [--quick] [--kafka-only]`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -25,6 +25,12 @@ use serde_json::json;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let kafka_n = if quick { 2_000 } else { 20_000 };
+    if std::env::args().any(|a| a == "--kafka-only") {
+        build();
+        kafka(kafka_n);
+        return;
+    }
     // At most the log's retention (100,000 per topic): the consumer starts after the producer.
     let n: u64 = if quick { 20_000 } else { 100_000 };
     build();
@@ -69,7 +75,7 @@ fn main() {
         n as f64 / consume.as_secs_f64()
     );
     drop(m);
-    kafka(if quick { 2_000 } else { 20_000 });
+    kafka(kafka_n);
 }
 
 /// Records per `produce_batch` call (and per joined chunk of raw sends).

@@ -14,8 +14,10 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -163,7 +165,8 @@ fn s3s_root() -> PathBuf {
 }
 
 /// A raw aws-sdk-s3 client on the target, configured as the host's backend is (path style,
-/// checksums only where required): the baseline of the benches and the tests' own eyes.
+/// checksums only where required, the same timeouts): the baseline of the benches and the
+/// tests' own eyes.
 pub fn raw_client(target: &S3Target) -> Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
@@ -185,6 +188,12 @@ pub fn raw_client(target: &S3Target) -> Client {
         .http_client(http)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
         .build();
     Client::from_conf(config)
 }

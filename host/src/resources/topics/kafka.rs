@@ -13,7 +13,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::future_producer::OwnedDeliveryResult;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Message as _, Offset, TopicPartitionList};
 
@@ -67,8 +68,9 @@ impl KafkaTopics {
             .set("bootstrap.servers", brokers)
             .create()
             .map_err(unavailable)?;
-        // A worker thread drives the timers of sends waiting for room in a full queue (a
-        // current-thread runtime would not while other threads block on its handle).
+        // For the admin client's futures (producing needs no runtime: see `block_on`); a
+        // worker drives timers, which a current-thread runtime would not while other threads
+        // block on its handle.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("plugin-host-kafka")
@@ -87,23 +89,74 @@ impl KafkaTopics {
 }
 
 /// How long a record may wait for room in the producer's queue.
-const SEND_TIMEOUT: Timeout = Timeout::After(Duration::from_secs(10));
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-fn future_record<'a>(topic: &'a str, record: &'a Record) -> FutureRecord<'a, String, Vec<u8>> {
-    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-    for (k, v) in &record.headers {
-        headers = headers.insert(Header {
-            key: k,
-            value: Some(v.as_bytes()),
+fn owned_headers<'a>(headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.len());
+    for (key, value) in headers {
+        out = out.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
         });
     }
-    let mut r = FutureRecord::to(topic)
-        .payload(&record.payload)
-        .headers(headers);
-    if let Some(key) = &record.key {
-        r = r.key(key);
+    out
+}
+
+/// The offset of a delivered record, or why it was not delivered.
+/// (The outer error is the delivery channel's: the producer went away first.)
+fn delivered<E>(result: std::result::Result<OwnedDeliveryResult, E>) -> Result<u64> {
+    match result {
+        Ok(Ok(delivery)) => Ok(u64::try_from(delivery.offset).unwrap_or(0)),
+        Ok(Err((e, _))) => Err(unavailable(e)),
+        Err(_) => Err(unavailable("the producer was closed before delivery")),
     }
-    r
+}
+
+/// Runs a future to completion on the calling thread, parking it between polls. rdkafka's
+/// delivery futures are completed by librdkafka's own threads (no reactor, no timer), so this
+/// is all they need, and it spares each produce the hops through an async runtime.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+impl KafkaTopics {
+    /// Hands a record to librdkafka, waiting (up to [`QUEUE_WAIT`]) while its queue is full.
+    fn enqueue<K, P>(&self, mut record: FutureRecord<'_, K, P>) -> Result<DeliveryFuture>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let deadline = std::time::Instant::now() + QUEUE_WAIT;
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if std::time::Instant::now() < deadline =>
+                {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(unavailable(e)),
+            }
+        }
+    }
 }
 
 impl TopicBackend for KafkaTopics {
@@ -142,43 +195,37 @@ impl TopicBackend for KafkaTopics {
     }
 
     fn produce(&self, topic: &str, record: Record) -> Result<u64> {
-        let delivery = self
-            .handle
-            .block_on(
-                self.producer
-                    .send(future_record(topic, &record), SEND_TIMEOUT),
-            )
-            .map_err(|(e, _)| unavailable(e))?;
-        Ok(u64::try_from(delivery.offset).unwrap_or(0))
+        let mut r = FutureRecord::to(topic)
+            .payload(&record.payload)
+            .headers(owned_headers(
+                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            ));
+        if let Some(key) = &record.key {
+            r = r.key(key);
+        }
+        let delivery = self.enqueue(r)?;
+        delivered(block_on(delivery))
     }
 
     fn produce_batch(&self, topic: &str, records: &[BatchRecord<'_>]) -> Result<Vec<u64>> {
-        // Every record in flight at once (joined futures are polled together, so each is
-        // enqueued before the first delivery is awaited); librdkafka keeps their order.
-        let results = self
-            .handle
-            .block_on(futures_util::future::join_all(records.iter().map(|r| {
-                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (k, v) in &r.headers {
-                    headers = headers.insert(Header {
-                        key: k,
-                        value: Some(v.as_bytes()),
-                    });
-                }
-                let mut record = FutureRecord::<str, [u8]>::to(topic)
-                    .payload(r.payload)
-                    .headers(headers);
-                if let Some(key) = r.key {
-                    record = record.key(key);
-                }
-                self.producer.send(record, SEND_TIMEOUT)
-            })));
-        let mut offsets = Vec::with_capacity(results.len());
+        // Every record is enqueued before the first delivery is awaited: all in flight at
+        // once; librdkafka keeps their order.
+        let mut pending = Vec::with_capacity(records.len());
+        for r in records {
+            let mut record = FutureRecord::<str, [u8]>::to(topic)
+                .payload(r.payload)
+                .headers(owned_headers(r.headers.iter().copied()));
+            if let Some(key) = r.key {
+                record = record.key(key);
+            }
+            pending.push(self.enqueue(record));
+        }
+        let mut offsets = Vec::with_capacity(records.len());
         let mut failed = Vec::new();
-        for result in results {
-            match result {
-                Ok(delivery) => offsets.push(u64::try_from(delivery.offset).unwrap_or(0)),
-                Err((e, _)) => failed.push(e),
+        for delivery in pending {
+            match delivery.and_then(|d| delivered(block_on(d))) {
+                Ok(offset) => offsets.push(offset),
+                Err(e) => failed.push(e),
             }
         }
         match failed.first() {

@@ -173,6 +173,20 @@ impl Topics {
     /// `backend_unavailable` when any record was not delivered. The others may have been:
     /// producing is at-least-once, and retrying the batch can deliver some records twice.
     pub fn produce_batch(&self, topic: &str, records: &[OutgoingRecord<'_>]) -> Result<Vec<u64>> {
+        // Lengths travel as `u32`: anything longer could not be framed.
+        let too_long = |b: &[u8]| u32::try_from(b.len()).map_or(true, |n| n == u32::MAX);
+        if records.iter().any(|r| {
+            too_long(r.payload)
+                || r.key.is_some_and(|k| too_long(k.as_bytes()))
+                || r.headers
+                    .iter()
+                    .any(|(k, v)| too_long(k.as_bytes()) || too_long(v.as_bytes()))
+        }) {
+            return Err(crate::Error::new(
+                "bad_request",
+                "a record, key or header of 4 GiB or more cannot be produced",
+            ));
+        }
         let size: usize = records.iter().map(|r| r.payload.len() + 16).sum();
         let mut body = Vec::with_capacity(size);
         for r in records {

@@ -51,7 +51,14 @@ fn plugin_routes_follow_the_contract() {
         );
     }
     assert_eq!(hello["state"], "active");
-    assert_eq!(hello["api_version"], "1.0");
+    assert_eq!(
+        hello["api_version"],
+        format!(
+            "{}.{}",
+            plugin_api::ffi::ABI_MAJOR,
+            plugin_api::ffi::API_MINOR
+        )
+    );
     let (st, _) = s.call(
         "POST",
         "/api/v1/plugins",

@@ -930,7 +930,7 @@ fn s3_start_up_checks_the_bucket_and_the_credentials() {
             created.get(&format!("{prefix}buckets-demo/files/k")),
             Some(b"in a new bucket".to_vec())
         );
-        // Created once: a second host on the same bucket starts too.
+        // A host that may create its bucket starts on one that exists.
         new(config().with_create_bucket(true)).unwrap();
     }
 

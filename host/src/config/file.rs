@@ -92,8 +92,8 @@ impl Default for TopicsSection {
     }
 }
 
-/// `[backends.buckets]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[backends.buckets]` (`Debug` never shows the secret or the session token).
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct BucketsSection {
@@ -136,6 +136,25 @@ impl Default for BucketsSection {
             secret_access_key: None,
             session_token: None,
         }
+    }
+}
+
+impl std::fmt::Debug for BucketsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |v: &Option<String>| v.as_ref().map(|_| "(redacted)");
+        f.debug_struct("BucketsSection")
+            .field("backend", &self.backend)
+            .field("public_url", &self.public_url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("create_bucket", &self.create_bucket)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .finish()
     }
 }
 
@@ -423,18 +442,20 @@ impl HostConfig {
         if let Some(v) = get("PLUGIN_HOST_BUCKETS_CREATE_BUCKET") {
             buckets.create_bucket = parse_bool("PLUGIN_HOST_BUCKETS_CREATE_BUCKET", &v)?;
         }
-        // The standard AWS variables fill what the file leaves unset (they never override it).
+        // The standard AWS variables fill what the file leaves unset (they never override it);
+        // empty ones count as unset. Credentials come as a whole, from one place: a session
+        // token from the environment never joins keys from the file.
+        let aws = |var: &str| get(var).filter(|v| !v.is_empty());
         if buckets.region.is_none() {
-            buckets.region = get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION"));
+            buckets.region = aws("AWS_REGION").or_else(|| aws("AWS_DEFAULT_REGION"));
         }
-        for (var, field) in [
-            ("AWS_ACCESS_KEY_ID", &mut buckets.access_key_id),
-            ("AWS_SECRET_ACCESS_KEY", &mut buckets.secret_access_key),
-            ("AWS_SESSION_TOKEN", &mut buckets.session_token),
-        ] {
-            if field.is_none() {
-                *field = get(var);
-            }
+        if buckets.access_key_id.is_none() && buckets.secret_access_key.is_none() {
+            buckets.access_key_id = aws("AWS_ACCESS_KEY_ID");
+            buckets.secret_access_key = aws("AWS_SECRET_ACCESS_KEY");
+            buckets.session_token = buckets
+                .session_token
+                .take()
+                .or_else(|| aws("AWS_SESSION_TOKEN"));
         }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
@@ -573,6 +594,13 @@ impl HostConfig {
                     )
                 })?;
                 crate::resources::naming::validate_s3_bucket(bucket)?;
+                crate::resources::naming::validate_s3_prefix(&b.prefix)?;
+                if b.region.as_deref().is_some_and(str::is_empty) {
+                    return Err(invalid(
+                        "backends.buckets.region",
+                        "a region may not be empty (us-east-1 suits most S3-compatible stores)",
+                    ));
+                }
                 if b.access_key_id.as_deref().is_none_or(str::is_empty)
                     || b.secret_access_key.as_deref().is_none_or(str::is_empty)
                 {
@@ -779,6 +807,32 @@ mod tests {
         assert!(s3.path_style, "an endpoint implies path style");
         assert_eq!(s3.credentials, S3Credentials::new("AK", "SK"));
         assert!(!format!("{s3:?}").contains("SK\""), "{s3:?}");
+        // Only whole credentials come from AWS_*: with a key id in the file, none are taken.
+        let mut c =
+            HostConfig::parse_toml(&format!("{text}\naccess_key_id = \"FILE\""), "t").unwrap();
+        c.apply_env(|k| match k {
+            "AWS_SECRET_ACCESS_KEY" => Some("ENV-SECRET".into()),
+            "AWS_SESSION_TOKEN" => Some("ENV-TOKEN".into()),
+            "AWS_REGION" => Some(String::new()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.backends.buckets.secret_access_key, None);
+        assert_eq!(c.backends.buckets.session_token, None);
+        assert_eq!(
+            c.backends.buckets.region, None,
+            "an empty variable is unset"
+        );
+        assert!(c.validate().is_err(), "half a credential is refused");
+        let shown = format!(
+            "{:?}",
+            HostConfig::parse_toml(
+                &format!("{text}\naccess_key_id = \"AK\"\nsecret_access_key = \"TOP-SECRET\""),
+                "t"
+            )
+            .unwrap()
+        );
+        assert!(!shown.contains("TOP-SECRET"), "{shown}");
         // The file's credentials win over AWS_*; PLUGIN_HOST_* wins over the file.
         let mut c = HostConfig::parse_toml(
             &format!("{text}\naccess_key_id = \"FILE\"\nsecret_access_key = \"S\""),
@@ -813,6 +867,19 @@ mod tests {
         assert_eq!(
             key_of("[backends.buckets]\nbackend = \"s3\""),
             "backends.buckets.bucket"
+        );
+        let creds = "access_key_id = \"a\"\nsecret_access_key = \"b\"";
+        assert_eq!(
+            key_of(&format!(
+                "[backends.buckets]\nbackend = \"s3\"\nbucket = \"data\"\n{creds}\nprefix = \"../\""
+            )),
+            "backends.buckets.prefix"
+        );
+        assert_eq!(
+            key_of(&format!(
+                "[backends.buckets]\nbackend = \"s3\"\nbucket = \"data\"\n{creds}\nregion = \"\""
+            )),
+            "backends.buckets.region"
         );
         assert_eq!(
             key_of("[backends.buckets]\nbackend = \"gcs\""),

@@ -182,15 +182,41 @@ pub(crate) fn s3_prefix(plugin: &str, logical: &str) -> Result<String> {
     Ok(format!("{plugin}/{logical}/"))
 }
 
+/// Checks the key prefix of the S3 backend: empty, or up to 200 printable ASCII characters
+/// ending in `/`, with no `\` and no empty, `.` or `..` segment.
+///
+/// # Errors
+/// `invalid_config` naming `backends.buckets.prefix`.
+pub(crate) fn validate_s3_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    let ok = prefix.len() <= 200
+        && prefix.ends_with('/')
+        && !prefix.starts_with('/')
+        && prefix
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
+        && prefix[..prefix.len() - 1]
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig {
+            key: "backends.buckets.prefix".into(),
+            message: format!(
+                "{prefix:?}: empty, or up to 200 printable ASCII characters ending in '/' (no '\\\\', no empty, '.' or '..' segments)"
+            ),
+        })
+    }
+}
+
 /// Checks an S3 bucket name: 3 to 63 characters of `a-z 0-9 . -`, starting and ending with a
 /// letter or digit, no `..`, not an IP address, none of the reserved prefixes and suffixes.
 ///
 /// # Errors
 /// `invalid_config` naming the rule.
-#[cfg_attr(
-    not(feature = "s3"),
-    allow(dead_code, reason = "used by the S3 backend only")
-)]
 pub(crate) fn validate_s3_bucket(name: &str) -> Result<()> {
     let fail = |reason: &str| {
         Err(Error::InvalidConfig {
@@ -340,5 +366,18 @@ mod tests {
                 if let Some(other) = sqlite.insert(f, pair.clone()) { prop_assert_eq!(&other, &pair); }
             }
         }
+    }
+
+    #[test]
+    fn s3_prefixes() {
+        for ok in ["", "plugin-host/", "a/b/", "env-1/"] {
+            validate_s3_prefix(ok).unwrap();
+        }
+        for bad in [
+            "x", "/x/", "a//", "../", "./", "a/../", "a b/", "a\\b/", "é/", "a\n/",
+        ] {
+            assert!(validate_s3_prefix(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_s3_prefix(&format!("{}/", "a".repeat(200))).is_err());
     }
 }

@@ -102,7 +102,7 @@ impl S3Buckets {
     /// bucket; `backend_unavailable` when the store does not answer or refuses the credentials.
     pub(crate) fn connect(config: &S3Config) -> Result<Self> {
         naming::validate_s3_bucket(&config.bucket)?;
-        validate_prefix(&config.prefix)?;
+        naming::validate_s3_prefix(&config.prefix)?;
         if let Some(endpoint) = &config.endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
@@ -186,15 +186,9 @@ impl S3Buckets {
                 }
                 match self.handle.block_on(request.send()) {
                     Ok(_) => Ok(()),
-                    // Another host created it meanwhile.
-                    Err(e)
-                        if matches!(
-                            e.code(),
-                            Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                        ) =>
-                    {
-                        Ok(())
-                    }
+                    // Another host with these credentials created it meanwhile. (Not
+                    // `BucketAlreadyExists`: that name belongs to another account.)
+                    Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
                     Err(e) => Err(failure("CreateBucket", &self.bucket, &e)),
                 }
             }
@@ -237,32 +231,6 @@ impl S3Buckets {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(failure("HeadObject", &self.bucket, &e)),
         }
-    }
-}
-
-/// A key prefix is empty, or printable ASCII segments ending in `/`, with no `.`/`..` segment.
-fn validate_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() {
-        return Ok(());
-    }
-    let ok = prefix.len() <= 200
-        && prefix.ends_with('/')
-        && !prefix.starts_with('/')
-        && prefix
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\')
-        && prefix[..prefix.len() - 1]
-            .split('/')
-            .all(|s| !s.is_empty() && s != "." && s != "..");
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid_config(
-            "backends.buckets.prefix",
-            format!(
-                "{prefix:?}: empty, or up to 200 printable ASCII characters ending in '/' (no '\\\\', no empty, '.' or '..' segments)"
-            ),
-        ))
     }
 }
 
@@ -356,37 +324,50 @@ impl BucketBackend for S3Buckets {
         limit: usize,
     ) -> Result<Page> {
         let base = format!("{}{location}", self.prefix);
-        let output = self
-            .handle
-            .block_on(
-                self.client
-                    .list_objects_v2()
-                    .bucket(&self.bucket)
-                    .prefix(format!("{base}{prefix}"))
-                    .set_start_after(after.map(|a| format!("{base}{a}")))
-                    .max_keys(i32::try_from(limit).unwrap_or(i32::MAX))
-                    .send(),
-            )
-            .map_err(|e| failure("ListObjectsV2", &self.bucket, &e))?;
-        let mut keys = Vec::new();
-        for object in output.contents() {
-            // Every key the store returns starts with the requested prefix; anything else
-            // (a misbehaving store) is dropped rather than shown to the plugin.
-            if let Some(key) = object.key().and_then(|k| k.strip_prefix(&base))
-                && super::key::validate(key).is_ok()
-            {
-                keys.push(key.to_owned());
+        let mut start_after = after.map(|a| format!("{base}{a}"));
+        loop {
+            let output = self
+                .handle
+                .block_on(
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(format!("{base}{prefix}"))
+                        .set_start_after(start_after.clone())
+                        .max_keys(i32::try_from(limit).unwrap_or(i32::MAX))
+                        .send(),
+                )
+                .map_err(|e| failure("ListObjectsV2", &self.bucket, &e))?;
+            let mut keys = Vec::new();
+            for object in output.contents() {
+                // Keys another writer stored that break the key rules (a console's `folder/`
+                // marker, say) are not shown to the plugin.
+                if let Some(key) = object.key().and_then(|k| k.strip_prefix(&base))
+                    && super::key::validate(key).is_ok()
+                {
+                    keys.push(key.to_owned());
+                }
+            }
+            let truncated = output.is_truncated() == Some(true);
+            let last_raw = output.contents().last().and_then(|o| o.key());
+            match (truncated, keys.last(), last_raw) {
+                // A full page of hidden keys: go on after them rather than end early.
+                (true, None, Some(raw)) => start_after = Some(raw.to_owned()),
+                (true, Some(last), _) => {
+                    let next_page_token = Some(last.clone());
+                    return Ok(Page {
+                        keys,
+                        next_page_token,
+                    });
+                }
+                _ => {
+                    return Ok(Page {
+                        keys,
+                        next_page_token: None,
+                    });
+                }
             }
         }
-        let next_page_token = if output.is_truncated() == Some(true) {
-            keys.last().cloned()
-        } else {
-            None
-        };
-        Ok(Page {
-            keys,
-            next_page_token,
-        })
     }
 
     fn presign_get(&self, location: &str, key: &str, expires: Duration) -> Result<String> {
@@ -435,23 +416,5 @@ impl Drop for S3Buckets {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes() {
-        for ok in ["", "plugin-host/", "a/b/", "env-1/"] {
-            validate_prefix(ok).unwrap();
-        }
-        for bad in [
-            "x", "/x/", "a//", "../", "./", "a/../", "a b/", "a\\b/", "é/", "a\n/",
-        ] {
-            assert!(validate_prefix(bad).is_err(), "{bad:?}");
-        }
-        assert!(validate_prefix(&format!("{}/", "a".repeat(200))).is_err());
     }
 }

@@ -61,6 +61,9 @@ impl KafkaTopics {
             .set("bootstrap.servers", brokers)
             // Plugins produce one record at a time and wait for its offset: do not linger.
             .set("linger.ms", "0")
+            // Many records of one plugin are in flight at once (`produce_batch`): a retried
+            // request must not reorder or duplicate them.
+            .set("enable.idempotence", "true")
             .set("message.timeout.ms", "10000")
             .create()
             .map_err(unavailable)?;
@@ -137,13 +140,16 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 }
 
 impl KafkaTopics {
-    /// Hands a record to librdkafka, waiting (up to [`QUEUE_WAIT`]) while its queue is full.
-    fn enqueue<K, P>(&self, mut record: FutureRecord<'_, K, P>) -> Result<DeliveryFuture>
+    /// Hands a record to librdkafka, waiting (until `deadline`) while its queue is full.
+    fn enqueue<K, P>(
+        &self,
+        mut record: FutureRecord<'_, K, P>,
+        deadline: std::time::Instant,
+    ) -> Result<DeliveryFuture>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,
     {
-        let deadline = std::time::Instant::now() + QUEUE_WAIT;
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
@@ -203,13 +209,15 @@ impl TopicBackend for KafkaTopics {
         if let Some(key) = &record.key {
             r = r.key(key);
         }
-        let delivery = self.enqueue(r)?;
+        let delivery = self.enqueue(r, std::time::Instant::now() + QUEUE_WAIT)?;
         delivered(block_on(delivery))
     }
 
     fn produce_batch(&self, topic: &str, records: &[BatchRecord<'_>]) -> Result<Vec<u64>> {
         // Every record is enqueued before the first delivery is awaited: all in flight at
-        // once; librdkafka keeps their order.
+        // once; librdkafka keeps their order. One deadline for the whole batch's waits for
+        // queue room; after a record cannot be enqueued, the rest are not tried.
+        let deadline = std::time::Instant::now() + QUEUE_WAIT;
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
             let mut record = FutureRecord::<str, [u8]>::to(topic)
@@ -218,7 +226,12 @@ impl TopicBackend for KafkaTopics {
             if let Some(key) = r.key {
                 record = record.key(key);
             }
-            pending.push(self.enqueue(record));
+            let delivery = self.enqueue(record, deadline);
+            let stop = delivery.is_err();
+            pending.push(delivery);
+            if stop {
+                break;
+            }
         }
         let mut offsets = Vec::with_capacity(records.len());
         let mut failed = Vec::new();
@@ -231,9 +244,10 @@ impl TopicBackend for KafkaTopics {
         match failed.first() {
             None => Ok(offsets),
             Some(e) => Err(unavailable(format!(
-                "{} of {} records were not delivered (the others were): {e}",
-                failed.len(),
-                records.len()
+                "{} of {} records were not delivered ({} were): {e}",
+                records.len() - offsets.len(),
+                records.len(),
+                offsets.len()
             ))),
         }
     }

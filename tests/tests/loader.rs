@@ -70,7 +70,11 @@ fn other_abi_major_is_refused_with_found_and_accepted() {
     let e = refused_and_nothing_changed(&path, ErrorCode::IncompatibleAbi);
     let msg = e.to_string();
     assert!(
-        msg.contains(&format!("ABI {}.0", plugin_api::ffi::ABI_MAJOR + 1)),
+        msg.contains(&format!(
+            "ABI {}.{}",
+            plugin_api::ffi::ABI_MAJOR + 1,
+            plugin_api::ffi::API_MINOR
+        )),
         "{msg}"
     );
     assert!(msg.contains("accepts"), "{msg}");

@@ -94,15 +94,25 @@ impl KafkaTopics {
 /// How long a record may wait for room in the producer's queue.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
-fn owned_headers<'a>(headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>) -> OwnedHeaders {
-    let mut out = OwnedHeaders::new_with_capacity(headers.len());
-    for (key, value) in headers {
-        out = out.insert(Header {
-            key,
+/// The record librdkafka is handed, from a plugin's key, headers and payload.
+fn future_record<'a>(
+    topic: &'a str,
+    key: Option<&'a str>,
+    headers: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+    payload: &'a [u8],
+) -> FutureRecord<'a, str, [u8]> {
+    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers {
+        owned = owned.insert(Header {
+            key: name,
             value: Some(value.as_bytes()),
         });
     }
-    out
+    let record = FutureRecord::to(topic).payload(payload).headers(owned);
+    match key {
+        Some(key) => record.key(key),
+        None => record,
+    }
 }
 
 /// The offset of a delivered record, or why it was not delivered.
@@ -201,14 +211,12 @@ impl TopicBackend for KafkaTopics {
     }
 
     fn produce(&self, topic: &str, record: Record) -> Result<u64> {
-        let mut r = FutureRecord::to(topic)
-            .payload(&record.payload)
-            .headers(owned_headers(
-                record.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-            ));
-        if let Some(key) = &record.key {
-            r = r.key(key);
-        }
+        let r = future_record(
+            topic,
+            record.key.as_deref(),
+            record.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            &record.payload,
+        );
         let delivery = self.enqueue(r, std::time::Instant::now() + QUEUE_WAIT)?;
         delivered(block_on(delivery))
     }
@@ -220,12 +228,7 @@ impl TopicBackend for KafkaTopics {
         let deadline = std::time::Instant::now() + QUEUE_WAIT;
         let mut pending = Vec::with_capacity(records.len());
         for r in records {
-            let mut record = FutureRecord::<str, [u8]>::to(topic)
-                .payload(r.payload)
-                .headers(owned_headers(r.headers.iter().copied()));
-            if let Some(key) = r.key {
-                record = record.key(key);
-            }
+            let record = future_record(topic, r.key, r.headers.iter().copied(), r.payload);
             let delivery = self.enqueue(record, deadline);
             let stop = delivery.is_err();
             pending.push(delivery);

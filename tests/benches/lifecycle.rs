@@ -139,7 +139,8 @@ fn main() {
     let hello = plugin("hello");
     let m = PluginManager::new(ManagerConfig::default()).unwrap();
     println!(
-        "plugin-host lifecycle bench (release plugins, {} cores)",
+        "plugin-host lifecycle bench ({} build, {} cores)",
+        integration::profile(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 

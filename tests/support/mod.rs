@@ -18,29 +18,6 @@ use plugin_host::{ManagerConfig, PluginManager};
 mod s3;
 pub use s3::{S3Raw, S3Target, raw_client, s3_config, s3_prefix, s3_runtime, s3_target};
 
-/// Every plugin crate the tests load (package names without the `plugin-` prefix).
-pub const PLUGINS: &[&str] = &[
-    "hello",
-    "greeter",
-    "panicker",
-    "hang-init",
-    "fail-init",
-    "after-fail-init",
-    "versioned",
-    "versioned-v2",
-    "no-entry",
-    "cycle-a",
-    "cycle-b",
-    "self-dep",
-    "needs-hello-2",
-    "chain-link",
-    "events",
-    "configured",
-    "tables-demo",
-    "topics-demo",
-    "buckets-demo",
-];
-
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,8 +32,9 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target"))
 }
 
-/// `release` for benches (built with optimisations), `debug` for tests.
-fn profile() -> &'static str {
+/// `release` for benches run by `cargo bench` (built with optimisations), `debug` for tests and
+/// for the benches' smoke run under `cargo test`.
+pub fn profile() -> &'static str {
     if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -74,22 +52,19 @@ fn cargo(args: &[&str]) {
     assert!(status.success(), "cargo {args:?} failed");
 }
 
-/// Builds every test plugin (and the host binary) once per process.
+/// Builds every plugin crate of the workspace (and the host binary) once per process.
+///
+/// It builds the whole workspace with all features, as `scripts/test.sh` and `.ci/run` do, so
+/// that cargo unifies the dependencies' features the same way in both invocations and reuses
+/// what the test build compiled instead of building the dependency tree a second time.
 pub fn build() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let mut args: Vec<String> = vec!["build".into(), "--quiet".into()];
+        let mut args = vec!["build", "--quiet", "--workspace", "--all-features"];
         if profile() == "release" {
-            args.push("--release".into());
+            args.push("--release");
         }
-        for p in PLUGINS {
-            args.push("-p".into());
-            args.push(format!("plugin-{p}"));
-        }
-        args.push("-p".into());
-        args.push("host".into());
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        cargo(&refs);
+        cargo(&args);
     });
 }
 

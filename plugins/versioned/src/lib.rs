@@ -1,5 +1,7 @@
-//! Test plugin `versioned`, built twice: as `plugin-versioned` (1.0.0, answers "1") and, with
-//! the `v2` feature, as `plugin-versioned-v2` (2.0.0, answers "2"). Both declare the name
+//! Test plugin `versioned`, built twice from this file: as `plugin-versioned` (1.0.0, answers
+//! "1") and as `plugin-versioned-v2` (2.0.0, answers "2"). The answer is the package's major
+//! version, not a cargo feature, so a `--all-features` build of the workspace builds each as
+//! itself. Both declare the name
 //! `versioned`, so one can replace the other in a reload. For atomic-reload tests, version 2
 //! fails its initialize while the file [`fail_marker`] exists (named after the host's process
 //! id, so concurrent test runs do not interfere).
@@ -12,10 +14,10 @@ use plugin_api::{Context, Error, Manifest, Plugin, Result};
 #[derive(Debug, Default)]
 pub struct Versioned;
 
-#[cfg(not(feature = "v2"))]
-const ANSWER: &str = "1";
-#[cfg(feature = "v2")]
-const ANSWER: &str = "2";
+/// The package's major version: "1" or "2".
+const ANSWER: &str = env!("CARGO_PKG_VERSION_MAJOR");
+/// Whether this is the build of version 2.
+const IS_V2: bool = matches!(ANSWER.as_bytes(), b"2");
 
 /// While this file exists, version 2's initialize fails.
 pub fn fail_marker() -> std::path::PathBuf {
@@ -26,7 +28,7 @@ impl Plugin for Versioned {
     const MANIFEST: Manifest = Manifest::new("versioned", env!("CARGO_PKG_VERSION"));
 
     fn initialize(&mut self, _ctx: &Context) -> Result<()> {
-        if cfg!(feature = "v2") && fail_marker().exists() {
+        if IS_V2 && fail_marker().exists() {
             return Err(Error::new("not_ready", "version 2 was told to fail"));
         }
         Ok(())

@@ -109,7 +109,7 @@ impl Inner {
             });
         }
         self.check_dependencies(&candidate.inspection.manifest)?;
-        let slot = self.start_instance(candidate)?;
+        let slot = self.start_instance(candidate, None)?;
         {
             let mut reg = self.write();
             reg.failed.remove(&name);
@@ -181,8 +181,9 @@ impl Inner {
     }
 
     /// Writes the shadow copy, starts the worker (which opens the library and creates the
-    /// instance) and runs `initialize`. Rolls everything back on failure.
-    fn start_instance(&self, candidate: Candidate) -> Result<Arc<Slot>> {
+    /// instance) and runs `initialize`. Rolls everything back on failure. `lineage` is the
+    /// lineage of the instance this one replaces (none for a fresh load).
+    fn start_instance(&self, candidate: Candidate, lineage: Option<u64>) -> Result<Arc<Slot>> {
         let manifest = Arc::new(candidate.inspection.manifest.clone());
         let settings = self.settings_for(&manifest.name);
         let resources = settings
@@ -227,6 +228,7 @@ impl Inner {
         };
         let slot = Arc::new(Slot::new(
             manifest,
+            lineage,
             candidate.inspection.path.clone(),
             shadow_path,
             format!(
@@ -544,7 +546,7 @@ impl Inner {
             }
         }
         let was_disabled = old.state() == PluginState::Disabled;
-        let new = self.start_instance(candidate)?;
+        let new = self.start_instance(candidate, Some(old.lineage))?;
         if was_disabled {
             let _ = new.mailbox.hook(Hook::Disable, self.config.execute_timeout);
             new.set_state(PluginState::Disabled);

@@ -73,14 +73,19 @@ impl Inner {
         }
     }
 
-    /// Replaces the operator settings of `name`. A loaded plugin is reloaded atomically with the
-    /// new settings; if that fails, the old settings and instance stay.
-    pub(crate) fn set_settings(
+    /// Changes the operator settings of `name` in one read-modify-write: `change` gets the
+    /// stored settings (`None` when there are none) and returns the new ones (`None` clears
+    /// them). It runs under the transition lock, together with the reload that applies the
+    /// result to a loaded plugin, so concurrent changes never lose one another's update. If the
+    /// reload fails, the old settings and instance stay.
+    pub(crate) fn update_settings(
         &self,
         name: &str,
-        settings: Option<PluginSettings>,
+        change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
     ) -> Result<Option<PluginSettings>> {
         let _ops = self.lock_ops();
+        let stored = self.has_settings(name).then(|| self.settings_for(name));
+        let settings = change(stored)?;
         if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
             s.validate()?;
         }

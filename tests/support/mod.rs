@@ -39,6 +39,7 @@ pub const PLUGINS: &[&str] = &[
     "tables-demo",
     "topics-demo",
     "buckets-demo",
+    "lingering",
 ];
 
 /// The workspace root.

@@ -803,6 +803,39 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn drain_times_out_while_a_call_is_in_flight() {
+        let calls = Calls::default();
+        let call = InFlight::enter(&calls);
+        assert!(!calls.drain(Duration::from_millis(20)));
+        drop(call);
+        assert!(
+            calls.drain(Duration::ZERO),
+            "nothing in flight: drained at once"
+        );
+    }
+
+    #[test]
+    fn the_last_call_out_wakes_a_waiting_drain() {
+        let calls = Calls::default();
+        let call = InFlight::enter(&calls);
+        std::thread::scope(|s| {
+            let started = std::time::Instant::now();
+            let drain = s.spawn(|| calls.drain(Duration::from_secs(30)));
+            // The drain registered itself (and now sleeps on the condition variable).
+            while !calls.draining.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            drop(call);
+            assert!(drain.join().unwrap(), "drained");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "woken by the last call, not by the time limit"
+            );
+        });
+        assert!(!calls.draining.load(Ordering::SeqCst));
+    }
+
+    #[test]
     fn rfc3339_formats_known_instants() {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_426_200);

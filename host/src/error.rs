@@ -202,9 +202,9 @@ pub enum Error {
         /// What it asked for.
         dependency: String,
     },
-    /// A dependency handle or context outlived the instance it was made for.
+    /// A dependency handle outlived its dependency (unloaded since; a reload does not end it).
     #[error(
-        "plugin `{plugin}` used a stale handle to `{target}` (generation {generation}); the instance was unloaded or reloaded"
+        "plugin `{plugin}` used a stale handle to `{target}` (generation {generation}); that plugin was unloaded since"
     )]
     Stale {
         /// The caller.

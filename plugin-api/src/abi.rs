@@ -135,7 +135,10 @@ impl RawSlice {
 }
 
 /// Frees a [`RawBuf`] allocated by the library that owns this function.
-pub type FreeFn = extern "C" fn(ptr: *mut u8, len: usize, cap: usize);
+///
+/// `unsafe` to call: `ptr`, `len` and `cap` must be exactly those of the [`RawBuf`] that carried
+/// this function, and it must be called once.
+pub type FreeFn = unsafe extern "C" fn(ptr: *mut u8, len: usize, cap: usize);
 
 /// An owned byte buffer that carries its own free function.
 #[repr(C)]
@@ -151,7 +154,10 @@ pub struct RawBuf {
     pub free: Option<FreeFn>,
 }
 
-extern "C" fn free_vec(ptr: *mut u8, len: usize, cap: usize) {
+/// # Safety
+/// `ptr`, `len` and `cap` come from [`RawBuf::from_vec`] of this library, unchanged, and this is
+/// the one call that frees them ([`FreeFn`]).
+unsafe extern "C" fn free_vec(ptr: *mut u8, len: usize, cap: usize) {
     if !ptr.is_null() {
         // SAFETY: `RawBuf::from_vec` built ptr/len/cap from a Vec<u8> of this very library, and
         // the receiver calls `free` once (docs/abi.md, ownership rule).
@@ -193,7 +199,10 @@ impl RawBuf {
         // SAFETY: ptr/len describe the sender's initialised allocation (caller's contract).
         let out = unsafe { std::slice::from_raw_parts(self.ptr, self.len) }.to_vec();
         if let Some(free) = self.free {
-            free(self.ptr, self.len, self.cap);
+            // SAFETY: `free` came with this buffer and is called once, with the buffer's own
+            // ptr/len/cap, as its contract (`FreeFn`) requires; the caller does not use the
+            // buffer again.
+            unsafe { free(self.ptr, self.len, self.cap) };
         }
         out
     }
@@ -244,6 +253,14 @@ impl RawResult {
     }
 }
 
+/// Reads the output of [`PluginVTable::destroy`]: how many clones of the instance's context the
+/// plugin still held after the instance and its handlers were dropped (a thread it left running,
+/// or a value it leaked). `None` when the plugin did not say (built before this was reported).
+pub fn live_contexts(destroy_output: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = destroy_output.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
+}
+
 /// Opaque pointer to a plugin instance, owned by the plugin library.
 pub type InstancePtr = *mut c_void;
 /// Opaque pointer to the host's per-instance context, owned by the host.
@@ -251,80 +268,110 @@ pub type ContextPtr = *const c_void;
 
 /// Functions a plugin exports to the host. Later ABI minors append fields; `size` tells the
 /// host which fields exist.
+///
+/// Every function is `unsafe` to call: `instance` must be a live pointer this table's `create`
+/// produced (not yet destroyed), called from one thread at a time, and every [`RawSlice`] must
+/// be valid for the call (docs/abi.md). Declaring them `unsafe extern "C" fn` changes no layout:
+/// it is the same pointer, with the same calling convention.
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginVTable {
     /// `size_of::<PluginVTable>()` as the plugin saw it.
     pub size: usize,
     /// Creates an instance (`Default`) bound to a host context; writes it to `out`.
-    pub create:
-        extern "C" fn(host: *const HostVTable, ctx: ContextPtr, out: *mut InstancePtr) -> RawResult,
+    pub create: unsafe extern "C" fn(
+        host: *const HostVTable,
+        ctx: ContextPtr,
+        out: *mut InstancePtr,
+    ) -> RawResult,
     /// `Plugin::initialize`.
-    pub initialize: extern "C" fn(instance: InstancePtr) -> RawResult,
+    pub initialize: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// `Plugin::execute`: JSON in, JSON out.
-    pub execute: extern "C" fn(instance: InstancePtr, input: RawSlice) -> RawResult,
+    pub execute: unsafe extern "C" fn(instance: InstancePtr, input: RawSlice) -> RawResult,
     /// `Plugin::enable`.
-    pub enable: extern "C" fn(instance: InstancePtr) -> RawResult,
+    pub enable: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// `Plugin::disable`.
-    pub disable: extern "C" fn(instance: InstancePtr) -> RawResult,
+    pub disable: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// `Plugin::cleanup`.
-    pub cleanup: extern "C" fn(instance: InstancePtr) -> RawResult,
+    pub cleanup: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// Delivers an event to the handler registered as subscription `id`.
-    pub deliver: extern "C" fn(
+    pub deliver: unsafe extern "C" fn(
         instance: InstancePtr,
         id: u64,
         name: RawSlice,
         payload: RawSlice,
     ) -> RawResult,
     /// Drops the instance (its drop code runs in the plugin). The pointer is dead afterwards.
-    pub destroy: extern "C" fn(instance: InstancePtr) -> RawResult,
+    pub destroy: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
 }
 
 /// Functions the host offers a plugin. Every function takes the instance's context pointer and
 /// never unwinds; failures come back as [`STATUS_ERROR`] with a JSON error.
+///
+/// Every function is `unsafe` to call: `ctx` must be the value the host passed to `create`,
+/// every [`RawSlice`] must be valid for the call, and out-pointers null or writable
+/// (docs/abi.md).
 #[repr(C)]
 #[derive(Debug)]
 pub struct HostVTable {
     /// `size_of::<HostVTable>()` as the host saw it.
     pub size: usize,
     /// Writes a log line attributed to the plugin (levels: 1 error .. 5 trace).
-    pub log: extern "C" fn(ctx: ContextPtr, level: u32, message: RawSlice),
+    pub log: unsafe extern "C" fn(ctx: ContextPtr, level: u32, message: RawSlice),
     /// Resolves a declared dependency; on success writes its generation to `out_generation`.
-    pub dependency:
-        extern "C" fn(ctx: ContextPtr, name: RawSlice, out_generation: *mut u64) -> RawResult,
+    pub dependency: unsafe extern "C" fn(
+        ctx: ContextPtr,
+        name: RawSlice,
+        out_generation: *mut u64,
+    ) -> RawResult,
     /// Calls `execute` of a declared dependency, as resolved at `generation`.
-    pub call_dependency: extern "C" fn(
+    pub call_dependency: unsafe extern "C" fn(
         ctx: ContextPtr,
         name: RawSlice,
         generation: u64,
         input: RawSlice,
     ) -> RawResult,
     /// Emits an event on the host's bus (`flags` bit 0: the payload is raw bytes, not JSON).
-    pub emit:
-        extern "C" fn(ctx: ContextPtr, name: RawSlice, payload: RawSlice, flags: u32) -> RawResult,
+    pub emit: unsafe extern "C" fn(
+        ctx: ContextPtr,
+        name: RawSlice,
+        payload: RawSlice,
+        flags: u32,
+    ) -> RawResult,
     /// Subscribes to a pattern (`once` non-zero: a single delivery); writes the id to `out_id`.
-    pub subscribe:
-        extern "C" fn(ctx: ContextPtr, pattern: RawSlice, once: u32, out_id: *mut u64) -> RawResult,
+    pub subscribe: unsafe extern "C" fn(
+        ctx: ContextPtr,
+        pattern: RawSlice,
+        once: u32,
+        out_id: *mut u64,
+    ) -> RawResult,
     /// Removes one subscription of this plugin.
-    pub unsubscribe: extern "C" fn(ctx: ContextPtr, id: u64) -> RawResult,
+    pub unsubscribe: unsafe extern "C" fn(ctx: ContextPtr, id: u64) -> RawResult,
     /// Calls a named host service (resources) with a JSON request; JSON response.
-    pub call: extern "C" fn(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult,
+    pub call:
+        unsafe extern "C" fn(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult,
 }
 
 /// The host side of one plugin instance, as the plugin sees it: the host's function table and
-/// the context pointer to pass back.
+/// the context value to pass back (opaque to the plugin: it only hands it back).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HostRef {
     vtable: *const HostVTable,
     ctx: ContextPtr,
 }
 
-// SAFETY: both pointers refer to host-owned data that the host keeps alive, and that is safe to
-// use from any thread, for as long as any code of the plugin can run (docs/abi.md, lifetimes).
+// SAFETY: `vtable` points to the host's `static` table, which lives as long as the process and
+// whose functions are thread-safe; `ctx` is an opaque value that the host resolves and checks on
+// every call, so it is never dereferenced here and stays harmless after the instance is gone
+// (docs/abi.md, lifetimes).
 unsafe impl Send for HostRef {}
-// SAFETY: as above; the host functions are thread-safe.
+// SAFETY: as above; the host functions may be called from any thread.
 unsafe impl Sync for HostRef {}
 
+/// The contract every call through [`HostVTable`] below relies on, checked once here: the table
+/// is the host's static table (`create` checked its size), `self.ctx` is the value the host gave
+/// with it, and every [`RawSlice`] and out-pointer borrows a local of the calling frame that
+/// outlives the call (docs/abi.md, calls and lifetimes).
 impl HostRef {
     fn vtable(&self) -> &HostVTable {
         // SAFETY: the host passed a pointer to its static table in `create`; it outlives the
@@ -342,13 +389,18 @@ impl HostRef {
     }
 
     pub(crate) fn log(&self, level: u32, message: &str) {
-        (self.vtable().log)(self.ctx, level, RawSlice::new(message.as_bytes()));
+        // SAFETY: the host's `log` with its own context value; `message` borrows `message`,
+        // alive for the call (see the contract on this impl).
+        unsafe { (self.vtable().log)(self.ctx, level, RawSlice::new(message.as_bytes())) };
     }
 
     pub(crate) fn dependency(&self, name: &str) -> Result<u64, Error> {
         let mut generation = 0u64;
-        let result =
-            (self.vtable().dependency)(self.ctx, RawSlice::new(name.as_bytes()), &mut generation);
+        // SAFETY: the host's `dependency`; `name` is borrowed and `generation` is a writable
+        // local, both alive for the call (see the contract on this impl).
+        let result = unsafe {
+            (self.vtable().dependency)(self.ctx, RawSlice::new(name.as_bytes()), &mut generation)
+        };
         Self::finish(result).map(|_| generation)
     }
 
@@ -358,46 +410,63 @@ impl HostRef {
         generation: u64,
         input: &[u8],
     ) -> Result<Vec<u8>, Error> {
-        let result = (self.vtable().call_dependency)(
-            self.ctx,
-            RawSlice::new(name.as_bytes()),
-            generation,
-            RawSlice::new(input),
-        );
+        // SAFETY: the host's `call_dependency`; both slices borrow arguments alive for the call
+        // (see the contract on this impl).
+        let result = unsafe {
+            (self.vtable().call_dependency)(
+                self.ctx,
+                RawSlice::new(name.as_bytes()),
+                generation,
+                RawSlice::new(input),
+            )
+        };
         Self::finish(result)
     }
 
     pub(crate) fn emit(&self, name: &str, payload: &[u8], raw: bool) -> Result<(), Error> {
-        let result = (self.vtable().emit)(
-            self.ctx,
-            RawSlice::new(name.as_bytes()),
-            RawSlice::new(payload),
-            u32::from(raw),
-        );
+        // SAFETY: the host's `emit`; both slices borrow arguments alive for the call (see the
+        // contract on this impl).
+        let result = unsafe {
+            (self.vtable().emit)(
+                self.ctx,
+                RawSlice::new(name.as_bytes()),
+                RawSlice::new(payload),
+                u32::from(raw),
+            )
+        };
         Self::finish(result).map(drop)
     }
 
     pub(crate) fn subscribe(&self, pattern: &str, once: bool) -> Result<u64, Error> {
         let mut id = 0u64;
-        let result = (self.vtable().subscribe)(
-            self.ctx,
-            RawSlice::new(pattern.as_bytes()),
-            u32::from(once),
-            &mut id,
-        );
+        // SAFETY: the host's `subscribe`; `pattern` is borrowed and `id` is a writable local,
+        // both alive for the call (see the contract on this impl).
+        let result = unsafe {
+            (self.vtable().subscribe)(
+                self.ctx,
+                RawSlice::new(pattern.as_bytes()),
+                u32::from(once),
+                &mut id,
+            )
+        };
         Self::finish(result).map(|_| id)
     }
 
     pub(crate) fn unsubscribe(&self, id: u64) -> Result<(), Error> {
-        Self::finish((self.vtable().unsubscribe)(self.ctx, id)).map(drop)
+        // SAFETY: the host's `unsubscribe` with its own context value; no pointer argument.
+        Self::finish(unsafe { (self.vtable().unsubscribe)(self.ctx, id) }).map(drop)
     }
 
     pub(crate) fn call(&self, service: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
-        let result = (self.vtable().call)(
-            self.ctx,
-            RawSlice::new(service.as_bytes()),
-            RawSlice::new(input),
-        );
+        // SAFETY: the host's `call`; both slices borrow arguments alive for the call (see the
+        // contract on this impl).
+        let result = unsafe {
+            (self.vtable().call)(
+                self.ctx,
+                RawSlice::new(service.as_bytes()),
+                RawSlice::new(input),
+            )
+        };
         Self::finish(result)
     }
 }
@@ -491,7 +560,11 @@ impl<T: Plugin> Glue<T> {
     }
 
     /// Runs `f` on the instance behind `instance`.
-    fn with_instance(
+    ///
+    /// # Safety
+    /// `instance` is null or a pointer `create` of this glue returned and `destroy` has not
+    /// consumed, and no other call runs on it at the same time (the [`PluginVTable`] contract).
+    unsafe fn with_instance(
         instance: InstancePtr,
         f: impl FnOnce(&mut Instance<T>) -> RawResult,
     ) -> RawResult {
@@ -501,13 +574,17 @@ impl<T: Plugin> Glue<T> {
             }
             // SAFETY: `instance` came from `create` of this same glue and has not been
             // destroyed; the host calls into one instance from one thread at a time
-            // (docs/abi.md, threading), so this is the only reference.
+            // (docs/abi.md, threading), so this is the only reference (this fn's contract).
             let instance = unsafe { &mut *instance.cast::<Instance<T>>() };
             f(instance)
         })
     }
 
-    extern "C" fn create(
+    /// `PluginVTable::create`.
+    ///
+    /// # Safety
+    /// `host` is null or the host's table, `out` null or writable (the [`PluginVTable`] contract).
+    unsafe extern "C" fn create(
         host: *const HostVTable,
         ctx: ContextPtr,
         out: *mut InstancePtr,
@@ -540,12 +617,21 @@ impl<T: Plugin> Glue<T> {
         })
     }
 
-    extern "C" fn initialize(instance: InstancePtr) -> RawResult {
-        Self::with_instance(instance, |i| unit_result(i.plugin.initialize(&i.ctx)))
+    /// `PluginVTable::initialize`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract (see [`Glue::with_instance`]).
+    unsafe extern "C" fn initialize(instance: InstancePtr) -> RawResult {
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.initialize(&i.ctx))) }
     }
 
-    extern "C" fn execute(instance: InstancePtr, input: RawSlice) -> RawResult {
-        Self::with_instance(instance, |i| {
+    /// `PluginVTable::execute`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract; `input` is valid for the call.
+    unsafe extern "C" fn execute(instance: InstancePtr, input: RawSlice) -> RawResult {
+        let run = |i: &mut Instance<T>| {
             // SAFETY: the host keeps `input` alive and unchanged for this call.
             let bytes = unsafe { input.as_bytes() };
             let input = match serde_json::from_slice(bytes) {
@@ -564,43 +650,83 @@ impl<T: Plugin> Glue<T> {
                 },
                 Err(e) => RawResult::error(&e),
             }
-        })
+        };
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, run) }
     }
 
-    extern "C" fn enable(instance: InstancePtr) -> RawResult {
-        Self::with_instance(instance, |i| unit_result(i.plugin.enable(&i.ctx)))
+    /// `PluginVTable::enable`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract.
+    unsafe extern "C" fn enable(instance: InstancePtr) -> RawResult {
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.enable(&i.ctx))) }
     }
 
-    extern "C" fn disable(instance: InstancePtr) -> RawResult {
-        Self::with_instance(instance, |i| unit_result(i.plugin.disable(&i.ctx)))
+    /// `PluginVTable::disable`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract.
+    unsafe extern "C" fn disable(instance: InstancePtr) -> RawResult {
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.disable(&i.ctx))) }
     }
 
-    extern "C" fn cleanup(instance: InstancePtr) -> RawResult {
-        Self::with_instance(instance, |i| unit_result(i.plugin.cleanup(&i.ctx)))
+    /// `PluginVTable::cleanup`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract.
+    unsafe extern "C" fn cleanup(instance: InstancePtr) -> RawResult {
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.cleanup(&i.ctx))) }
     }
 
-    extern "C" fn deliver(
+    /// `PluginVTable::deliver`.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract; `name` and `payload` are valid for the call.
+    unsafe extern "C" fn deliver(
         instance: InstancePtr,
         id: u64,
         name: RawSlice,
         payload: RawSlice,
     ) -> RawResult {
-        Self::with_instance(instance, |i| {
+        let run = |i: &mut Instance<T>| {
             // SAFETY: the host keeps both slices alive and unchanged for this call.
             let (name, payload) = unsafe { (name.as_bytes(), payload.as_bytes()) };
             let name = String::from_utf8_lossy(name);
             unit_result(i.ctx.inner().deliver(id, &name, payload))
-        })
+        };
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, run) }
     }
 
-    extern "C" fn destroy(instance: InstancePtr) -> RawResult {
+    /// `PluginVTable::destroy`: drops every registered handler, then the instance, and answers
+    /// how many clones of the instance's [`Context`] are still alive afterwards (8 bytes,
+    /// little-endian; see [`live_contexts`]).
+    ///
+    /// Handlers are dropped first and explicitly because a handler that captured a clone of
+    /// its context forms a cycle (context → handler map → handler → context) that dropping the
+    /// instance alone never breaks: its state would leak and its drop code never run. A context
+    /// still alive after that is held by something the plugin leaked or by a thread it left
+    /// running; the host then keeps the library mapped instead of closing code that may run.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract; this is the instance's last call.
+    unsafe extern "C" fn destroy(instance: InstancePtr) -> RawResult {
         guarded(|| {
-            if !instance.is_null() {
-                // SAFETY: `instance` came from `Box::into_raw` in `create` and the host destroys
-                // it exactly once, after its last call.
-                drop(unsafe { Box::from_raw(instance.cast::<Instance<T>>()) });
+            if instance.is_null() {
+                return RawResult::ok(Vec::new());
             }
-            RawResult::ok(Vec::new())
+            // SAFETY: `instance` came from `Box::into_raw` in `create` and the host destroys
+            // it exactly once, after its last call (this fn's contract).
+            let instance = unsafe { Box::from_raw(instance.cast::<Instance<T>>()) };
+            let ctx = instance.ctx.downgrade();
+            instance.ctx.inner().drop_handlers();
+            drop(instance);
+            let live = ctx.strong_count() as u64;
+            RawResult::ok(live.to_le_bytes().to_vec())
         })
     }
 }

@@ -1,9 +1,11 @@
 //! The plugin's view of the host: logging, dependency handles, the event bus and host services.
 //!
 //! A [`Context`] is cheap to clone and may be kept by the plugin (for example inside an event
-//! handler). Every call goes through the host, which checks that the context is still current:
-//! after the plugin is unloaded or reloaded, calls through an old context fail with
-//! `stale_context` instead of reaching anything.
+//! handler: the glue drops every handler when the instance is destroyed, so such a handler does
+//! not keep itself alive). Every call goes through the host, which checks that the context is
+//! still current: after the plugin is unloaded or reloaded, calls through an old context fail
+//! with `stale_context` instead of reaching anything, also from a thread the plugin left
+//! running (the host then keeps the library mapped, see docs/abi.md).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -82,6 +84,19 @@ impl ContextInner {
         }
     }
 
+    /// Drops every registered handler, each outside the lock and with its panics contained, so
+    /// that a handler's drop code runs even if another's panics. Called by the glue when the
+    /// instance is destroyed: a handler holding a clone of the context would otherwise keep
+    /// itself (and the context) alive forever.
+    pub(crate) fn drop_handlers(&self) {
+        let handlers =
+            std::mem::take(&mut *self.handlers.lock().unwrap_or_else(PoisonError::into_inner));
+        for (_, registered) in handlers {
+            let _ =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(registered)));
+        }
+    }
+
     /// Runs the handler of subscription `id`. The handler is taken out of the map while it runs,
     /// so it may itself subscribe or unsubscribe.
     pub(crate) fn deliver(&self, id: u64, name: &str, payload: &[u8]) -> Result<()> {
@@ -136,6 +151,11 @@ impl Context {
 
     pub(crate) fn inner(&self) -> &ContextInner {
         &self.inner
+    }
+
+    /// A weak reference, to count the clones still alive after the instance is destroyed.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<ContextInner> {
+        Arc::downgrade(&self.inner)
     }
 
     /// Writes a log line; the host tags it with the plugin's name.
@@ -295,8 +315,10 @@ impl Context {
     }
 }
 
-/// A handle to a declared dependency, bound to the dependency's instance at the time it was
-/// obtained. After that instance is unloaded or reloaded, calls fail with `stale_handle`.
+/// A handle to a declared dependency. It follows the dependency through reloads: a call always
+/// reaches the dependency's current instance, also while a reload swaps it (the call runs on the
+/// old instance before it retires, or on the new one). After the dependency is unloaded, calls
+/// fail with `stale_handle`.
 #[derive(Debug, Clone)]
 pub struct DependencyHandle {
     ctx: Context,
@@ -310,7 +332,8 @@ impl DependencyHandle {
         &self.name
     }
 
-    /// The generation of the dependency instance this handle is bound to.
+    /// The generation of the dependency instance this handle was obtained from (calls reach the
+    /// current instance, which a reload may have replaced since).
     pub fn generation(&self) -> u64 {
         self.generation
     }

@@ -55,7 +55,7 @@ pub mod ffi {
     pub use crate::abi::{
         ABI_MAJOR, API_MINOR, ContextPtr, DECLARATION_SYMBOL, DeclarationHeader, ENTRY_SYMBOL,
         FreeFn, HostVTable, InstancePtr, MAGIC, PANIC_ABORT, PANIC_UNWIND, PluginVTable, RawBuf,
-        RawResult, RawSlice, STATUS_ERROR, STATUS_OK, STATUS_PANIC,
+        RawResult, RawSlice, STATUS_ERROR, STATUS_OK, STATUS_PANIC, live_contexts,
     };
 }
 

@@ -2,12 +2,15 @@
 //! concurrent requests serialised, dependency handles and lifecycle events.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use integration::*;
-use plugin_host::{BusEvent, ErrorCode, ManagerConfig, PluginManager, PluginState, UnloadOutcome};
-use serde_json::json;
+use plugin_host::{
+    BusEvent, ErrorCode, ManagerConfig, PluginManager, PluginSettings, PluginState, UnloadOutcome,
+};
+use serde_json::{Value, json};
 
 #[test]
 fn load_execute_unload_unmaps_the_library() {
@@ -315,4 +318,225 @@ fn record_events(m: &PluginManager) -> Arc<Mutex<Vec<(String, String)>>> {
         )
         .unwrap();
     seen
+}
+
+/// Polls `ready` until it holds, failing the test after 20 s.
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The `lingering` plugin's settings: it records into `dir`.
+fn lingering_in(dir: &Path) -> PluginSettings {
+    PluginSettings::new(Some(json!({ "dir": dir.to_string_lossy() })), None)
+}
+
+fn line_count(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// Issue 11 §8: a handler that captured a clone of its context forms a cycle through the
+/// glue's handler map. The glue drops every handler when the instance is destroyed, so the
+/// handler's state is dropped at each of 100 reloads (its drop appends a line to a file the test
+/// reads), and nothing is left holding the context: the library is unmapped.
+#[test]
+fn issue_11_handlers_holding_their_context_are_dropped_at_every_reload() {
+    let dir = temp_dir();
+    let drops = dir.path().join("drops");
+    let m = manager();
+    m.load_with(plugin("lingering"), lingering_in(dir.path()))
+        .unwrap();
+    // The handler is live and reaches the host through the context it captured.
+    let pongs = Arc::new(Mutex::new(0));
+    let p = Arc::clone(&pongs);
+    m.bus()
+        .subscribe_host(
+            "lingering:pong",
+            false,
+            Arc::new(move |_: &BusEvent| *p.lock().unwrap() += 1),
+        )
+        .unwrap();
+    m.bus().emit_host("lingering:ping", b"{}").unwrap();
+    wait_until("the handler's answer", || *pongs.lock().unwrap() == 1);
+    assert_eq!(line_count(&drops), 0, "nothing dropped yet");
+
+    for i in 1..=100 {
+        m.reload("lingering").unwrap();
+        assert_eq!(
+            line_count(&drops),
+            i,
+            "reload {i}: the retired instance's handler state was dropped"
+        );
+    }
+    let shadow = shadow_files(&m);
+    assert_eq!(
+        shadow.len(),
+        1,
+        "every retired copy was unmapped and deleted"
+    );
+    let report = m.unload("lingering", false).unwrap();
+    assert_eq!(line_count(&drops), 101);
+    assert_eq!(
+        report.outcome["lingering"],
+        UnloadOutcome::Unmapped,
+        "no context clone outlived the instance"
+    );
+    assert!(!mapped(&shadow[0]));
+}
+
+/// Issue 11 §8: a thread the plugin left running keeps calling through its context after the
+/// unload. The plugin holds only a key to the host side of its context, which every call looks
+/// up: after the instance is destroyed the calls get `stale_context`, also once the whole
+/// manager is gone, and the library stays mapped (`retained`) because the glue reported a
+/// context still alive, so the thread's code is never pulled from under it.
+#[test]
+fn issue_11_a_thread_left_running_gets_stale_context_and_keeps_its_code() {
+    let dir = temp_dir();
+    let m = manager();
+    m.load_with(plugin("lingering"), lingering_in(dir.path()))
+        .unwrap();
+    let shadow = shadow_files(&m);
+    assert_eq!(
+        exec(&m, "lingering", json!({"op": "spawn"}))["spawned"],
+        true
+    );
+    let report = m.unload("lingering", false).unwrap();
+    assert_eq!(report.outcome["lingering"], UnloadOutcome::Retained);
+    assert!(mapped(&shadow[0]), "the thread's code stays mapped");
+    let first = dir.path().join("thread-first");
+    wait_until("the thread's first failed call", || first.exists());
+    assert_eq!(std::fs::read_to_string(&first).unwrap(), "stale_context");
+
+    // Everything of the host's side is gone now; the thread still calls.
+    drop(m);
+    let state = dir.path().join("thread-state");
+    let failed = |text: &str| -> u64 {
+        text.split(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = failed(&std::fs::read_to_string(&state).unwrap_or_default());
+    wait_until("100 more calls after the manager was dropped", || {
+        failed(&std::fs::read_to_string(&state).unwrap_or_default()) >= before + 100
+    });
+    std::fs::write(dir.path().join("stop"), "").unwrap();
+    wait_until("the thread to stop", || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.ends_with(" stopped"))
+    });
+    let text = std::fs::read_to_string(&state).unwrap();
+    let codes = text.split(' ').next().unwrap();
+    assert_eq!(
+        codes, "stale_context",
+        "every late call was refused: {text}"
+    );
+    assert!(mapped(&shadow[0]), "a retained library is never closed");
+}
+
+/// Issue 11 §8: settings change in one read-modify-write inside the plugin's transition. 16
+/// threads each add their own key to `hello`'s config at once; none is lost.
+#[test]
+fn issue_11_concurrent_settings_updates_lose_none() {
+    let m = Arc::new(manager());
+    m.load(plugin("hello")).unwrap();
+    let n = 16;
+    let start = Arc::new(Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|i| {
+            let (m, start) = (Arc::clone(&m), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                m.update_settings("hello", |stored| {
+                    let mut s = stored.unwrap_or_default();
+                    let mut config = s.config.take().unwrap_or_else(|| json!({}));
+                    config[format!("k{i}")] = json!(i);
+                    s.config = Some(config);
+                    Ok(Some(s))
+                })
+                .unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let expected: serde_json::Map<String, Value> =
+        (0..n).map(|i| (format!("k{i}"), json!(i))).collect();
+    assert_eq!(
+        m.settings("hello").unwrap().config,
+        Some(Value::Object(expected.clone()))
+    );
+    // The running instance got the final settings: the last update reloaded it with them.
+    assert_eq!(
+        m.get("hello").unwrap().config,
+        Some(Value::Object(expected))
+    );
+    assert_eq!(m.get("hello").unwrap().state, PluginState::Active);
+}
+
+/// Issue 11 §8 over HTTP: `PUT .../config` and `PUT .../overrides` sent at the same moment both
+/// take effect (before, each read the other's old value and wrote it back). Checked through the
+/// API and in the state file on disk.
+#[test]
+fn issue_11_concurrent_puts_of_config_and_overrides_lose_no_update() {
+    let s = Arc::new(Server::start(&[], &[]));
+    let (st, body) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({"path": plugin("hello").to_string_lossy()})),
+    );
+    assert_eq!(st, 201, "{body}");
+    let rounds = 20;
+    for round in 0..rounds {
+        let start = Arc::new(Barrier::new(2));
+        let puts: Vec<_> = [
+            ("/api/v1/plugins/hello/config", json!({ "round": round })),
+            ("/api/v1/plugins/hello/overrides", json!({ "tables": [] })),
+        ]
+        .into_iter()
+        .map(|(path, body)| {
+            let (s, start) = (Arc::clone(&s), Arc::clone(&start));
+            std::thread::spawn(move || {
+                start.wait();
+                s.call("PUT", path, Some(body))
+            })
+        })
+        .collect();
+        for put in puts {
+            let (st, body) = put.join().unwrap();
+            assert_eq!(st, 200, "{body}");
+        }
+        let (_, hello) = s.call("GET", "/api/v1/plugins/hello", None);
+        assert_eq!(
+            hello["config"],
+            json!({ "round": round }),
+            "round {round}: {hello}"
+        );
+        assert_eq!(
+            hello["overrides"]["tables"],
+            json!([]),
+            "round {round}: {hello}"
+        );
+        if round + 1 < rounds {
+            for path in [
+                "/api/v1/plugins/hello/config",
+                "/api/v1/plugins/hello/overrides",
+            ] {
+                assert_eq!(s.call("DELETE", path, None).0, 200);
+            }
+            let (_, hello) = s.call("GET", "/api/v1/plugins/hello", None);
+            assert_eq!(
+                (&hello["config"], &hello["overrides"]),
+                (&Value::Null, &Value::Null)
+            );
+        }
+    }
+    let state: Value =
+        serde_json::from_slice(&std::fs::read(s.data_dir.join("state.json")).unwrap()).unwrap();
+    let saved = &state["settings"]["hello"];
+    assert_eq!(saved["config"], json!({ "round": rounds - 1 }), "{state}");
+    assert_eq!(saved["overrides"]["tables"], json!([]), "{state}");
 }

@@ -86,24 +86,165 @@ fn dependents_are_reloaded_after_their_dependency() {
 }
 
 #[test]
-fn handles_to_a_replaced_instance_are_stale() {
+fn handles_follow_their_dependency_to_the_new_instance() {
     let dir = temp_dir();
     let hello = copy_plugin("hello", dir.path());
     let greeter = copy_plugin("greeter", dir.path());
     let m = manager();
-    m.load(&hello).unwrap();
-    m.load(&greeter).unwrap();
+    let h1 = m.load(&hello).unwrap();
+    let g1 = m.load(&greeter).unwrap();
     // greeter's file is broken, so greeter cannot follow hello's reload and keeps its old
-    // instance, whose handle is bound to the old hello.
+    // instance, whose handle was obtained from the old hello.
     std::fs::write(&greeter, "broken").unwrap();
-    m.reload("hello").unwrap();
-    let e = m.execute("greeter", &json!({"name": "x"})).unwrap_err();
-    assert_eq!(e.details()["plugin_code"], "stale_handle", "{e}");
-    // A handle obtained now reaches the new instance.
+    let h2 = m.reload("hello").unwrap();
+    assert!(h2.generation > h1.generation);
+    assert_eq!(m.get("greeter").unwrap().generation, g1.generation);
+    let out = m.execute("greeter", &json!({"name": "x"})).unwrap();
+    assert_eq!(out["greeting"], "hello, x!");
+    assert_eq!(
+        out["hello_generation"], h1.generation,
+        "the handle kept since initialize"
+    );
+    // The call reached the new hello: it counts its own calls from zero.
+    assert_eq!(exec(&m, "hello", json!({"op": "count"}))["count"], 1);
+    // A handle obtained now reaches the new instance too.
     let out = m
         .execute("greeter", &json!({"op": "fresh", "name": "y"}))
         .unwrap();
     assert_eq!(out["greeting"], "hello, y");
+    assert_eq!(exec(&m, "hello", json!({"op": "count"}))["count"], 2);
+}
+
+/// Calls `call` in a loop on `threads` threads until `stop`; returns (calls that succeeded,
+/// failures as `code: message` lines).
+fn clients(
+    threads: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    call: impl Fn(usize) -> Result<(), String> + Send + Sync + 'static,
+) -> Vec<std::thread::JoinHandle<(u64, Vec<String>)>> {
+    let call = Arc::new(call);
+    (0..threads)
+        .map(|i| {
+            let (stop, call) = (Arc::clone(stop), Arc::clone(&call));
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match call(i) {
+                        Ok(()) => ok += 1,
+                        Err(e) => failed.push(e),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect()
+}
+
+/// Stops the clients and checks that each made calls and that none failed.
+fn no_call_failed(
+    what: &str,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+) -> u64 {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    let mut failures = Vec::new();
+    for (i, c) in clients.into_iter().enumerate() {
+        let (ok, failed) = c.join().unwrap();
+        assert!(ok > 0, "{what}: client {i} made no successful call");
+        total += ok + failed.len() as u64;
+        failures.extend(failed);
+    }
+    eprintln!("{what}: {total} calls, {} failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {total} calls failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    total
+}
+
+/// Issue 11 §6: while `hello` is reloaded 100 times, 4 clients calling `greeter` (which depends
+/// on `hello`) and one calling `hello` itself see no failed call.
+#[test]
+fn issue_11_reloads_of_a_dependency_fail_no_call() {
+    use std::sync::atomic::AtomicBool;
+    let dir = temp_dir();
+    let hello = copy_plugin("hello", dir.path());
+    let greeter = copy_plugin("greeter", dir.path());
+    let m = Arc::new(manager());
+    let h1 = m.load(&hello).unwrap();
+    m.load(&greeter).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mm = Arc::clone(&m);
+    let callers = clients(5, &stop, move |i| {
+        let (plugin, expected) = if i < 4 {
+            ("greeter", format!("hello, c{i}!"))
+        } else {
+            ("hello", format!("hello, c{i}"))
+        };
+        match mm.execute(plugin, &json!({"name": format!("c{i}")})) {
+            Ok(out) if out["greeting"] == expected.as_str() => Ok(()),
+            Ok(out) => Err(format!("{plugin}: unexpected answer {out}")),
+            Err(e) => Err(format!("{plugin}: {}: {}", e.code(), e.chain())),
+        }
+    });
+    for _ in 0..100 {
+        m.reload("hello").unwrap();
+    }
+    let calls = no_call_failed("100 reloads of hello, in process", &stop, callers);
+    assert!(calls > 100, "the clients kept calling: {calls}");
+    let h = m.get("hello").unwrap();
+    assert!(h.generation > h1.generation);
+    assert_eq!(m.get("greeter").unwrap().state, PluginState::Active);
+}
+
+/// Issue 11 §6 over HTTP, against a real `plugin-host serve`: 100 reloads of `hello` through
+/// `POST /plugins/hello/reload` while 4 clients execute `greeter` and one executes `hello`.
+#[test]
+fn issue_11_reloads_over_http_fail_no_call() {
+    use std::sync::atomic::AtomicBool;
+    let dir = temp_dir();
+    let hello = copy_plugin("hello", dir.path());
+    let greeter = copy_plugin("greeter", dir.path());
+    let s = Arc::new(Server::start(&[], &[]));
+    for path in [&hello, &greeter] {
+        let (st, body) = s.call(
+            "POST",
+            "/api/v1/plugins",
+            Some(json!({"path": path.to_string_lossy()})),
+        );
+        assert_eq!(st, 201, "{body}");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let server = Arc::clone(&s);
+    let callers = clients(5, &stop, move |i| {
+        let plugin = if i < 4 { "greeter" } else { "hello" };
+        let (st, body) = server.call(
+            "POST",
+            &format!("/api/v1/plugins/{plugin}/execute"),
+            Some(json!({"name": format!("c{i}")})),
+        );
+        let greeting = body["output"]["greeting"].as_str().unwrap_or_default();
+        if st == 200 && greeting.starts_with(&format!("hello, c{i}")) {
+            Ok(())
+        } else {
+            Err(format!("{plugin}: {st} {body}"))
+        }
+    });
+    let mut generations = Vec::new();
+    for _ in 0..100 {
+        let (st, body) = s.call("POST", "/api/v1/plugins/hello/reload", None);
+        assert_eq!(st, 200, "{body}");
+        generations.push(body["generation"].as_u64().unwrap());
+    }
+    let calls = no_call_failed("100 reloads of hello over HTTP", &stop, callers);
+    assert!(calls > 100, "the clients kept calling: {calls}");
+    assert!(
+        generations.windows(2).all(|w| w[0] < w[1]),
+        "every reload made a new instance"
+    );
 }
 
 #[test]

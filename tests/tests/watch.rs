@@ -504,3 +504,78 @@ fn the_server_watches_its_plugins_folder() {
     // A clean exit: the watcher stops before the plugins are unloaded.
     s.stop();
 }
+
+/// Issue 11 §6 through the watched folder: `hello`'s file is replaced 100 times (alternating two
+/// builds that differ in their description, so each is a real reload) while 4 clients call
+/// `greeter`, which depends on it, and one calls `hello`: no call fails.
+#[test]
+fn issue_11_replacing_a_dependency_100_times_fails_no_call() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let w = Watched::start_in(
+        folder_with_greeter(),
+        options().with_debounce(Duration::from_millis(10)),
+    );
+    wait_for("both loaded", || w.active("hello") && w.active("greeter"));
+    let builds = [std::fs::read(plugin("hello")).unwrap(), {
+        let patched = w.dir.path().join(".patched");
+        let n = patched_copy(
+            &plugin("hello"),
+            &patched,
+            b"answers greetings",
+            b"answers greetingZ",
+        );
+        assert!(n >= 1, "the description is in the declaration");
+        std::fs::read(&patched).unwrap()
+    }];
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..5)
+        .map(|i| {
+            let (m, stop) = (Arc::clone(&w.manager), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let plugin = if i < 4 { "greeter" } else { "hello" };
+                let (mut ok, mut failed) = (0u64, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    match m.execute(plugin, &json!({"name": "w"})) {
+                        Ok(out) if out["greeting"].as_str().is_some() => ok += 1,
+                        Ok(out) => failed.push(format!("{plugin}: unexpected answer {out}")),
+                        Err(e) => failed.push(format!("{plugin}: {}: {}", e.code(), e.chain())),
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let hello = w.path("hello");
+    let mut generation = w.manager.get("hello").unwrap().generation;
+    for i in 0..100 {
+        install_bytes(&builds[(i + 1) % 2], &hello);
+        wait_for("the replacement reloaded", || {
+            w.manager
+                .get("hello")
+                .is_ok_and(|p| p.generation > generation && p.state == PluginState::Active)
+        });
+        generation = w.manager.get("hello").unwrap().generation;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (mut total, mut failures) = (0, Vec::new());
+    for (i, c) in clients.into_iter().enumerate() {
+        let (ok, failed) = c.join().unwrap();
+        assert!(ok > 0, "client {i} made no successful call");
+        total += ok + failed.len() as u64;
+        failures.extend(failed);
+    }
+    eprintln!(
+        "100 replacements through the watched folder: {total} calls, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {total} calls failed, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    wait_for("a reload event per replacement", || {
+        w.events("watch:reloaded").len() >= 100
+    });
+    assert_eq!(w.events("watch:reloaded").len(), 100);
+}

@@ -360,7 +360,16 @@ pub(crate) async fn execute(
 
 /// Settings of a plugin that is loaded or has stored settings; 404 otherwise.
 fn settings_or_404(m: &PluginManager, name: &str) -> crate::error::Result<PluginSettings> {
-    match m.settings(name) {
+    stored_or_404(m, name, m.settings(name))
+}
+
+/// `stored`, or the defaults of a plugin that is loaded without settings; 404 otherwise.
+fn stored_or_404(
+    m: &PluginManager,
+    name: &str,
+    stored: Option<PluginSettings>,
+) -> crate::error::Result<PluginSettings> {
+    match stored {
         Some(s) => Ok(s),
         None if m.get(name).is_ok() => Ok(PluginSettings::default()),
         None => Err(Error::NotFound {
@@ -383,9 +392,11 @@ pub(crate) async fn put_overrides(
     ApiJson(overrides): ApiJson<Overrides>,
 ) -> ApiResult<Response> {
     let saved = blocking(&st, move |m| {
-        let mut s = m.settings(&name).unwrap_or_default();
-        s.overrides = Some(overrides);
-        m.set_settings(&name, Some(s))
+        m.update_settings(&name, |s| {
+            let mut s = s.unwrap_or_default();
+            s.overrides = Some(overrides);
+            Ok(Some(s))
+        })
     })
     .await?;
     persist(&st);
@@ -397,10 +408,11 @@ pub(crate) async fn delete_overrides(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     blocking(&st, move |m| {
-        let mut s = settings_or_404(m, &name)?;
-        s.overrides = None;
-        let keep = s.config.is_some().then_some(s);
-        m.set_settings(&name, keep)
+        m.update_settings(&name, |s| {
+            let mut s = stored_or_404(m, &name, s)?;
+            s.overrides = None;
+            Ok(s.config.is_some().then_some(s))
+        })
     })
     .await?;
     persist(&st);
@@ -422,9 +434,11 @@ pub(crate) async fn put_config(
 ) -> ApiResult<Response> {
     let config = any_json(&st, req).await?;
     let saved = blocking(&st, move |m| {
-        let mut s = m.settings(&name).unwrap_or_default();
-        s.config = Some(config);
-        m.set_settings(&name, Some(s))
+        m.update_settings(&name, |s| {
+            let mut s = s.unwrap_or_default();
+            s.config = Some(config);
+            Ok(Some(s))
+        })
     })
     .await?;
     persist(&st);
@@ -436,10 +450,11 @@ pub(crate) async fn delete_config(
     Path(name): Path<String>,
 ) -> ApiResult<Response> {
     blocking(&st, move |m| {
-        let mut s = settings_or_404(m, &name)?;
-        s.config = None;
-        let keep = s.overrides.is_some().then_some(s);
-        m.set_settings(&name, keep)
+        m.update_settings(&name, |s| {
+            let mut s = stored_or_404(m, &name, s)?;
+            s.config = None;
+            Ok(s.overrides.is_some().then_some(s))
+        })
     })
     .await?;
     persist(&st);

@@ -7,14 +7,21 @@
 //!   unload order (instance destroyed before its library is closed).
 //! - [`HostContext`] + [`HostServices`]: what a plugin's calls into the host reach.
 //!
-//! Contracts cited below are in `docs/abi.md`.
+//! Contracts cited below are in `docs/abi.md`. Every call into plugin code goes through a
+//! `PluginVTable` function (`unsafe extern "C" fn`): its `// SAFETY:` comment names what the
+//! call relies on.
+//!
+//! A plugin never gets a pointer to host memory for its context: it gets an opaque key, which
+//! every host function looks up in a process-wide table. The key leaves the table when the
+//! instance is destroyed, so a call that comes later (a thread the plugin left running, a
+//! context it leaked) is answered `stale_context` without touching anything freed.
 
-use std::ffi::c_void;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, PoisonError, RwLock, Weak};
 
 use plugin_api::ffi::{
     ABI_MAJOR, ContextPtr, DeclarationHeader, HostVTable, InstancePtr, PluginVTable, RawResult,
@@ -117,11 +124,12 @@ impl Library {
         ctx: &Arc<HostContext>,
     ) -> Result<Instance<'_>, InstantiateError> {
         let entry_name = format!("{}\0", plugin_api::ffi::ENTRY_SYMBOL);
-        // SAFETY: `plugin_host_entry` has this exact signature in every plugin of ABI 1
-        // (export_plugin!, docs/abi.md); the loader checked the ABI major before opening.
+        // SAFETY: `plugin_host_entry` has this signature in every plugin of ABI 1
+        // (export_plugin!, docs/abi.md; the host views it as `unsafe`, which changes nothing of
+        // the ABI); the loader checked the ABI major before opening.
         let entry = unsafe {
             self.lib
-                .get::<extern "C" fn(u32) -> *const PluginVTable>(entry_name.as_bytes())
+                .get::<unsafe extern "C" fn(u32) -> *const PluginVTable>(entry_name.as_bytes())
                 .map_err(|source| {
                     InstantiateError::Host(Error::LibraryOpen {
                         path: original.to_owned(),
@@ -129,7 +137,9 @@ impl Library {
                     })
                 })?
         };
-        let table = entry(ABI_MAJOR);
+        // SAFETY: plugin code, on the plugin's worker thread (this fn's rule); the entry point
+        // takes a plain integer and returns a pointer to a static of the open library.
+        let table = unsafe { entry(ABI_MAJOR) };
         if table.is_null() {
             return Err(InstantiateError::Host(Error::IncompatibleAbi {
                 path: original.to_owned(),
@@ -148,8 +158,11 @@ impl Library {
             }));
         }
         let mut ptr: InstancePtr = std::ptr::null_mut();
-        let ctx_ptr: ContextPtr = Arc::as_ptr(ctx).cast::<c_void>();
-        let result = (vtable.create)(&HOST_VTABLE, ctx_ptr, &mut ptr);
+        let key = ContextKey::register(ctx);
+        // SAFETY: `create` of a table the plugin returned for ABI 1, with size checked above:
+        // the host table is a `static`, the context is an opaque key, and `out` is a writable
+        // local (docs/abi.md, calls).
+        let result = unsafe { (vtable.create)(&HOST_VTABLE, key.as_ptr(), &mut ptr) };
         decode(result).map_err(InstantiateError::Plugin)?;
         if ptr.is_null() {
             return Err(InstantiateError::Plugin(CallError::Failed {
@@ -160,7 +173,7 @@ impl Library {
         Ok(Instance {
             vtable,
             ptr,
-            _ctx: Arc::clone(ctx),
+            key: Some(key),
             _lib: PhantomData,
         })
     }
@@ -197,14 +210,28 @@ fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
 }
 
 /// A live plugin instance. Not `Send`: it stays on the worker thread that created it, which is
-/// what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) on drop.
+/// what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) by
+/// [`Instance::destroy`], or on drop.
+///
+/// Every call below relies on the same contract (`PluginVTable`, docs/abi.md): `ptr` is the live
+/// instance `create` returned and only `destroy` consumes it; this value is not `Send` and
+/// methods take `&mut self`, so calls come from one thread, one at a time; every slice argument
+/// borrows memory of the caller alive for the call; and `'lib` keeps the library open.
 #[derive(Debug)]
 pub(crate) struct Instance<'lib> {
     vtable: &'lib PluginVTable,
     ptr: InstancePtr,
-    /// Keeps the context the plugin holds a pointer to alive at least as long as the instance.
-    _ctx: Arc<HostContext>,
+    /// The instance's entry in the context table, removed once the instance is destroyed.
+    key: Option<ContextKey>,
     _lib: PhantomData<&'lib Library>,
+}
+
+/// What destroying an instance left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Destroyed {
+    /// Clones of the plugin's context still alive after its instance and handlers were dropped
+    /// (held by a thread the plugin left running, or leaked); 0 when the plugin did not say.
+    pub(crate) live_contexts: u64,
 }
 
 impl Instance<'_> {
@@ -215,11 +242,14 @@ impl Instance<'_> {
             Hook::Disable => self.vtable.disable,
             Hook::Cleanup => self.vtable.cleanup,
         };
-        decode(f(self.ptr))
+        // SAFETY: a hook of the live instance, no other argument (the contract on `Instance`).
+        decode(unsafe { f(self.ptr) })
     }
 
     pub(crate) fn execute(&mut self, input: &[u8]) -> Result<Vec<u8>, CallError> {
-        decode((self.vtable.execute)(self.ptr, RawSlice::new(input)))
+        // SAFETY: the live instance and a slice of `input`, borrowed for the call (the contract
+        // on `Instance`).
+        decode(unsafe { (self.vtable.execute)(self.ptr, RawSlice::new(input)) })
     }
 
     pub(crate) fn deliver(
@@ -228,20 +258,45 @@ impl Instance<'_> {
         name: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, CallError> {
-        decode((self.vtable.deliver)(
-            self.ptr,
-            id,
-            RawSlice::new(name.as_bytes()),
-            RawSlice::new(payload),
-        ))
+        // SAFETY: the live instance and slices of `name` and `payload`, borrowed for the call
+        // (the contract on `Instance`).
+        decode(unsafe {
+            (self.vtable.deliver)(
+                self.ptr,
+                id,
+                RawSlice::new(name.as_bytes()),
+                RawSlice::new(payload),
+            )
+        })
+    }
+
+    /// Destroys the instance (its handlers, then its value: plugin drop code) and removes its
+    /// context from the table: from now on every call through it is `stale_context`.
+    pub(crate) fn destroy(mut self) -> Destroyed {
+        self.destroy_now()
+    }
+
+    fn destroy_now(&mut self) -> Destroyed {
+        let ptr = std::mem::replace(&mut self.ptr, std::ptr::null_mut());
+        let mut live_contexts = 0;
+        if !ptr.is_null() {
+            // SAFETY: the instance's last call: `ptr` is live, and was just replaced by null so
+            // nothing can use it again (the contract on `Instance`).
+            match decode(unsafe { (self.vtable.destroy)(ptr) }) {
+                Ok(out) => live_contexts = plugin_api::ffi::live_contexts(&out).unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(target: "loader", error = ?e, "plugin instance drop failed")
+                }
+            }
+        }
+        drop(self.key.take());
+        Destroyed { live_contexts }
     }
 }
 
 impl Drop for Instance<'_> {
     fn drop(&mut self) {
-        if let Err(e) = decode((self.vtable.destroy)(self.ptr)) {
-            tracing::warn!(target: "loader", error = ?e, "plugin instance drop failed");
-        }
+        self.destroy_now();
     }
 }
 
@@ -313,8 +368,8 @@ const CTX_OPEN: u8 = 0;
 const CTX_CLOSING: u8 = 1;
 const CTX_REVOKED: u8 = 2;
 
-/// The host side of one plugin instance. The plugin holds a pointer to it; the host keeps it
-/// alive until the instance is destroyed and its worker thread has exited.
+/// The host side of one plugin instance. The plugin holds only a key to it (see
+/// [`ContextKey`]); every call through the key looks it up and checks its state.
 pub(crate) struct HostContext {
     pub(crate) plugin: String,
     pub(crate) generation: u64,
@@ -380,8 +435,57 @@ impl HostContext {
     }
 }
 
-/// Runs a host function for a plugin: resolves the context and never lets a panic unwind into
-/// the plugin.
+/// The contexts of live instances, by the key their plugin holds. Keys are never reused.
+static CONTEXTS: LazyLock<RwLock<HashMap<usize, Arc<HostContext>>>> =
+    LazyLock::new(|| RwLock::new(HashMap::new()));
+
+/// The next context key (0 is never a key: a null context is refused as such).
+static NEXT_KEY: AtomicUsize = AtomicUsize::new(1);
+
+/// An instance's entry in the context table. The plugin gets the key as its opaque context
+/// value; the entry is removed when this is dropped (after the instance is destroyed), and a key
+/// not in the table is answered `stale_context`. So the host side of a context stays valid for
+/// as long as any plugin-side copy can call it: the plugin never holds a pointer into host
+/// memory.
+#[derive(Debug)]
+struct ContextKey(usize);
+
+impl ContextKey {
+    fn register(ctx: &Arc<HostContext>) -> Self {
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        CONTEXTS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(ctx));
+        Self(key)
+    }
+
+    /// The key as the ABI's opaque context value (an integer, never dereferenced by anyone).
+    fn as_ptr(&self) -> ContextPtr {
+        std::ptr::without_provenance(self.0)
+    }
+
+    /// The live context behind a value a plugin passed, if any.
+    fn resolve(ctx: ContextPtr) -> Option<Arc<HostContext>> {
+        CONTEXTS
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&ctx.addr())
+            .cloned()
+    }
+}
+
+impl Drop for ContextKey {
+    fn drop(&mut self) {
+        CONTEXTS
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
+    }
+}
+
+/// Runs a host function for a plugin: resolves the context key and never lets a panic unwind
+/// into the plugin.
 fn with_ctx(
     ctx: ContextPtr,
     f: impl FnOnce(&HostContext, &dyn HostServices) -> RawResult,
@@ -389,13 +493,17 @@ fn with_ctx(
     if ctx.is_null() {
         return RawResult::error(&plugin_api::Error::new("invalid_argument", "null context"));
     }
-    // SAFETY: `ctx` is the pointer the host passed to `create`, from an `Arc<HostContext>` that
-    // the instance keeps alive until it is destroyed; plugin code (the only caller) cannot run
-    // after that (docs/abi.md, lifetimes).
-    let ctx = unsafe { &*ctx.cast::<HostContext>() };
-    catch_unwind(AssertUnwindSafe(|| match ctx.check() {
-        Ok(services) => f(ctx, services.as_ref()),
-        Err(e) => RawResult::error(&e),
+    catch_unwind(AssertUnwindSafe(|| {
+        let Some(ctx) = ContextKey::resolve(ctx) else {
+            return RawResult::error(&plugin_api::Error::new(
+                "stale_context",
+                "this context's plugin instance was destroyed (unloaded or replaced)",
+            ));
+        };
+        match ctx.check() {
+            Ok(services) => f(&ctx, services.as_ref()),
+            Err(e) => RawResult::error(&e),
+        }
     }))
     .unwrap_or_else(|_| {
         RawResult::error(&plugin_api::Error::new(
@@ -422,7 +530,12 @@ unsafe fn arg_str<'a>(s: RawSlice) -> Result<&'a str, plugin_api::Error> {
         .map_err(|_| plugin_api::Error::new("bad_request", "argument is not UTF-8"))
 }
 
-extern "C" fn host_log(ctx: ContextPtr, level: u32, message: RawSlice) {
+/// `HostVTable::log`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_log(ctx: ContextPtr, level: u32, message: RawSlice) {
     let _ = with_ctx(ctx, |ctx, services| {
         // SAFETY: `message` is an argument of this call.
         let bytes = unsafe { message.as_bytes() };
@@ -431,7 +544,12 @@ extern "C" fn host_log(ctx: ContextPtr, level: u32, message: RawSlice) {
     });
 }
 
-extern "C" fn host_dependency(
+/// `HostVTable::dependency`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_dependency(
     ctx: ContextPtr,
     name: RawSlice,
     out_generation: *mut u64,
@@ -452,7 +570,12 @@ extern "C" fn host_dependency(
     })
 }
 
-extern "C" fn host_call_dependency(
+/// `HostVTable::call_dependency`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_call_dependency(
     ctx: ContextPtr,
     name: RawSlice,
     generation: u64,
@@ -468,7 +591,12 @@ extern "C" fn host_call_dependency(
     })
 }
 
-extern "C" fn host_emit(
+/// `HostVTable::emit`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_emit(
     ctx: ContextPtr,
     name: RawSlice,
     payload: RawSlice,
@@ -484,7 +612,12 @@ extern "C" fn host_emit(
     })
 }
 
-extern "C" fn host_subscribe(
+/// `HostVTable::subscribe`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_subscribe(
     ctx: ContextPtr,
     pattern: RawSlice,
     once: u32,
@@ -513,13 +646,23 @@ extern "C" fn host_subscribe(
     })
 }
 
-extern "C" fn host_unsubscribe(ctx: ContextPtr, id: u64) -> RawResult {
+/// `HostVTable::unsubscribe`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_unsubscribe(ctx: ContextPtr, id: u64) -> RawResult {
     with_ctx(ctx, |ctx, services| {
         to_raw(services.unsubscribe(ctx, id).map(|()| Vec::new()))
     })
 }
 
-extern "C" fn host_call(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult {
+/// `HostVTable::call`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_call(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult {
     with_ctx(ctx, |ctx, services| {
         // SAFETY: `input` is an argument of this call, valid for its duration.
         let input = unsafe { input.as_bytes() };

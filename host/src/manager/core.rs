@@ -3,9 +3,11 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{
+    Arc, Condvar, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::types::{
     LifecycleEvent, PluginInfo, PluginSettings, PluginState, PluginStats, Resources,
@@ -30,6 +32,10 @@ pub(crate) struct Slot {
     pub(crate) path: PathBuf,
     pub(crate) shadow: PathBuf,
     pub(crate) generation: u64,
+    /// The generation of the fresh load this instance descends from through reloads. A
+    /// dependency handle obtained from any instance of the lineage follows it to the current
+    /// one; once the plugin is unloaded the lineage ends.
+    pub(crate) lineage: u64,
     pub(crate) loaded_at: SystemTime,
     pub(crate) api_version: String,
     pub(crate) settings: PluginSettings,
@@ -42,7 +48,7 @@ pub(crate) struct Slot {
     pub(crate) buckets: Option<ScopedBuckets>,
     state: AtomicU8,
     /// Calls queued or running on this instance (see [`Inner::try_execute_on`]).
-    pub(crate) in_flight: AtomicUsize,
+    pub(crate) in_flight: Calls,
     pub(crate) ctx: Arc<HostContext>,
     pub(crate) mailbox: MailboxHandle,
     pub(crate) worker: Mutex<Option<Worker>>,
@@ -63,6 +69,7 @@ impl Slot {
     #[expect(clippy::too_many_arguments, reason = "a plain constructor of a record")]
     pub(crate) fn new(
         manifest: Arc<PluginManifest>,
+        lineage: Option<u64>,
         path: PathBuf,
         shadow: PathBuf,
         api_version: String,
@@ -76,6 +83,7 @@ impl Slot {
     ) -> Self {
         Self {
             generation: ctx.generation,
+            lineage: lineage.unwrap_or(ctx.generation),
             manifest,
             path,
             shadow,
@@ -87,7 +95,7 @@ impl Slot {
             topics: scoped.topics,
             buckets: scoped.buckets,
             state: AtomicU8::new(0),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Calls::default(),
             ctx,
             mailbox,
             worker: Mutex::new(Some(worker)),
@@ -109,15 +117,14 @@ impl Slot {
     }
 
     /// Waits until no call is in flight, at most `limit`; returns whether it drained.
-    pub(crate) fn drain(&self, limit: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        while self.in_flight.load(Ordering::SeqCst) > 0 {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::yield_now();
-        }
-        true
+    pub(crate) fn drain(&self, limit: Duration) -> bool {
+        self.in_flight.drain(limit)
+    }
+
+    /// Whether a handle obtained at `generation` belongs to this instance's lineage (this
+    /// instance or one it replaced).
+    pub(crate) fn follows(&self, generation: u64) -> bool {
+        (self.lineage..=self.generation).contains(&generation)
     }
 
     pub(crate) fn owner(&self) -> Owner {
@@ -161,19 +168,66 @@ impl Slot {
     }
 }
 
+/// The calls in flight on one instance, and a way to wait until there are none without burning
+/// a core.
+///
+/// The count is a plain atomic, so a call pays two atomic operations. Only when a drain is
+/// waiting does the last call out take the lock and wake it; the waiter registers (`draining`)
+/// before it reads the count, and the leaver decrements before it reads `draining` (all
+/// `SeqCst`), so at least one of them sees the other: the waiter sees 0, or the leaver sees it
+/// waiting and wakes it (under the lock, so the wake cannot fall between the waiter's check and
+/// its sleep).
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    count: AtomicUsize,
+    draining: AtomicBool,
+    lock: Mutex<()>,
+    idle: Condvar,
+}
+
+impl Calls {
+    /// Waits until no call is in flight, at most `limit`; returns whether it drained.
+    fn drain(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.draining.store(true, Ordering::SeqCst);
+        let drained = loop {
+            if self.count.load(Ordering::SeqCst) == 0 {
+                break true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            guard = self
+                .idle
+                .wait_timeout(guard, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        };
+        self.draining.store(false, Ordering::SeqCst);
+        drained
+    }
+}
+
 /// Counts a call in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
+struct InFlight<'a>(&'a Calls);
 
 impl<'a> InFlight<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter)
+    fn enter(calls: &'a Calls) -> Self {
+        calls.count.fetch_add(1, Ordering::SeqCst);
+        Self(calls)
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        let calls = self.0;
+        if calls.count.fetch_sub(1, Ordering::SeqCst) == 1 && calls.draining.load(Ordering::SeqCst)
+        {
+            let _guard = calls.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            calls.idle.notify_all();
+        }
     }
 }
 
@@ -399,31 +453,58 @@ impl Inner {
             })
     }
 
+    /// The current instance of `name`. If the one found is being retired by a reload, its
+    /// successor (already in the registry: a swap registers the new instance before it retires
+    /// the old one) is returned instead.
+    pub(crate) fn current(&self, name: &str) -> Result<Arc<Slot>> {
+        let slot = self.slot(name)?;
+        if matches!(slot.state(), PluginState::Active | PluginState::Disabled) {
+            return Ok(slot);
+        }
+        match self.slot(name) {
+            Ok(next) if next.generation != slot.generation => Ok(next),
+            _ => Ok(slot),
+        }
+    }
+
     /// Runs `execute` on a plugin's current instance. A call that finds the instance retiring
     /// (a reload swapped it out) runs on the new instance instead, so reloads lose no calls.
     pub(crate) fn execute(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
         let slot = self.slot(name)?;
-        match self.try_execute_on(&slot, input) {
-            Ok(result) => result,
-            Err(input) => match self.slot(name) {
-                Ok(current) if current.generation != slot.generation => {
-                    self.execute_on(&current, input)
-                }
-                _ => Err(Error::NotActive {
-                    name: name.to_owned(),
-                    state: slot.state().to_string(),
-                }),
-            },
-        }
+        self.execute_following(slot, input, None)
     }
 
-    /// Runs `execute` on one instance.
-    pub(crate) fn execute_on(&self, slot: &Slot, input: Vec<u8>) -> Result<Vec<u8>> {
-        self.try_execute_on(slot, input).unwrap_or_else(|_| {
-            Err(Error::NotActive {
-                name: slot.name().to_owned(),
-                state: slot.state().to_string(),
-            })
+    /// Runs `execute` on `slot`, or, if it is retiring, on its successor (within `lineage` when
+    /// given). A reload registers the new instance before it retires the old one, so a call
+    /// either enters the old one before it stops taking calls (and retiring waits for it) or
+    /// finds the new one: no call of a reload fails. A call fails only when the instance it
+    /// found stops with no successor (an unload).
+    pub(crate) fn execute_following(
+        &self,
+        mut slot: Arc<Slot>,
+        mut input: Vec<u8>,
+        lineage: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        // Each step needs a complete reload (a new instance initialised) to have happened in
+        // between, so this bound is never reached in practice; it only rules out a livelock.
+        for _ in 0..8 {
+            match self.try_execute_on(&slot, input) {
+                Ok(result) => return result,
+                Err(back) => input = back,
+            }
+            match self.slot(slot.name()) {
+                Ok(next)
+                    if next.generation != slot.generation
+                        && lineage.is_none_or(|l| next.lineage == l) =>
+                {
+                    slot = next;
+                }
+                _ => break,
+            }
+        }
+        Err(Error::NotActive {
+            name: slot.name().to_owned(),
+            state: slot.state().to_string(),
         })
     }
 
@@ -436,7 +517,8 @@ impl Inner {
         input: Vec<u8>,
     ) -> Result<Result<Vec<u8>>, Vec<u8>> {
         // Register first, then look at the state (both SeqCst): either this call sees
-        // `stopping`, or `retire` sees this call in flight and waits for it.
+        // `stopping`, or `retire` (which sets `stopping` first, then drains) sees this call in
+        // flight and waits for it.
         let _in_flight = InFlight::enter(&slot.in_flight);
         match slot.state() {
             PluginState::Active => {}
@@ -719,6 +801,39 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn drain_times_out_while_a_call_is_in_flight() {
+        let calls = Calls::default();
+        let call = InFlight::enter(&calls);
+        assert!(!calls.drain(Duration::from_millis(20)));
+        drop(call);
+        assert!(
+            calls.drain(Duration::ZERO),
+            "nothing in flight: drained at once"
+        );
+    }
+
+    #[test]
+    fn the_last_call_out_wakes_a_waiting_drain() {
+        let calls = Calls::default();
+        let call = InFlight::enter(&calls);
+        std::thread::scope(|s| {
+            let started = std::time::Instant::now();
+            let drain = s.spawn(|| calls.drain(Duration::from_secs(30)));
+            // The drain registered itself (and now sleeps on the condition variable).
+            while !calls.draining.load(Ordering::SeqCst) {
+                std::thread::yield_now();
+            }
+            drop(call);
+            assert!(drain.join().unwrap(), "drained");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "woken by the last call, not by the time limit"
+            );
+        });
+        assert!(!calls.draining.load(Ordering::SeqCst));
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {

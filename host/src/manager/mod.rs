@@ -100,8 +100,29 @@ impl PluginManager {
         name: &str,
         settings: Option<PluginSettings>,
     ) -> Result<Option<PluginSettings>> {
+        self.update_settings(name, |_| Ok(settings))
+    }
+
+    /// Changes the operator settings of `name` in one read-modify-write: `change` receives the
+    /// stored settings (`None` when there are none) and returns the new ones (`None` clears
+    /// them). The read, the change, the store and the reload of a loaded plugin happen in one
+    /// transition, so concurrent updates (say, one of the config and one of the overrides)
+    /// never lose each other's change. If the reload fails, the old settings stay and the
+    /// plugin keeps running with them.
+    ///
+    /// `change` runs under the manager's transition lock: it may read the manager (`get`,
+    /// `settings`, `list`) but must not start a transition (load, reload, set settings...).
+    ///
+    /// # Errors
+    /// Whatever `change` returns; `invalid_overrides`, `invalid_plugin_config`, or any reload
+    /// error.
+    pub fn update_settings(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
+    ) -> Result<Option<PluginSettings>> {
         crate::manifest::validate_name(name)?;
-        self.inner.set_settings(name, settings)
+        self.inner.update_settings(name, change)
     }
 
     /// Lifecycle counters and latency histograms.

@@ -22,7 +22,8 @@ fn owner(ctx: &HostContext) -> Owner {
 }
 
 impl Inner {
-    /// The current instance of a declared dependency of `ctx`'s plugin.
+    /// The current instance of a declared dependency of `ctx`'s plugin (its successor, if a
+    /// reload is retiring the one found).
     fn declared_dependency(
         &self,
         ctx: &HostContext,
@@ -34,7 +35,7 @@ impl Inner {
                 dependency: name.to_owned(),
             });
         }
-        self.slot(name).map_err(|_| Error::DependencyNotFound {
+        self.current(name).map_err(|_| Error::DependencyNotFound {
             plugin: ctx.plugin.clone(),
             dependency: name.to_owned(),
         })
@@ -76,14 +77,18 @@ impl HostServices for Inner {
         let slot = self
             .declared_dependency(ctx, name)
             .map_err(|e| to_plugin(&e))?;
-        if slot.generation != generation {
+        // The handle follows its dependency through reloads: it reaches the current instance
+        // of the lineage it was obtained from. A handle from before the dependency was unloaded
+        // (a lineage that ended) is stale.
+        if !slot.follows(generation) {
             return Err(to_plugin(&Error::Stale {
                 plugin: ctx.plugin.clone(),
                 target: name.to_owned(),
                 generation,
             }));
         }
-        match self.execute_on(&slot, input.to_vec()) {
+        let lineage = slot.lineage;
+        match self.execute_following(slot, input.to_vec(), Some(lineage)) {
             Ok(out) => Ok(out),
             // The dependency's own error code goes through unchanged; the caller can tell it
             // from host errors by the message prefix naming the dependency.

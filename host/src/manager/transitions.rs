@@ -73,14 +73,19 @@ impl Inner {
         }
     }
 
-    /// Replaces the operator settings of `name`. A loaded plugin is reloaded atomically with the
-    /// new settings; if that fails, the old settings and instance stay.
-    pub(crate) fn set_settings(
+    /// Changes the operator settings of `name` in one read-modify-write: `change` gets the
+    /// stored settings (`None` when there are none) and returns the new ones (`None` clears
+    /// them). It runs under the transition lock, together with the reload that applies the
+    /// result to a loaded plugin, so concurrent changes never lose one another's update. If the
+    /// reload fails, the old settings and instance stay.
+    pub(crate) fn update_settings(
         &self,
         name: &str,
-        settings: Option<PluginSettings>,
+        change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
     ) -> Result<Option<PluginSettings>> {
         let _ops = self.lock_ops();
+        let stored = self.has_settings(name).then(|| self.settings_for(name));
+        let settings = change(stored)?;
         if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
             s.validate()?;
         }
@@ -109,7 +114,7 @@ impl Inner {
             });
         }
         self.check_dependencies(&candidate.inspection.manifest)?;
-        let slot = self.start_instance(candidate)?;
+        let slot = self.start_instance(candidate, None)?;
         {
             let mut reg = self.write();
             reg.failed.remove(&name);
@@ -181,8 +186,9 @@ impl Inner {
     }
 
     /// Writes the shadow copy, starts the worker (which opens the library and creates the
-    /// instance) and runs `initialize`. Rolls everything back on failure.
-    fn start_instance(&self, candidate: Candidate) -> Result<Arc<Slot>> {
+    /// instance) and runs `initialize`. Rolls everything back on failure. `lineage` is the
+    /// lineage of the instance this one replaces (none for a fresh load).
+    fn start_instance(&self, candidate: Candidate, lineage: Option<u64>) -> Result<Arc<Slot>> {
         let manifest = Arc::new(candidate.inspection.manifest.clone());
         let settings = self.settings_for(&manifest.name);
         let resources = settings
@@ -227,6 +233,7 @@ impl Inner {
         };
         let slot = Arc::new(Slot::new(
             manifest,
+            lineage,
             candidate.inspection.path.clone(),
             shadow_path,
             format!(
@@ -544,7 +551,7 @@ impl Inner {
             }
         }
         let was_disabled = old.state() == PluginState::Disabled;
-        let new = self.start_instance(candidate)?;
+        let new = self.start_instance(candidate, Some(old.lineage))?;
         if was_disabled {
             let _ = new.mailbox.hook(Hook::Disable, self.config.execute_timeout);
             new.set_state(PluginState::Disabled);

@@ -332,7 +332,7 @@ fn run(
             return None;
         }
     };
-    serve(&library, &spawn, &rx, &ready);
+    let live_contexts = serve(&library, &spawn, &rx, &ready);
     // Only the side that wins this exchange decides the library's fate: a worker abandoned by
     // the manager (timeout) leaks its library instead of closing it from this thread.
     let finished = fate
@@ -340,6 +340,15 @@ fn run(
         .is_ok();
     if finished {
         let _ = done.send(());
+        if live_contexts > 0 {
+            // Something of the plugin still holds its context: a thread it left running (which
+            // runs the library's code) or a value it leaked. Closing the library could pull the
+            // code from under that thread, so it stays mapped (`retained`); calls through the
+            // context already get `stale_context`.
+            tracing::warn!(target: "manager", plugin = %spawn.ctx.plugin, live_contexts, "the plugin still holds its context after destroy (a thread left running?): its library is kept mapped");
+            std::mem::forget(library);
+            return None;
+        }
         Some(library)
     } else {
         std::mem::forget(library);
@@ -347,8 +356,14 @@ fn run(
     }
 }
 
-/// Creates the instance and serves jobs until `Stop`; the instance is destroyed on return.
-fn serve(library: &Library, spawn: &Spawn, rx: &Receiver<Job>, ready: &Sender<Result<(), Error>>) {
+/// Creates the instance and serves jobs until `Stop`, then destroys the instance. Returns how
+/// many clones of the plugin's context were still alive after that.
+fn serve(
+    library: &Library,
+    spawn: &Spawn,
+    rx: &Receiver<Job>,
+    ready: &Sender<Result<(), Error>>,
+) -> u64 {
     let mut instance = match library.instantiate(&spawn.original, &spawn.ctx) {
         Ok(instance) => instance,
         Err(e) => {
@@ -359,7 +374,7 @@ fn serve(library: &Library, spawn: &Spawn, rx: &Receiver<Job>, ready: &Sender<Re
                 }
             };
             let _ = ready.send(Err(error));
-            return;
+            return 0;
         }
     };
     let _ = ready.send(Ok(()));
@@ -407,4 +422,5 @@ fn serve(library: &Library, spawn: &Spawn, rx: &Receiver<Job>, ready: &Sender<Re
             Job::Stop => break,
         }
     }
+    instance.destroy().live_contexts
 }

@@ -36,9 +36,9 @@ pub use config::{
     TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use loader::{Inspection, accepted_abi, inspect};
+pub use loader::{DEFAULT_MAX_PLUGIN_BYTES, Inspection, accepted_abi, inspect, inspect_with_limit};
 pub use manager::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
+    CommitGate, DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
     PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
     UnloadReport,
 };

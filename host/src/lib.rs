@@ -45,7 +45,7 @@ pub use manager::{
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
 pub use resources::{EffectiveResources, Overrides};
 pub use server::serve;
-pub use state::{DesiredPlugin, DesiredSet, StateStore};
+pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
 
 /// Hooks for the workspace's benches. Not a stable API.

@@ -152,6 +152,13 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             drop(manager);
+            if !report.failed.is_empty() || !report.skipped.is_empty() {
+                anyhow::bail!(
+                    "{} plugin(s) failed to load and {} were skipped",
+                    report.failed.len(),
+                    report.skipped.len()
+                );
+            }
         }
     }
     Ok(())

@@ -25,6 +25,7 @@ fn shadow_dirs_of(pid: u32) -> Vec<PathBuf> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
         .map(|e| e.path())
+        .filter(|p| p.is_dir())
         .collect()
 }
 
@@ -64,6 +65,11 @@ fn issue_11_shadow_copies_of_a_killed_host_are_removed_at_the_next_start() {
     assert!(
         left.iter().all(|d| !d.exists()),
         "a dead host's shadow copies are removed at the next start: {left:?}"
+    );
+    let lock_of = |d: &PathBuf| PathBuf::from(format!("{}.lock", d.display()));
+    assert!(
+        left.iter().all(|d| !lock_of(d).exists()),
+        "and their lock files"
     );
     // ... and never what a live host holds.
     let live = shadow_dirs_of(second.pid());

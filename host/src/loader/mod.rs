@@ -35,7 +35,7 @@ pub(crate) use ffi::{
 };
 pub use file::DEFAULT_MAX_PLUGIN_BYTES;
 pub(crate) use file::{check_path, path_error, read_plugin_file};
-pub(crate) use shadow::claim_shadow_dir;
+pub(crate) use shadow::{ShadowLock, claim_shadow_dir};
 
 /// Size of [`DeclarationHeader`] in the file.
 const HEADER_SIZE: usize = size_of::<DeclarationHeader>();

@@ -211,7 +211,7 @@ pub(crate) struct Inner {
     owns_shadow_dir: bool,
     /// The lock of an owned shadow folder, held while this manager lives, so that another
     /// host's start-up sweep never removes it (loader/shadow.rs).
-    _shadow_lock: Option<std::fs::File>,
+    _shadow_lock: Option<crate::loader::ShadowLock>,
     /// One transition (load, unload, reload, enable, disable) at a time.
     pub(crate) ops: Mutex<()>,
     registry: RwLock<Registry>,

@@ -322,6 +322,37 @@ fn issue_11_a_load_answered_504_never_takes_effect() {
 }
 
 #[test]
+fn issue_11_a_change_that_took_effect_before_the_deadline_is_reported_not_504() {
+    let s = Server::start(&[], &[("PLUGIN_HOST_REQUEST_TIMEOUT_MS", "300")]);
+    let r = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({
+            "path": plugin("slow-init").to_string_lossy(),
+            "config": {"ms": 0, "cleanup_ms": 1200}
+        })),
+    );
+    assert_eq!(r.0, 201, "{}", r.1);
+    let generation = r.1["generation"].as_u64().unwrap();
+    // A reload takes effect at the swap, then retires the old instance, whose cleanup takes
+    // longer than the request may: the answer is the new plugin object, not 504.
+    let started = Instant::now();
+    let r = s.call("POST", "/api/v1/plugins/slow-init/reload", None);
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert!(r.1["generation"].as_u64().unwrap() > generation, "{}", r.1);
+    assert!(started.elapsed() >= Duration::from_millis(1200));
+    // An unload takes effect when it starts: the answer is its report, not 504.
+    let r = s.call("DELETE", "/api/v1/plugins/slow-init", None);
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["unloaded"], json!(["slow-init"]));
+    assert!(plugin_names(&s).is_empty());
+    let persisted: Value =
+        serde_json::from_str(&std::fs::read_to_string(s.data_dir.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(persisted["plugins"], json!([]), "{persisted}");
+}
+
+#[test]
 fn issue_11_inspect_follows_the_same_rules() {
     let dir = temp_dir();
     let fifo = dir.path().join(lib_file("fifo"));

@@ -1,5 +1,6 @@
-//! Test plugin `slow-init`: `initialize` sleeps for `config.ms` milliseconds (default 0), then
-//! succeeds. Used to race a load against the admin API's request timeout.
+//! Test plugin `slow-init`: `initialize` sleeps for `config.ms` milliseconds and `cleanup` for
+//! `config.cleanup_ms` (both default 0), then succeed. Used to race lifecycle operations against
+//! the admin API's request timeout.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use plugin_api::{Context, Manifest, Plugin, Result};
 #[derive(Debug, Default)]
 pub struct SlowInit {
     slept_ms: u64,
+    cleanup_ms: u64,
 }
 
 impl Plugin for SlowInit {
@@ -19,7 +21,13 @@ impl Plugin for SlowInit {
     fn initialize(&mut self, ctx: &Context) -> Result<()> {
         let config: Value = ctx.config()?;
         self.slept_ms = config["ms"].as_u64().unwrap_or(0);
+        self.cleanup_ms = config["cleanup_ms"].as_u64().unwrap_or(0);
         std::thread::sleep(Duration::from_millis(self.slept_ms));
+        Ok(())
+    }
+
+    fn cleanup(&mut self, _ctx: &Context) -> Result<()> {
+        std::thread::sleep(Duration::from_millis(self.cleanup_ms));
         Ok(())
     }
 

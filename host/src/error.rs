@@ -387,6 +387,41 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A lifecycle change was not made because its requester gave up waiting (see
+    /// `CommitGate`): nothing of it took effect.
+    #[error("{operation} not done: its request timed out before it took effect; nothing changed")]
+    Abandoned {
+        /// What was asked: `load`, `reload`, `unload`, ...
+        operation: &'static str,
+    },
+    /// A path that cannot name a plugin file or folder: a NUL byte, a component or the whole
+    /// path too long, relative where an absolute path is required, or not a regular file (a
+    /// directory, FIFO, device, socket, or a pseudo-file such as those under `/proc`).
+    #[error("invalid path `{}`: {reason}", path.display())]
+    InvalidPath {
+        /// The path as given (cut to its first 200 characters when longer).
+        path: PathBuf,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A plugin file is larger than the configured limit (`limits.max_plugin_bytes`).
+    #[error("`{}` is {size} bytes; plugin files are limited to {limit} bytes (limits.max_plugin_bytes)", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Another host process holds the data folder's lock.
+    #[error("data folder `{}` is in use by another plugin-host process{}; stop it or use another --data-dir", path.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DataDirInUse {
+        /// The data folder.
+        path: PathBuf,
+        /// The pid written in the lock file by its holder, when readable.
+        holder: Option<u32>,
+    },
     /// A bug or an unexpected condition inside the host.
     #[error("internal error: {message}")]
     Internal {
@@ -473,6 +508,12 @@ pub enum ErrorCode {
     InvalidKey,
     /// `presigned_url_invalid`
     PresignedUrlInvalid,
+    /// `invalid_path`
+    InvalidPath,
+    /// `file_too_large`
+    FileTooLarge,
+    /// `data_dir_in_use`
+    DataDirInUse,
     /// `internal`
     Internal,
 }
@@ -517,6 +558,9 @@ impl ErrorCode {
         Self::BucketAccessDenied,
         Self::InvalidKey,
         Self::PresignedUrlInvalid,
+        Self::InvalidPath,
+        Self::FileTooLarge,
+        Self::DataDirInUse,
         Self::Internal,
     ];
 
@@ -560,6 +604,9 @@ impl ErrorCode {
             Self::BucketAccessDenied => "bucket_access_denied",
             Self::InvalidKey => "invalid_key",
             Self::PresignedUrlInvalid => "presigned_url_invalid",
+            Self::InvalidPath => "invalid_path",
+            Self::FileTooLarge => "file_too_large",
+            Self::DataDirInUse => "data_dir_in_use",
             Self::Internal => "internal",
         }
     }
@@ -618,8 +665,11 @@ impl Error {
             Self::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
             Self::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
             Self::RouteNotFound { .. } => ErrorCode::NotFound,
-            Self::RequestTimeout { .. } => ErrorCode::Timeout,
+            Self::RequestTimeout { .. } | Self::Abandoned { .. } => ErrorCode::Timeout,
             Self::BadRequest { .. } => ErrorCode::BadRequest,
+            Self::InvalidPath { .. } => ErrorCode::InvalidPath,
+            Self::FileTooLarge { .. } => ErrorCode::FileTooLarge,
+            Self::DataDirInUse { .. } => ErrorCode::DataDirInUse,
             Self::Io { .. } | Self::Internal { .. } => ErrorCode::Internal,
         }
     }
@@ -687,6 +737,9 @@ impl Error {
             Self::PluginConfigRejected { plugin, errors } => {
                 json!({ "plugin": plugin, "errors": errors })
             }
+            Self::InvalidPath { path, .. } => json!({ "path": path }),
+            Self::FileTooLarge { size, limit, .. } => json!({ "size": size, "limit": limit }),
+            Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
             _ => json!({}),
         }
     }

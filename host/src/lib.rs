@@ -36,16 +36,16 @@ pub use config::{
     TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use loader::{Inspection, accepted_abi, inspect};
+pub use loader::{DEFAULT_MAX_PLUGIN_BYTES, Inspection, accepted_abi, inspect, inspect_with_limit};
 pub use manager::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
+    CommitGate, DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
     PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
     UnloadReport,
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
 pub use resources::{EffectiveResources, Overrides};
 pub use server::serve;
-pub use state::{DesiredPlugin, DesiredSet, StateStore};
+pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
 
 /// Hooks for the workspace's benches. Not a stable API.

@@ -105,7 +105,13 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Inspect { file } => {
             init_logging(LogFormat::Pretty, "warn");
-            let inspection = plugin_host::inspect(&file).map_err(|e| anyhow::anyhow!(e.chain()))?;
+            // The same rules as a load: bounded by the configured limit (config file and
+            // PLUGIN_HOST_MAX_PLUGIN_BYTES), refused if not a regular file.
+            let limit = HostConfig::load(None)
+                .map(|c| c.limits.max_plugin_bytes)
+                .unwrap_or(plugin_host::DEFAULT_MAX_PLUGIN_BYTES);
+            let inspection = plugin_host::inspect_with_limit(&file, limit)
+                .map_err(|e| anyhow::anyhow!(e.chain()))?;
             println!("{}", serde_json::to_string_pretty(&inspection)?);
         }
         Command::Run {
@@ -146,6 +152,13 @@ fn run() -> anyhow::Result<()> {
                 }
             }
             drop(manager);
+            if !report.failed.is_empty() || !report.skipped.is_empty() {
+                anyhow::bail!(
+                    "{} plugin(s) failed to load and {} were skipped",
+                    report.failed.len(),
+                    report.skipped.len()
+                );
+            }
         }
     }
     Ok(())

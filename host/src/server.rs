@@ -11,17 +11,31 @@ use crate::bus::BusEvent;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::manager::{PluginManager, PluginSettings};
-use crate::state::StateStore;
+use crate::state::{DataDirLock, StateStore};
 use crate::watch::{FolderWatcher, WatchOptions};
 
 /// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
 /// first line (the real port when the config asked for port 0).
 ///
 /// # Errors
-/// `invalid_config` (including a non-loopback address without a token), or an I/O error binding
-/// the address.
-pub async fn serve(config: HostConfig) -> Result<()> {
+/// `invalid_config` (including a non-loopback address without a token), `data_dir_in_use`
+/// when another process serves from the same data folder, `backend_unavailable` when a
+/// configured backend does not answer, or an I/O error binding the address.
+pub async fn serve(mut config: HostConfig) -> Result<()> {
     config.check_listen()?;
+    // Folders given relative are fixed against the working directory at start, once.
+    for dir in [Some(&mut config.data_dir), config.plugins.dir.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        *dir = std::path::absolute(&*dir).map_err(|e| Error::InvalidConfig {
+            key: "data_dir / plugins.dir".into(),
+            message: format!("cannot resolve `{}`: {e}", dir.display()),
+        })?;
+    }
+    // One host per data folder: a second one would overwrite state.json and share the
+    // embedded backends' files. Held until this function returns.
+    let _data_lock = DataDirLock::acquire(&config.data_dir)?;
     // Bind first: with port 0 the real address is known only now, and presigned links must
     // carry it.
     let listener = tokio::net::TcpListener::bind(config.listen)

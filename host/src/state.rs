@@ -1,7 +1,10 @@
 //! The desired plugin set (what is loaded, from which file, enabled or not, and every operator
 //! setting), persisted as JSON in the data folder after each change, and restored in dependency
 //! order at the next start. A plugin that can no longer load is reported and does not stop the
-//! others.
+//! others. [`DataDirLock`] keeps a data folder to one host process at a time.
+//!
+//! Paths in the state file are absolute (the loader makes every plugin path absolute), so a
+//! restart from another working directory finds the same files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,57 @@ pub struct DesiredSet {
     pub plugins: Vec<DesiredPlugin>,
     /// Operator settings by plugin name, loaded or not.
     pub settings: BTreeMap<String, PluginSettings>,
+}
+
+/// An exclusive hold on a data folder: `DATA_DIR/.lock`, locked with `flock` and holding the
+/// holder's pid, for as long as this value lives. The operating system releases it when the
+/// process ends, however it ends, so a killed host never leaves a stale lock.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: std::fs::File,
+    path: PathBuf,
+}
+
+impl DataDirLock {
+    /// Takes the lock of `data_dir` (created if missing).
+    ///
+    /// # Errors
+    /// `data_dir_in_use` naming the holder's pid when another process holds it; `internal` on
+    /// an I/O error.
+    pub fn acquire(data_dir: &Path) -> Result<Self> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        std::fs::create_dir_all(data_dir).map_err(|e| Error::io(data_dir, e))?;
+        let path = data_dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                return Err(Error::DataDirInUse {
+                    path: data_dir.to_owned(),
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Self { _file: file, path })
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Where the desired set lives: `DATA_DIR/state.json`.

@@ -234,9 +234,23 @@ impl Server {
         data: &Path,
         tmp: Option<tempfile::TempDir>,
     ) -> Self {
+        Self::start_in(None, args, env, data, tmp)
+    }
+
+    /// Starts a server on a data folder, in the working directory `cwd` (default: the test's).
+    pub fn start_in(
+        cwd: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        data: &Path,
+        tmp: Option<tempfile::TempDir>,
+    ) -> Self {
         use std::io::BufRead as _;
         let log = data.with_extension(format!("log-{}", std::process::id()));
         let mut cmd = Command::new(host_binary());
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
@@ -270,6 +284,22 @@ impl Server {
             data_dir: data.to_owned(),
             log,
             _tmp: tmp,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(std::process::Child::id)
+            .unwrap_or(0)
+    }
+
+    /// Kills the server with SIGKILL (no clean-up of any kind) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -35,7 +35,9 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::InvalidPattern
         | C::InvalidConfig
         | C::InvalidOverrides
-        | C::InvalidKey => StatusCode::BAD_REQUEST,
+        | C::InvalidKey
+        | C::InvalidPath
+        | C::FileTooLarge => StatusCode::BAD_REQUEST,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::PresignedUrlInvalid => StatusCode::FORBIDDEN,
         C::NotFound | C::SubscriptionNotFound => StatusCode::NOT_FOUND,
@@ -48,7 +50,8 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::DuplicatePlugin
         | C::PluginDisabled
         | C::PluginNotActive
-        | C::StaleHandle => StatusCode::CONFLICT,
+        | C::StaleHandle
+        | C::DataDirInUse => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::InitializeFailed
         | C::PluginFailed
@@ -62,6 +65,61 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         C::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// The code for an error status that did not come from an [`ApiError`] (an extractor or layer
+/// of the HTTP stack answered on its own).
+fn code_of_status(status: StatusCode) -> ErrorCode {
+    match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::BackendUnavailable,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    }
+}
+
+/// Middleware: every error response leaves with the API's JSON error body. Handlers already
+/// answer so; this catches what the HTTP stack answers by itself (a rejection of an extractor
+/// or layer), keeping its status and using its text as the message.
+pub(crate) async fn json_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (_, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let body = json!({
+        "error": {
+            "code": code_of_status(status).as_str(),
+            "message": message,
+            "details": {},
+        }
+    });
+    (status, Json(body)).into_response()
 }
 
 impl IntoResponse for ApiError {

@@ -59,6 +59,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost: whatever answered an error, the body is the API's JSON error.
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(shared)
 }
 

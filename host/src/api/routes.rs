@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, OriginalUri, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -23,7 +24,7 @@ use tokio::sync::broadcast;
 use super::error::ApiError;
 use crate::bus::Pattern;
 use crate::error::Error;
-use crate::manager::{PluginManager, PluginSettings, PluginState};
+use crate::manager::{CommitGate, PluginManager, PluginSettings, PluginState};
 use crate::resources::Overrides;
 use crate::state::StateStore;
 
@@ -52,19 +53,34 @@ pub(crate) type AppState = Arc<Shared>;
 type ApiResult<T> = Result<T, ApiError>;
 
 /// Runs a manager call on the blocking pool, within the request timeout.
+///
+/// The call runs under a [`CommitGate`]: at the deadline the handler abandons the gate, and a
+/// lifecycle change that has not taken effect yet never will (the request is answered
+/// `504 timeout` and nothing changed). If the change already took effect, the handler waits for
+/// the call's result and answers with it instead: an error answer always means "nothing
+/// changed".
 async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&PluginManager) -> crate::error::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let manager = Arc::clone(&st.manager);
-    let task = tokio::task::spawn_blocking(move || f(&manager));
-    match tokio::time::timeout(st.request_timeout, task).await {
-        Ok(Ok(result)) => result.map_err(ApiError),
-        Ok(Err(join)) => Err(ApiError(Error::Internal {
+    let gate = Arc::new(CommitGate::new());
+    let task_gate = Arc::clone(&gate);
+    let mut task = tokio::task::spawn_blocking(move || manager.gated(&task_gate, f));
+    let joined = match tokio::time::timeout(st.request_timeout, &mut task).await {
+        Ok(joined) => joined,
+        Err(_) if gate.abandon() => {
+            return Err(ApiError(Error::RequestTimeout {
+                after: st.request_timeout,
+            }));
+        }
+        // Committed before the deadline: the change happened, report how it ended.
+        Err(_) => task.await,
+    };
+    match joined {
+        Ok(result) => result.map_err(ApiError),
+        Err(join) => Err(ApiError(Error::Internal {
             message: format!("request task failed: {join}"),
-        })),
-        Err(_) => Err(ApiError(Error::RequestTimeout {
-            after: st.request_timeout,
         })),
     }
 }
@@ -82,11 +98,13 @@ fn persist(st: &AppState) {
 /// A JSON body whose rejections use the API's error body.
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+    async fn from_request(req: Request, st: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, st)
+            .await
+            .map_err(|e| body_error(st, e))?;
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
             ApiError(Error::BadRequest {
                 message: format!("invalid JSON body: {e}"),
@@ -95,9 +113,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+/// A path parameter whose rejections (a segment that is not UTF-8, a missing parameter) use
+/// the API's error body.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| {
+                ApiError(Error::BadRequest {
+                    message: e.body_text(),
+                })
+            })
+    }
+}
+
+/// A query string whose rejections use the API's error body.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| {
+                ApiError(Error::BadRequest {
+                    message: e.body_text(),
+                })
+            })
+    }
+}
+
+fn body_error(st: &AppState, e: axum::extract::rejection::BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError(Error::PayloadTooLarge { limit: 0 })
+        ApiError(Error::PayloadTooLarge {
+            limit: st.body_limit,
+        })
     } else {
         ApiError(Error::BadRequest {
             message: e.body_text(),
@@ -107,13 +164,9 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
 
 /// Any JSON body; an empty body is `null`.
 async fn any_json(st: &AppState, req: Request) -> ApiResult<Value> {
-    let bytes = Bytes::from_request(req, st).await.map_err(|e| {
-        let mut err = body_error(e);
-        if let Error::PayloadTooLarge { limit } = &mut err.0 {
-            *limit = st.body_limit;
-        }
-        err
-    })?;
+    let bytes = Bytes::from_request(req, st)
+        .await
+        .map_err(|e| body_error(st, e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
@@ -122,6 +175,14 @@ async fn any_json(st: &AppState, req: Request) -> ApiResult<Value> {
             message: format!("invalid JSON body: {e}"),
         })
     })
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110, section 11.1): `bearer`, `BEARER` and `Bearer` are the same.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// Compares in time independent of where the inputs differ.
@@ -140,7 +201,7 @@ pub(crate) async fn auth(State(st): State<AppState>, req: Request, next: Next) -
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         let message = match given {
             None => Some("missing bearer token"),
             Some(t) if !constant_time_eq(t.as_bytes(), token.as_bytes()) => {
@@ -223,7 +284,7 @@ pub(crate) async fn openapi() -> Json<Value> {
 /// so the browser is told not to sniff it and to sandbox it (no scripts with the API's origin).
 pub(crate) async fn presigned(
     State(st): State<AppState>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> ApiResult<Response> {
     let (content_type, bytes) = blocking(&st, move |m| m.presigned_get(&token)).await?;
     let content_type = header::HeaderValue::from_str(&content_type).unwrap_or(
@@ -257,7 +318,7 @@ pub(crate) async fn list(State(st): State<AppState>) -> ApiResult<Response> {
 
 pub(crate) async fn show(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let info = blocking(&st, move |m| m.get(&name)).await?;
     Ok(Json(info).into_response())
@@ -273,10 +334,27 @@ pub(crate) struct LoadBody {
     config: Option<Value>,
 }
 
+/// A path from an API client: sound (no NUL, no over-long component) and absolute. The
+/// server's working directory means nothing to a client (the CLI sends absolute paths).
+fn client_path(path: &std::path::Path) -> ApiResult<()> {
+    crate::loader::check_path(path)?;
+    if !path.is_absolute() {
+        return Err(ApiError(Error::InvalidPath {
+            path: path.to_owned(),
+            reason: "the admin API takes absolute paths only (relative to what? the server's \
+                     working directory is not the client's); `plugin-host plugins load` makes \
+                     a relative path absolute against its own working directory"
+                .into(),
+        }));
+    }
+    Ok(())
+}
+
 pub(crate) async fn load(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<LoadBody>,
 ) -> ApiResult<Response> {
+    client_path(&body.path)?;
     let info = blocking(&st, move |m| {
         if body.overrides.is_none() && body.config.is_none() {
             m.load(&body.path)
@@ -298,14 +376,9 @@ pub(crate) struct UnloadQuery {
 
 pub(crate) async fn unload(
     State(st): State<AppState>,
-    Path(name): Path<String>,
-    query: Result<Query<UnloadQuery>, axum::extract::rejection::QueryRejection>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UnloadQuery>,
 ) -> ApiResult<Response> {
-    let Query(q) = query.map_err(|e| {
-        ApiError(Error::BadRequest {
-            message: e.body_text(),
-        })
-    })?;
     let report = blocking(&st, move |m| m.unload(&name, q.cascade)).await?;
     persist(&st);
     Ok(Json(report).into_response())
@@ -313,7 +386,7 @@ pub(crate) async fn unload(
 
 pub(crate) async fn reload(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let info = blocking(&st, move |m| m.reload(&name)).await?;
     persist(&st);
@@ -322,7 +395,7 @@ pub(crate) async fn reload(
 
 pub(crate) async fn enable(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let info = blocking(&st, move |m| m.enable(&name)).await?;
     persist(&st);
@@ -331,7 +404,7 @@ pub(crate) async fn enable(
 
 pub(crate) async fn disable(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let info = blocking(&st, move |m| m.disable(&name)).await?;
     persist(&st);
@@ -340,7 +413,7 @@ pub(crate) async fn disable(
 
 pub(crate) async fn execute(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
     let input = any_json(&st, req).await?;
@@ -380,7 +453,7 @@ fn stored_or_404(
 
 pub(crate) async fn get_overrides(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let s = blocking(&st, move |m| settings_or_404(m, &name)).await?;
     Ok(Json(s.overrides.unwrap_or_default()).into_response())
@@ -388,7 +461,7 @@ pub(crate) async fn get_overrides(
 
 pub(crate) async fn put_overrides(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(overrides): ApiJson<Overrides>,
 ) -> ApiResult<Response> {
     let saved = blocking(&st, move |m| {
@@ -405,7 +478,7 @@ pub(crate) async fn put_overrides(
 
 pub(crate) async fn delete_overrides(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     blocking(&st, move |m| {
         m.update_settings(&name, |s| {
@@ -421,7 +494,7 @@ pub(crate) async fn delete_overrides(
 
 pub(crate) async fn get_config(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     let s = blocking(&st, move |m| settings_or_404(m, &name)).await?;
     Ok(Json(s.config.unwrap_or(Value::Null)).into_response())
@@ -429,7 +502,7 @@ pub(crate) async fn get_config(
 
 pub(crate) async fn put_config(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
     let config = any_json(&st, req).await?;
@@ -447,7 +520,7 @@ pub(crate) async fn put_config(
 
 pub(crate) async fn delete_config(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Response> {
     blocking(&st, move |m| {
         m.update_settings(&name, |s| {
@@ -471,6 +544,7 @@ pub(crate) async fn load_directory(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<PathBody>,
 ) -> ApiResult<Response> {
+    client_path(&body.path)?;
     let report = blocking(&st, move |m| m.load_dir(&body.path)).await?;
     persist(&st);
     Ok(Json(report).into_response())
@@ -512,7 +586,7 @@ pub(crate) async fn emit(
 
 pub(crate) async fn stream(
     State(st): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
     _headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
     let pattern = match q.get("pattern") {
@@ -555,5 +629,16 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"a"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
     }
 }

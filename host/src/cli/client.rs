@@ -24,7 +24,9 @@ pub enum ClientError {
         message: String,
     },
     /// The server could not be reached.
-    #[error("cannot reach {addr}: {message}")]
+    #[error(
+        "cannot reach the plugin-host server at {addr}: {message}\nIs `plugin-host serve` running there? Point the CLI at a server with --addr http://HOST:PORT or the PLUGIN_HOST_ADDR environment variable (default: `listen` of the config file, else 127.0.0.1:8700)"
+    )]
     Transport {
         /// The address tried.
         addr: String,
@@ -47,19 +49,21 @@ pub enum ClientCommand<'a> {
 
 struct Client {
     base: String,
+    /// Where the address came from, for the error when nothing answers there.
+    from: &'static str,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
     fn new(args: &ClientArgs) -> Result<Self, ClientError> {
-        let config =
-            HostConfig::load(args.config.as_deref()).map_err(|e| ClientError::Usage(e.chain()))?;
-        let base = args
-            .addr
-            .clone()
-            .or_else(|| std::env::var("PLUGIN_HOST_ADDR").ok())
-            .unwrap_or_else(|| format!("http://{}", config.listen));
+        let file = args.config_file.as_deref().or(args.config.as_deref());
+        let config = HostConfig::load(file).map_err(|e| ClientError::Usage(e.chain()))?;
+        let (base, from) = match (&args.addr, std::env::var("PLUGIN_HOST_ADDR")) {
+            (Some(addr), _) => (addr.clone(), "--addr"),
+            (None, Ok(addr)) => (addr, "PLUGIN_HOST_ADDR"),
+            (None, Err(_)) => (format!("http://{}", config.listen), "the config's listen"),
+        };
         let base = if base.contains("://") {
             base
         } else {
@@ -75,6 +79,7 @@ impl Client {
             .build();
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
+            from,
             token,
             agent,
         })
@@ -120,7 +125,7 @@ impl Client {
 
     fn transport(&self, message: String) -> ClientError {
         ClientError::Transport {
-            addr: self.base.clone(),
+            addr: format!("{} (from {})", self.base, self.from),
             message,
         }
     }

@@ -44,7 +44,8 @@ pub enum Command {
         /// Folder of plugin libraries.
         #[arg(long)]
         plugins_dir: PathBuf,
-        /// Unload everything and exit after printing the report.
+        /// Unload everything and exit after printing the report; the exit status is non-zero
+        /// when a plugin failed to load or was skipped.
         #[arg(long)]
         once: bool,
         /// Print the report as JSON.
@@ -99,9 +100,14 @@ pub struct ClientArgs {
     /// Admin token (default: env PLUGIN_HOST_ADMIN_TOKEN, else the config's `admin_token`).
     #[arg(long, global = true)]
     pub token: Option<String>,
-    /// Configuration file to read the address and token from.
-    #[arg(long, global = true)]
+    /// Configuration file to read the address and token from, given before the subcommand
+    /// (`plugin-host plugins --config FILE ls`). After it, `--config` is the subcommand's own
+    /// (`plugins load PATH --config JSON` is the plugin's config); use `--config-file` there.
+    #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Configuration file to read the address and token from, accepted anywhere on the line.
+    #[arg(long = "config-file", global = true, value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
     /// Print the server's JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -194,4 +200,47 @@ pub enum EventsCommand {
         #[arg(long)]
         count: Option<u64>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn plugin_config_and_config_file_do_not_clash() {
+        let cli = Cli::try_parse_from([
+            "plugin-host",
+            "plugins",
+            "--config",
+            "host.toml",
+            "load",
+            "/p/lib.so",
+            "--config",
+            r#"{"x":1}"#,
+            "--config-file",
+            "other.toml",
+        ])
+        .unwrap();
+        let Command::Plugins(args) = cli.command else {
+            panic!("not plugins")
+        };
+        assert_eq!(args.client.config.as_deref(), Some(Path::new("host.toml")));
+        assert_eq!(
+            args.client.config_file.as_deref(),
+            Some(Path::new("other.toml"))
+        );
+        let PluginsCommand::Load { config, .. } = args.command else {
+            panic!("not load")
+        };
+        assert_eq!(config.as_deref(), Some(r#"{"x":1}"#));
+    }
 }

@@ -230,6 +230,9 @@ pub struct LimitsSection {
     pub mailbox_capacity: usize,
     /// How long an emitter waits on a full mailbox before the event is dropped, in ms.
     pub emit_block_ms: u64,
+    /// Largest plugin file the host reads, in bytes (env `PLUGIN_HOST_MAX_PLUGIN_BYTES`);
+    /// larger files are refused with `file_too_large` before they are read.
+    pub max_plugin_bytes: u64,
 }
 
 /// Log output format.
@@ -300,6 +303,7 @@ impl Default for LimitsSection {
             body_bytes: 1 << 20,
             mailbox_capacity: m.mailbox_capacity,
             emit_block_ms: m.emit_block.as_millis() as u64,
+            max_plugin_bytes: m.max_plugin_bytes,
         }
     }
 }
@@ -477,6 +481,10 @@ impl HostConfig {
                 "PLUGIN_HOST_REQUEST_TIMEOUT_MS",
                 &mut self.timeouts.request_ms,
             ),
+            (
+                "PLUGIN_HOST_MAX_PLUGIN_BYTES",
+                &mut self.limits.max_plugin_bytes,
+            ),
         ] {
             if let Some(v) = get(var) {
                 *field = parse(var, &v)?;
@@ -566,6 +574,12 @@ impl HostConfig {
         if self.limits.body_bytes < 1024 {
             return Err(invalid("limits.body_bytes", "must be at least 1024"));
         }
+        if self.limits.max_plugin_bytes < 4096 {
+            return Err(invalid(
+                "limits.max_plugin_bytes",
+                "must be at least 4096 (the default is 268435456, 256 MiB)",
+            ));
+        }
         if let Some(token) = &self.admin_token
             && token.trim().len() < 16
         {
@@ -634,6 +648,7 @@ impl HostConfig {
             .with_execute_timeout(Duration::from_millis(self.timeouts.execute_ms))
             .with_mailbox_capacity(self.limits.mailbox_capacity)
             .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
+            .with_max_plugin_bytes(self.limits.max_plugin_bytes)
             .with_tables(match self.backends.tables.backend.as_str() {
                 "postgres" => TablesConfig::Postgres {
                     url: self.backends.tables.url.clone().unwrap_or_default(),

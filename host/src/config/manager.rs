@@ -22,6 +22,10 @@ pub struct ManagerConfig {
     /// How long an emitter waits on a full mailbox before the event is dropped for that
     /// subscriber.
     pub emit_block: Duration,
+    /// Largest plugin file read, in bytes (default
+    /// [`DEFAULT_MAX_PLUGIN_BYTES`](crate::DEFAULT_MAX_PLUGIN_BYTES), 256 MiB); larger files are
+    /// refused with `file_too_large` before they are read.
+    pub max_plugin_bytes: u64,
     /// Where plugins' tables live.
     pub tables: TablesConfig,
     /// Where plugins' topics live.
@@ -207,6 +211,7 @@ impl Default for ManagerConfig {
             execute_timeout: Duration::from_secs(30),
             mailbox_capacity: 1024,
             emit_block: Duration::from_millis(50),
+            max_plugin_bytes: crate::loader::DEFAULT_MAX_PLUGIN_BYTES,
             tables: TablesConfig::None,
             topics: TopicsConfig::None,
             buckets: BucketsConfig::None,
@@ -260,6 +265,12 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::buckets`].
     pub fn with_buckets(mut self, buckets: BucketsConfig) -> Self {
         self.buckets = buckets;
+        self
+    }
+
+    /// Sets [`ManagerConfig::max_plugin_bytes`].
+    pub fn with_max_plugin_bytes(mut self, bytes: u64) -> Self {
+        self.max_plugin_bytes = bytes;
         self
     }
 

@@ -2,7 +2,8 @@
 //! write its unique shadow copy, and (in [`ffi`], the only unsafe module of the host) open it.
 //!
 //! Order of checks, each a typed error (see `docs/trust-model.md`):
-//! file exists → it is a shared library of this host's architecture → it exports the declaration
+//! the path is sound and names a regular file of at most the configured size, read without
+//! blocking ([`file`]) → file exists → it is a shared library of this host's architecture → it exports the declaration
 //! and the entry symbol → magic → ABI major equal, API minor not newer → panic strategy unwind →
 //! manifest JSON valid (name rule, semver). Only then does a [`TrustedPath`] exist, and only a
 //! `TrustedPath` can be opened. The bytes validated are the bytes written to the shadow copy, so
@@ -13,6 +14,8 @@
     reason = "dlopen/dlsym and the plugin ABI; the only unsafe module of the host"
 )]
 mod ffi;
+mod file;
+mod shadow;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +33,9 @@ use crate::manifest::PluginManifest;
 pub(crate) use ffi::{
     CallError, Hook, HostContext, HostServices, InstantiateError, Library, is_mapped,
 };
+pub use file::DEFAULT_MAX_PLUGIN_BYTES;
+pub(crate) use file::{check_path, path_error, read_plugin_file};
+pub(crate) use shadow::{ShadowLock, claim_shadow_dir};
 
 /// Size of [`DeclarationHeader`] in the file.
 const HEADER_SIZE: usize = size_of::<DeclarationHeader>();
@@ -71,11 +77,11 @@ impl Candidate {
     /// Reads the file again and validates it again. The bytes loaded are always the bytes
     /// validated; if the file now declares another plugin or other dependencies, that is an
     /// error rather than a silent change of plan.
-    pub(crate) fn reread(self) -> Result<Self> {
+    pub(crate) fn reread(self, max_bytes: u64) -> Result<Self> {
         if !self.bytes.is_empty() {
             return Ok(self);
         }
-        let fresh = Self::read(&self.inspection.path)?;
+        let fresh = Self::read(&self.inspection.path, max_bytes)?;
         if fresh.inspection.manifest != self.inspection.manifest {
             return Err(Error::InvalidManifest {
                 path: self.inspection.path.clone(),
@@ -97,30 +103,37 @@ impl TrustedPath {
     }
 }
 
-/// Reads and validates a plugin file without running any of its code.
+/// Reads and validates a plugin file without running any of its code, with the default size
+/// limit ([`DEFAULT_MAX_PLUGIN_BYTES`]).
 ///
 /// # Errors
-/// `file_not_found`, `invalid_plugin` (not a library, missing symbol, bad magic, bad manifest),
-/// `incompatible_abi`, `unsupported_panic_strategy`, `invalid_name`.
+/// `invalid_path` (NUL byte, over-long path, not a regular file, a pseudo-file),
+/// `file_too_large`, `file_not_found`, `invalid_plugin` (not a library, missing symbol, bad
+/// magic, bad manifest), `incompatible_abi`, `unsupported_panic_strategy`, `invalid_name`.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let candidate = Candidate::read(path)?;
+    inspect_with_limit(path, DEFAULT_MAX_PLUGIN_BYTES)
+}
+
+/// [`inspect`] with a limit on the file's size, in bytes.
+///
+/// # Errors
+/// As [`inspect`].
+pub fn inspect_with_limit(path: &Path, max_bytes: u64) -> Result<Inspection> {
+    let candidate = Candidate::read(path, max_bytes)?;
     let mut inspection = candidate.inspection;
     inspection.content_hash = format!("{:016x}", content_hash(&candidate.bytes));
     Ok(inspection)
 }
 
 impl Candidate {
-    pub(crate) fn read(path: &Path) -> Result<Self> {
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::FileNotFound {
-                    path: path.to_owned(),
-                });
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        Self::from_bytes(path, bytes)
+    /// Reads and validates a plugin file. A relative path is made absolute against the
+    /// process's working directory first, so the path kept (and persisted) names the same file
+    /// whatever directory the host later runs from.
+    pub(crate) fn read(path: &Path, max_bytes: u64) -> Result<Self> {
+        check_path(path)?;
+        let path = std::path::absolute(path).map_err(|e| path_error(path, e))?;
+        let bytes = read_plugin_file(&path, max_bytes)?;
+        Self::from_bytes(&path, bytes)
     }
 
     pub(crate) fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self> {
@@ -347,7 +360,7 @@ mod tests {
     #[test]
     fn host_executable_is_not_a_shared_library_or_has_no_symbol() {
         let exe = std::env::current_exe().unwrap();
-        let e = Candidate::read(&exe).unwrap_err();
+        let e = Candidate::read(&exe, DEFAULT_MAX_PLUGIN_BYTES).unwrap_err();
         // Test executables are position-independent (ET_DYN) on most distributions, so the
         // refusal is either "not a shared library" or "no declaration symbol".
         assert!(

@@ -263,6 +263,9 @@ pub(crate) struct Inner {
     pub(crate) config: ManagerConfig,
     pub(crate) shadow_dir: PathBuf,
     owns_shadow_dir: bool,
+    /// The lock of an owned shadow folder, held while this manager lives, so that another
+    /// host's start-up sweep never removes it (loader/shadow.rs).
+    _shadow_lock: Option<crate::loader::ShadowLock>,
     /// One transition (load, unload, reload, enable, disable) at a time.
     pub(crate) ops: Mutex<()>,
     registry: RwLock<Registry>,
@@ -295,14 +298,13 @@ fn default_shadow_root() -> PathBuf {
 
 impl Inner {
     pub(crate) fn new(config: ManagerConfig) -> Result<Arc<Self>> {
-        static DIRS: AtomicU64 = AtomicU64::new(0);
-        let (shadow_dir, owns_shadow_dir) = match &config.shadow_dir {
-            Some(dir) => (dir.clone(), false),
+        // An owned folder is claimed with a lock, after sweeping what dead hosts left (issue 11:
+        // shadow copies of a host killed with SIGKILL no longer stay forever).
+        let (shadow_dir, owns_shadow_dir, shadow_lock) = match &config.shadow_dir {
+            Some(dir) => (dir.clone(), false, None),
             None => {
-                let n = DIRS.fetch_add(1, Ordering::Relaxed);
-                let dir =
-                    default_shadow_root().join(format!("plugin-host-{}-{n}", std::process::id()));
-                (dir, true)
+                let (dir, lock) = crate::loader::claim_shadow_dir(&default_shadow_root())?;
+                (dir, true, Some(lock))
             }
         };
         std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
@@ -327,6 +329,7 @@ impl Inner {
             config,
             shadow_dir,
             owns_shadow_dir,
+            _shadow_lock: shadow_lock,
             ops: Mutex::new(()),
             registry: RwLock::new(Registry::default()),
             instances: RwLock::new(HashMap::new()),

@@ -7,6 +7,9 @@
 //! take that lock: they find the plugin's current instance and queue work in its mailbox.
 
 mod core;
+// Issue 11 (loading files): commit gates, so that a request answered with an error never
+// takes effect later. The transitions call `gate::check` / `gate::commit` at their commit points.
+mod gate;
 mod services;
 mod transitions;
 mod types;
@@ -17,6 +20,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use gate::CommitGate;
 pub(crate) use transitions::is_library_name;
 pub use types::{
     DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
@@ -123,6 +127,19 @@ impl PluginManager {
     ) -> Result<Option<PluginSettings>> {
         crate::manifest::validate_name(name)?;
         self.inner.update_settings(name, change)
+    }
+
+    /// Runs `f` with a commit gate: every lifecycle change `f` asks for takes effect only if
+    /// `gate` was not abandoned first, and once one took effect, `gate.abandon()` returns
+    /// `false`. This is how the admin API makes sure that a request answered `504 timeout`
+    /// never takes effect later (see [`CommitGate`]).
+    pub fn gated<T>(&self, gate: &Arc<CommitGate>, f: impl FnOnce(&Self) -> T) -> T {
+        gate::with_gate(gate, || f(self))
+    }
+
+    /// Largest plugin file this manager reads, in bytes.
+    pub fn max_plugin_bytes(&self) -> u64 {
+        self.inner.config.max_plugin_bytes
     }
 
     /// Lifecycle counters and latency histograms.

@@ -9,6 +9,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use super::core::{FailedRecord, Inner, Scoped, Slot};
+use super::gate;
 use super::types::{
     DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, PluginInfo, PluginSettings,
     PluginState, SkippedLoad, UnloadOutcome, UnloadReport,
@@ -46,9 +47,13 @@ impl Inner {
     /// Loads one plugin file, with operator settings for it if given (kept only if the load
     /// succeeds).
     pub(crate) fn load(&self, path: &Path, settings: Option<PluginSettings>) -> Result<PluginInfo> {
-        let _ops = self.lock_ops();
         let started = Instant::now();
-        let result = Candidate::read(path).and_then(|candidate| {
+        // The file is read (bounded, never blocking: see loader/file.rs) before the transition
+        // lock is taken, so reading it holds up no other plugin's lifecycle.
+        let read = Candidate::read(path, self.config.max_plugin_bytes);
+        let _ops = self.lock_ops();
+        let result = read.and_then(|candidate| {
+            gate::check("load")?;
             let name = candidate.name().to_owned();
             let previous = settings.map(|s| (self.put_settings(&name, Some(s)), ()));
             let loaded = self.load_candidate(candidate);
@@ -84,12 +89,21 @@ impl Inner {
         change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
     ) -> Result<Option<PluginSettings>> {
         let _ops = self.lock_ops();
+        gate::check("settings change")?;
         let stored = self.has_settings(name).then(|| self.settings_for(name));
         let settings = change(stored)?;
         if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
             s.validate()?;
         }
         let previous = self.put_settings(name, settings.clone());
+        if self.slot(name).is_err()
+            && let Err(e) = gate::commit("settings change", || ())
+        {
+            // The requester gave up (see gate.rs): the settings of a plugin that is not
+            // loaded take effect by being stored, so they are put back.
+            self.put_settings(name, previous);
+            return Err(e);
+        }
         if let Ok(slot) = self.slot(name) {
             let started = Instant::now();
             if let Err(e) = self.replace(&slot, None) {
@@ -115,10 +129,16 @@ impl Inner {
         }
         self.check_dependencies(&candidate.inspection.manifest)?;
         let slot = self.start_instance(candidate, None)?;
-        {
+        // Registering is the commit point: if the requester gave up meanwhile (see gate.rs),
+        // the new instance is retired and nothing of the load took effect.
+        let registered = gate::commit("load", || {
             let mut reg = self.write();
             reg.failed.remove(&name);
             reg.plugins.insert(name, Arc::clone(&slot));
+        });
+        if let Err(e) = registered {
+            self.retire(&slot);
+            return Err(e);
         }
         self.publish(event(
             LifecycleKind::Loaded,
@@ -421,10 +441,11 @@ impl Inner {
     /// Unloads a plugin; with `cascade`, its dependents first (reverse dependency order).
     pub(crate) fn unload(&self, name: &str, cascade: bool) -> Result<UnloadReport> {
         let _ops = self.lock_ops();
+        gate::check("unload")?;
         let mut report = UnloadReport::default();
         if !self.read().plugins.contains_key(name) {
             // A failed record holds nothing but a leaked library; forgetting it is the unload.
-            return match self.write().failed.remove(name) {
+            return match gate::commit("unload", || self.write().failed.remove(name))? {
                 Some(_) => {
                     report.unloaded.push(name.to_owned());
                     report
@@ -445,6 +466,8 @@ impl Inner {
                 dependents,
             });
         }
+        // The commit point of an unload (see gate.rs): once started, it is carried through.
+        gate::commit("unload", || ())?;
         for plugin in dependents.iter().map(String::as_str).chain([name]) {
             let Ok(slot) = self.slot(plugin) else {
                 continue;
@@ -476,7 +499,23 @@ impl Inner {
 
     /// Atomically replaces a plugin with a new instance of its file, then its dependents.
     pub(crate) fn reload(&self, name: &str) -> Result<PluginInfo> {
+        // The file is read before the transition lock is taken (see `load`); it is read again
+        // under the lock only if the plugin's file changed meanwhile.
+        let file = match self.slot(name) {
+            Ok(slot) => Some(slot.path.clone()),
+            Err(_) => self.read().failed.get(name).map(|r| r.path.clone()),
+        };
+        let max_bytes = self.config.max_plugin_bytes;
+        let mut pre = file.map(|path| {
+            let read = Candidate::read(&path, max_bytes);
+            (path, read)
+        });
+        let mut candidate_for = |path: &Path| match pre.take() {
+            Some((p, read)) if p == path => read,
+            _ => Candidate::read(path, max_bytes),
+        };
         let _ops = self.lock_ops();
+        gate::check("reload")?;
         let old = match self.slot(name) {
             Ok(slot) => slot,
             Err(e) => {
@@ -488,14 +527,14 @@ impl Inner {
                     .map(|r| r.path.clone())
                     .ok_or(e)?;
                 let started = Instant::now();
-                let result = Candidate::read(&path).and_then(|c| self.load_candidate(c));
+                let result = candidate_for(&path).and_then(|c| self.load_candidate(c));
                 self.count_load(started, result.is_ok());
                 return self.get(result?.name());
             }
         };
         let dependents = self.dependents_of(name);
         let started = Instant::now();
-        if let Err(e) = self.replace(&old, None) {
+        if let Err(e) = candidate_for(&old.path).and_then(|c| self.replace(&old, Some(c))) {
             self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
@@ -522,7 +561,7 @@ impl Inner {
         let name = old.name().to_owned();
         let candidate = match candidate {
             Some(c) => c,
-            None => Candidate::read(&old.path)?,
+            None => Candidate::read(&old.path, self.config.max_plugin_bytes)?,
         };
         if candidate.name() != name {
             return Err(Error::NameChanged {
@@ -556,7 +595,15 @@ impl Inner {
             let _ = new.mailbox.hook(Hook::Disable, self.config.execute_timeout);
             new.set_state(PluginState::Disabled);
         }
-        self.write().plugins.insert(name.clone(), Arc::clone(&new));
+        // The swap is the commit point: if the requester gave up meanwhile (see gate.rs), the
+        // new instance is retired and the old one keeps running.
+        let swapped = gate::commit("reload", || {
+            self.write().plugins.insert(name.clone(), Arc::clone(&new));
+        });
+        if let Err(e) = swapped {
+            self.retire(&new);
+            return Err(e);
+        }
         let outcome = self.retire(old);
         tracing::info!(target: "manager", plugin = %name, old_generation = old.generation, ?outcome, "old instance retired");
         self.publish(event(
@@ -586,6 +633,7 @@ impl Inner {
                 state: state.to_string(),
             });
         }
+        gate::commit(hook.name(), || ())?;
         slot.mailbox
             .hook(hook, self.config.execute_timeout)
             .map_err(|f| self.call_failure(name, hook.name(), f))?;
@@ -602,11 +650,12 @@ impl Inner {
     /// Loads plugin files in dependency order (whatever order they are given in), with a
     /// per-plugin report.
     pub(crate) fn load_files(&self, files: Vec<PathBuf>) -> DirectoryReport {
-        let _ops = self.lock_ops();
         let mut report = DirectoryReport::default();
         let mut candidates: Vec<Candidate> = Vec::new();
+        // Read and validated before the transition lock (see `load`); each file is read again
+        // (bounded) under the lock just before it is loaded.
         for path in files {
-            match Candidate::read(&path) {
+            match Candidate::read(&path, self.config.max_plugin_bytes) {
                 Ok(mut c) => {
                     c.release_bytes();
                     candidates.push(c);
@@ -614,6 +663,7 @@ impl Inner {
                 Err(e) => report.failed.push(failed_load(path, None, &e)),
             }
         }
+        let _ops = self.lock_ops();
         // Two files with one name: refuse both, naming every file.
         let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
         for c in &candidates {
@@ -719,7 +769,9 @@ impl Inner {
                 continue;
             }
             let started = Instant::now();
-            let result = c.reread().and_then(|c| self.load_candidate(c));
+            let result = c
+                .reread(self.config.max_plugin_bytes)
+                .and_then(|c| self.load_candidate(c));
             self.count_load(started, result.is_ok());
             match result {
                 Ok(_) => report.loaded.push(name),
@@ -792,11 +844,15 @@ pub(crate) fn is_library_name(name: &str) -> bool {
 
 /// The plugin library files directly in `dir`, sorted by name.
 pub(crate) fn library_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    crate::loader::check_path(dir)?;
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::BadRequest {
             message: format!("directory `{}` does not exist", dir.display()),
         },
-        _ => Error::io(dir, e),
+        std::io::ErrorKind::NotADirectory => Error::BadRequest {
+            message: format!("`{}` is not a directory", dir.display()),
+        },
+        _ => crate::loader::path_error(dir, e),
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::watcher::{Board, FileStatus, Msg, WatchOptions, WatchedFile, is_watched_name};
 use crate::error::{Error, ErrorCode};
-use crate::loader::{Candidate, content_hash};
+use crate::loader::{Candidate, content_hash, read_plugin_file};
 use crate::manager::{PluginInfo, PluginManager, PluginState};
 
 /// Size and mtime: what must stay unchanged for a file written in place to count as complete.
@@ -193,7 +193,9 @@ impl Worker {
         for path in self.library_files() {
             match self.owner(&list, &path) {
                 Some(plugin) => {
-                    let hash = std::fs::read(&path).ok().map(|b| content_hash(&b));
+                    let hash = read_plugin_file(&path, self.manager.max_plugin_bytes())
+                        .ok()
+                        .map(|b| content_hash(&b));
                     if let Some(hash) = hash {
                         self.loaded_hash.insert(path.clone(), hash);
                     }
@@ -265,9 +267,11 @@ impl Worker {
         let mut loads: Vec<Ready> = Vec::new();
         for path in paths {
             let owner = self.owner(&list, &path).map(|p| p.name.clone());
-            let bytes = match std::fs::read(&path) {
+            // Bounded and non-blocking (issue 11): a FIFO or device named `x.so` in the
+            // folder is refused, it never hangs the watcher.
+            let bytes = match read_plugin_file(&path, self.manager.max_plugin_bytes()) {
                 Ok(bytes) => bytes,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::FileNotFound { .. }) => {
                     match owner {
                         Some(plugin) => removals.push((path, plugin)),
                         None => self.forget(&path),
@@ -275,7 +279,7 @@ impl Worker {
                     continue;
                 }
                 Err(e) => {
-                    self.fail(&path, owner.as_deref(), &Error::io(&path, e), None);
+                    self.fail(&path, owner.as_deref(), &e, None);
                     continue;
                 }
             };
@@ -423,7 +427,7 @@ impl Worker {
             {
                 continue;
             }
-            let Ok(candidate) = Candidate::read(&f.path) else {
+            let Ok(candidate) = Candidate::read(&f.path, self.manager.max_plugin_bytes()) else {
                 continue;
             };
             let satisfied = candidate.inspection.manifest.dependencies.iter().all(|d| {

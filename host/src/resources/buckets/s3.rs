@@ -17,7 +17,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
@@ -84,8 +84,37 @@ where
             status.map(|s| format!(" (HTTP {s})")).unwrap_or_default(),
             e.message().map(|m| format!(": {m}")).unwrap_or_default()
         )),
-        (None, _) => unavailable(format!("S3 {operation} failed: {}", DisplayErrorContext(e))),
+        // A HEAD has no body, so no error code: the status says what failed.
+        (None, Some(status)) => unavailable(format!(
+            "S3 {operation} of bucket `{bucket}` was refused with HTTP {status}{}",
+            match status {
+                401 | 403 => {
+                    ": the store rejected the credentials (wrong access key id or secret access \
+                     key, or no permission on the bucket; the secret is never shown)"
+                }
+                _ => "",
+            }
+        )),
+        (None, None) => unavailable(format!(
+            "S3 {operation} of bucket `{bucket}` failed: {}",
+            one_line(e)
+        )),
     }
+}
+
+/// An error and its causes on one line, without the SDK's debug dump: `dispatch failure: io
+/// error: Connection refused (os error 111)`. Repeated messages are shown once.
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(err) = next {
+        let text = err.to_string().replace(['\n', '\r'], " ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = err.source();
+    }
+    parts.join(": ")
 }
 
 /// Whether the store answered 404 (a `HEAD` has no body, hence no error code).

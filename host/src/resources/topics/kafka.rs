@@ -52,10 +52,13 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
 }
 
 impl KafkaTopics {
-    /// Connects a producer and an admin client.
+    /// Connects a producer and an admin client, and checks that a broker answers (as the
+    /// PostgreSQL and S3 backends are checked at start): a host never runs on a Kafka that is
+    /// not there.
     ///
     /// # Errors
-    /// `backend_unavailable` when the clients cannot be created.
+    /// `backend_unavailable` when the clients cannot be created or no broker answers within
+    /// [`START_CHECK`].
     pub(crate) fn connect(brokers: &str, prefix: &str) -> Result<Self> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -67,6 +70,17 @@ impl KafkaTopics {
             .set("message.timeout.ms", "10000")
             .create()
             .map_err(unavailable)?;
+        // Cluster metadata is the cheapest request every broker answers.
+        producer
+            .client()
+            .fetch_metadata(None, Timeout::After(START_CHECK))
+            .map_err(|e| {
+                unavailable(format!(
+                    "no Kafka broker answered at {brokers} within {}s ({e}); check \
+                     backends.topics.brokers (PLUGIN_HOST_TOPICS_BROKERS)",
+                    START_CHECK.as_secs()
+                ))
+            })?;
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .create()
@@ -90,6 +104,9 @@ impl KafkaTopics {
         })
     }
 }
+
+/// How long the start-up check waits for a broker to answer.
+const START_CHECK: Duration = Duration::from_secs(5);
 
 /// How long a record may wait for room in the producer's queue.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,41 @@
+//! `export_plugin!`: the only way a plugin exports symbols.
+
+/// Exports a [`Plugin`](crate::Plugin) type from a `cdylib` crate.
+///
+/// Writes the two symbols the host looks for: the declaration (versions, panic strategy and the
+/// manifest encoded as JSON at compile time) and the entry function returning the glue's function
+/// table. The plugin crate itself needs no `unsafe` and may `#![forbid(unsafe_code)]`.
+///
+/// ```ignore
+/// #[derive(Default)]
+/// struct Hello;
+/// impl plugin_api::Plugin for Hello {
+///     const MANIFEST: plugin_api::Manifest = plugin_api::Manifest::new("hello", "1.0.0");
+///     fn execute(&mut self, _: &plugin_api::Context, input: serde_json::Value) -> plugin_api::Result<serde_json::Value> {
+///         Ok(input)
+///     }
+/// }
+/// plugin_api::export_plugin!(Hello);
+/// ```
+#[macro_export]
+macro_rules! export_plugin {
+    ($plugin:ty) => {
+        const _: () = {
+            const __MANIFEST: $crate::Manifest = <$plugin as $crate::Plugin>::MANIFEST;
+            const __LEN: usize = __MANIFEST.encoded_len();
+
+            /// The plugin's declaration, read by the host before the library is opened.
+            #[unsafe(no_mangle)]
+            pub static PLUGIN_HOST_DECLARATION: $crate::__private::Declaration<__LEN> =
+                $crate::__private::Declaration::new(__MANIFEST.encode::<__LEN>());
+
+            /// Returns the plugin's function table, or null for a host of another ABI major.
+            #[unsafe(no_mangle)]
+            pub extern "C" fn plugin_host_entry(
+                host_abi_major: u32,
+            ) -> *const $crate::__private::PluginVTable {
+                $crate::__private::Glue::<$plugin>::entry(host_abi_major)
+            }
+        };
+    };
+}

@@ -1,0 +1,281 @@
+//! What a plugin declares: name, version, dependencies and the tables, topics and buckets it may
+//! touch.
+//!
+//! A plugin writes its [`Manifest`] as an associated constant of its [`Plugin`](crate::Plugin)
+//! impl. `export_plugin!` encodes it as JSON *at compile time* into the exported declaration, so
+//! the host can read and validate it from the file before any plugin code runs. The encoder is a
+//! `const fn`; an invalid name is a compile error, not a runtime surprise.
+
+/// A dependency on another plugin: its name and a semver requirement (`"^1.2"`, `"*"`).
+#[derive(Debug, Clone, Copy)]
+pub struct Dependency {
+    /// Name of the plugin depended on.
+    pub name: &'static str,
+    /// Semver requirement its version must meet.
+    pub version: &'static str,
+}
+
+/// A plugin's declaration, built with `const fn`s.
+///
+/// ```
+/// use plugin_api::Manifest;
+/// const M: Manifest = Manifest::new("greeter", "1.0.0")
+///     .description("says hello through the hello plugin")
+///     .depends_on(&[("hello", "^1")])
+///     .tables(&["users"]);
+/// assert_eq!(M.name, "greeter");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Manifest {
+    /// Plugin name: 1 to 64 characters of `a-z 0-9 - _`, starting with a letter.
+    pub name: &'static str,
+    /// Semver version of the plugin.
+    pub version: &'static str,
+    /// One-line description.
+    pub description: &'static str,
+    /// Plugins this one calls, with version requirements.
+    pub dependencies: &'static [(&'static str, &'static str)],
+    /// Logical table names the plugin may use.
+    pub tables: &'static [&'static str],
+    /// Logical topic names the plugin may use.
+    pub topics: &'static [&'static str],
+    /// Logical bucket names the plugin may use.
+    pub buckets: &'static [&'static str],
+    /// JSON Schema of the plugin's configuration, as JSON text (empty: none).
+    pub config_schema: &'static str,
+}
+
+impl Manifest {
+    /// A manifest with a name and a version and nothing else declared.
+    pub const fn new(name: &'static str, version: &'static str) -> Self {
+        Self {
+            name,
+            version,
+            description: "",
+            dependencies: &[],
+            tables: &[],
+            topics: &[],
+            buckets: &[],
+            config_schema: "",
+        }
+    }
+
+    /// Sets the description.
+    pub const fn description(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
+    /// Declares dependencies as `(name, semver requirement)` pairs.
+    pub const fn depends_on(mut self, deps: &'static [(&'static str, &'static str)]) -> Self {
+        self.dependencies = deps;
+        self
+    }
+
+    /// Declares the tables the plugin may use.
+    pub const fn tables(mut self, tables: &'static [&'static str]) -> Self {
+        self.tables = tables;
+        self
+    }
+
+    /// Declares the topics the plugin may use.
+    pub const fn topics(mut self, topics: &'static [&'static str]) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    /// Declares the buckets the plugin may use.
+    pub const fn buckets(mut self, buckets: &'static [&'static str]) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
+    /// Sets the JSON Schema of the plugin's configuration (JSON text).
+    pub const fn config_schema(mut self, schema: &'static str) -> Self {
+        self.config_schema = schema;
+        self
+    }
+
+    /// Number of bytes [`Manifest::encode`] writes.
+    pub const fn encoded_len(&self) -> usize {
+        let mut sink = Sink {
+            buf: &mut [],
+            len: 0,
+        };
+        self.write(&mut sink);
+        sink.len
+    }
+
+    /// Encodes the manifest as JSON into a fixed-size array. `N` must be
+    /// [`Manifest::encoded_len`]; anything else fails to compile in a `const` context.
+    ///
+    /// # Panics
+    /// When `N` is wrong or the name is invalid (a compile error when evaluated in a `const`).
+    pub const fn encode<const N: usize>(&self) -> [u8; N] {
+        assert!(
+            valid_name(self.name),
+            "plugin name must be 1-64 chars of a-z 0-9 - _, starting with a letter"
+        );
+        let mut out = [0u8; N];
+        let mut sink = Sink {
+            buf: &mut out,
+            len: 0,
+        };
+        self.write(&mut sink);
+        assert!(sink.len == N, "manifest length mismatch");
+        out
+    }
+
+    const fn write(&self, s: &mut Sink<'_>) {
+        s.raw(b"{\"name\":");
+        s.string(self.name);
+        s.raw(b",\"version\":");
+        s.string(self.version);
+        s.raw(b",\"description\":");
+        s.string(self.description);
+        s.raw(b",\"dependencies\":[");
+        let mut i = 0;
+        while i < self.dependencies.len() {
+            if i > 0 {
+                s.raw(b",");
+            }
+            s.raw(b"{\"name\":");
+            s.string(self.dependencies[i].0);
+            s.raw(b",\"version\":");
+            s.string(self.dependencies[i].1);
+            s.raw(b"}");
+            i += 1;
+        }
+        s.raw(b"],\"tables\":");
+        s.list(self.tables);
+        s.raw(b",\"topics\":");
+        s.list(self.topics);
+        s.raw(b",\"buckets\":");
+        s.list(self.buckets);
+        s.raw(b",\"config_schema\":");
+        s.string(self.config_schema);
+        s.raw(b"}");
+    }
+}
+
+/// Whether `name` is a valid plugin name: 1 to 64 bytes of `a-z 0-9 - _`, starting with `a-z`.
+/// The host applies the same rule (and reports which character is wrong).
+pub const fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    if b.is_empty() || b.len() > 64 || !b[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A `const`-usable writer that counts when `buf` is empty and writes otherwise.
+struct Sink<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Sink<'_> {
+    const fn byte(&mut self, b: u8) {
+        if self.len < self.buf.len() {
+            self.buf[self.len] = b;
+        }
+        self.len += 1;
+    }
+
+    const fn raw(&mut self, bytes: &[u8]) {
+        let mut i = 0;
+        while i < bytes.len() {
+            self.byte(bytes[i]);
+            i += 1;
+        }
+    }
+
+    const fn string(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let b = s.as_bytes();
+        self.byte(b'"');
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            match c {
+                b'"' => self.raw(b"\\\""),
+                b'\\' => self.raw(b"\\\\"),
+                0..0x20 => {
+                    self.raw(b"\\u00");
+                    self.byte(HEX[(c >> 4) as usize]);
+                    self.byte(HEX[(c & 0xf) as usize]);
+                }
+                _ => self.byte(c),
+            }
+            i += 1;
+        }
+        self.byte(b'"');
+    }
+
+    const fn list(&mut self, items: &[&str]) {
+        self.byte(b'[');
+        let mut i = 0;
+        while i < items.len() {
+            if i > 0 {
+                self.byte(b',');
+            }
+            self.string(items[i]);
+            i += 1;
+        }
+        self.byte(b']');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: Manifest = Manifest::new("greeter", "1.2.3")
+        .description("says \"hi\"\n\\ok")
+        .depends_on(&[("hello", "^1"), ("other", "*")])
+        .tables(&["users"])
+        .topics(&["events", "audit"])
+        .config_schema(r#"{"type":"object"}"#);
+
+    #[test]
+    fn encodes_valid_json_with_escapes() {
+        const LEN: usize = M.encoded_len();
+        const BYTES: [u8; LEN] = M.encode::<LEN>();
+        let v: serde_json::Value = serde_json::from_slice(&BYTES).unwrap();
+        assert_eq!(v["name"], "greeter");
+        assert_eq!(v["description"], "says \"hi\"\n\\ok");
+        assert_eq!(v["dependencies"][1]["name"], "other");
+        assert_eq!(v["topics"][1], "audit");
+        assert_eq!(v["buckets"].as_array().unwrap().len(), 0);
+        assert_eq!(v["config_schema"], r#"{"type":"object"}"#);
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        const C: Manifest = Manifest::new("c", "1.0.0").description("\u{1}\t");
+        let bytes = C.encode::<{ C.encoded_len() }>();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["description"], "\u{1}\t");
+    }
+
+    #[test]
+    fn name_rule() {
+        assert!(valid_name("a"));
+        assert!(valid_name("hello-world_2"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("Hello"));
+        assert!(!valid_name("1abc"));
+        assert!(!valid_name("a.b"));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name(&"a".repeat(65)));
+        assert!(valid_name(&"a".repeat(64)));
+    }
+}

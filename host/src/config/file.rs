@@ -230,6 +230,10 @@ pub struct LimitsSection {
     pub mailbox_capacity: usize,
     /// How long an emitter waits on a full mailbox before the event is dropped, in ms.
     pub emit_block_ms: u64,
+    /// Rows one tables statement may return (`PLUGIN_HOST_TABLES_MAX_ROWS`).
+    pub tables_max_rows: u64,
+    /// Bytes (JSON-encoded) one tables statement may return (`PLUGIN_HOST_TABLES_MAX_BYTES`).
+    pub tables_max_bytes: u64,
 }
 
 /// Log output format.
@@ -300,6 +304,8 @@ impl Default for LimitsSection {
             body_bytes: 1 << 20,
             mailbox_capacity: m.mailbox_capacity,
             emit_block_ms: m.emit_block.as_millis() as u64,
+            tables_max_rows: m.tables_max_rows,
+            tables_max_bytes: m.tables_max_bytes,
         }
     }
 }
@@ -457,6 +463,20 @@ impl HostConfig {
                 .take()
                 .or_else(|| aws("AWS_SESSION_TOKEN"));
         }
+        for (var, field) in [
+            (
+                "PLUGIN_HOST_TABLES_MAX_ROWS",
+                &mut self.limits.tables_max_rows,
+            ),
+            (
+                "PLUGIN_HOST_TABLES_MAX_BYTES",
+                &mut self.limits.tables_max_bytes,
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                *field = parse(var, &v)?;
+            }
+        }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
         }
@@ -563,6 +583,12 @@ impl HostConfig {
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
+        if self.limits.tables_max_rows == 0 {
+            return Err(invalid("limits.tables_max_rows", "must be greater than 0"));
+        }
+        if self.limits.tables_max_bytes < 1024 {
+            return Err(invalid("limits.tables_max_bytes", "must be at least 1024"));
+        }
         if self.limits.body_bytes < 1024 {
             return Err(invalid("limits.body_bytes", "must be at least 1024"));
         }
@@ -634,6 +660,7 @@ impl HostConfig {
             .with_execute_timeout(Duration::from_millis(self.timeouts.execute_ms))
             .with_mailbox_capacity(self.limits.mailbox_capacity)
             .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
+            .with_table_result_limits(self.limits.tables_max_rows, self.limits.tables_max_bytes)
             .with_tables(match self.backends.tables.backend.as_str() {
                 "postgres" => TablesConfig::Postgres {
                     url: self.backends.tables.url.clone().unwrap_or_default(),

@@ -24,6 +24,12 @@ pub struct ManagerConfig {
     pub emit_block: Duration,
     /// Where plugins' tables live.
     pub tables: TablesConfig,
+    /// Rows one tables statement may return; more is `result_too_large` (checked while rows
+    /// stream in).
+    pub tables_max_rows: u64,
+    /// Bytes (of its JSON encoding) one tables statement may return; more is
+    /// `result_too_large` (checked while rows stream in).
+    pub tables_max_bytes: u64,
     /// Where plugins' topics live.
     pub topics: TopicsConfig,
     /// Where plugins' buckets live.
@@ -208,6 +214,8 @@ impl Default for ManagerConfig {
             mailbox_capacity: 1024,
             emit_block: Duration::from_millis(50),
             tables: TablesConfig::None,
+            tables_max_rows: 10_000,
+            tables_max_bytes: 16 << 20,
             topics: TopicsConfig::None,
             buckets: BucketsConfig::None,
         }
@@ -242,6 +250,13 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::mailbox_capacity`].
     pub fn with_mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
+        self
+    }
+
+    /// Sets [`ManagerConfig::tables_max_rows`] and [`ManagerConfig::tables_max_bytes`].
+    pub fn with_table_result_limits(mut self, max_rows: u64, max_bytes: u64) -> Self {
+        self.tables_max_rows = max_rows;
+        self.tables_max_bytes = max_bytes;
         self
     }
 

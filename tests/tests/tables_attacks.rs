@@ -219,6 +219,9 @@ fn postgres_plugin_reaches_only_its_own_database() {
         "SET search_path = public",
         "SET statement_timeout = 0",
         "BEGIN",
+        "ALTER ROLE CURRENT_USER SET work_mem = '64kB'",
+        "ALTER ROLE CURRENT_USER PASSWORD 'mine'",
+        "ALTER USER CURRENT_USER SET statement_timeout = 0",
         "SELECT pg_cancel_backend(pid) FROM generate_series(1, 100000) AS pid",
     ];
     for statement in writes {

@@ -395,7 +395,16 @@ impl TableBackend for PgTables {
             plugin,
             &format!(
                 r#"DO $$ BEGIN CREATE ROLE "{role}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-                   ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD '{password}';"#,
+                   ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD '{password}';
+                   DO $$ DECLARE d record; BEGIN
+                     -- A role may set its own defaults (ALTER ROLE CURRENT_USER SET ...): none
+                     -- survives into a new session of the plugin.
+                     ALTER ROLE "{role}" RESET ALL;
+                     FOR d IN SELECT datname FROM pg_db_role_setting s JOIN pg_database b ON b.oid = s.setdatabase
+                              WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{role}') LOOP
+                       EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET ALL', '{role}', d.datname);
+                     END LOOP;
+                   END $$;"#,
                 limit = self.max_connections * 2 + 2,
             ),
         )?;

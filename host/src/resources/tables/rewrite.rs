@@ -144,9 +144,54 @@ impl<'a> Lines<'a> {
     }
 }
 
+/// First words of the statements the parser cannot read that still go to the database.
+const PASS_THROUGH: [&str; 7] = [
+    "SELECT", "WITH", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE",
+];
+
+/// The statement's first word, after whitespace, comments (`--`, nested `/* */`) and `(`.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(after) = trimmed.strip_prefix("--") {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else if trimmed.starts_with("/*") {
+            let mut depth = 0usize;
+            let mut end = trimmed.len();
+            let bytes = trimmed.as_bytes();
+            let mut i = 0;
+            while i + 1 < bytes.len() {
+                match (bytes[i], bytes[i + 1]) {
+                    (b'/', b'*') => {
+                        depth += 1;
+                        i += 2;
+                    }
+                    (b'*', b'/') => {
+                        depth -= 1;
+                        i += 2;
+                        if depth == 0 {
+                            end = i;
+                            break;
+                        }
+                    }
+                    _ => i += 1,
+                }
+            }
+            rest = &trimmed[end..];
+        } else {
+            let len = trimmed
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(trimmed.len());
+            return &trimmed[..len];
+        }
+    }
+}
+
 /// Rewrites `sql`: `resolve` gives the physical name parts of an allowed logical table. On
 /// SQLite, `$N` placeholders become `?N`. A statement the parser cannot read is passed through
-/// unchanged: the database is the wall and gives its own error.
+/// unchanged when it begins like a query or a data change: the database is the wall and gives
+/// its own error.
 pub(crate) fn rewrite(
     sql: &str,
     dialect: Dialect,
@@ -157,7 +202,17 @@ pub(crate) fn rewrite(
         Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
     };
     let Ok(statements) = parsed else {
-        return Ok(sql.to_owned());
+        // What the parser cannot read goes to the database as it is (the database is the
+        // wall), but only as a query or a data change: a role may change its own defaults
+        // (`ALTER ROLE CURRENT_USER SET ...`), which no privilege forbids.
+        let word = first_keyword(sql).to_ascii_uppercase();
+        return if PASS_THROUGH.contains(&word.as_str()) {
+            Ok(sql.to_owned())
+        } else {
+            Err(RewriteError::Invalid(format!(
+                "{word} is not allowed through `sql`: send SELECT, INSERT, UPDATE or DELETE (tables are made with the typed create)"
+            )))
+        };
     };
     if statements.len() != 1 {
         return Err(RewriteError::Invalid(format!(
@@ -334,6 +389,23 @@ mod tests {
             matches!(pg(r#"SELECT * FROM "Users""#), Err(RewriteError::Denied(_))),
             "quoted names keep their case"
         );
+    }
+
+    #[test]
+    fn unreadable_statements_pass_only_as_queries_or_data_changes() {
+        assert_eq!(
+            first_keyword(" /* a /* b */ c */ -- x\n ( select 1"),
+            "select"
+        );
+        for sql in [
+            "ALTER USER CURRENT_USER SET statement_timeout = 0",
+            "/* */ ALTER ROLE CURRENT_USER IN DATABASE x SET a.b = 1 extra",
+            "-- c\nCOMMENT ON ROLE CURRENT_USER IS 'x' garbage",
+        ] {
+            assert!(matches!(pg(sql), Err(RewriteError::Invalid(_))), "{sql}");
+        }
+        let unreadable = "SELECT 1 FROM users WHERE x @@@ ! y ~~~ z";
+        assert_eq!(pg(unreadable).unwrap(), unreadable);
     }
 
     #[test]

@@ -477,6 +477,9 @@ impl TableBackend for PgTables {
             .options([
                 ("search_path", schema.as_str()),
                 ("statement_timeout", timeout_ms.as_str()),
+                // The reset on release sends `ROLLBACK` outside a transaction too; its
+                // warning (and any other notice) is not worth a round of logging per query.
+                ("client_min_messages", "error"),
             ]);
         let pool = self
             .handle

@@ -285,6 +285,11 @@ pub(crate) trait TableSession: Send + Sync + std::fmt::Debug {
     /// Runs one statement with the plugin's own privileges, within the session's limits;
     /// fails at once while its cancellation is raised.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows>;
+    /// Runs one statement the plugin wrote (raw SQL): like [`TableSession::query`], on a
+    /// connection that is reset afterwards where the backend keeps session state.
+    fn query_raw(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        self.query(sql, params)
+    }
     /// Closes the session (its pool, its file).
     fn close(&self);
 }
@@ -734,7 +739,7 @@ impl ScopedTables {
                 })?;
                 let rows = self
                     .session
-                    .query(&sql, &params)
+                    .query_raw(&sql, &params)
                     .map_err(|e| self.note_denied(e))?;
                 return Ok(json!({ "rows": rows.rows, "rows_affected": rows.affected }));
             }

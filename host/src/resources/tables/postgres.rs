@@ -8,9 +8,10 @@
 //! hardened further (see [`HARDEN`]): `EXECUTE` on the large-object, notify, advisory-lock,
 //! `set_config`, query-to-XML and statistics functions, `USAGE` on `plpgsql` (no `DO`) and
 //! `SELECT` on the catalog views that show the cluster (roles, databases, other sessions, locks)
-//! are revoked from `PUBLIC`. Every pooled connection is reset when it returns to the pool
-//! (`ROLLBACK; RESET ALL; UNLISTEN *; CLOSE ALL`), so no setting, transaction, listener or
-//! cursor outlives a statement. What PostgreSQL cannot hide is in docs/trust-model.md.
+//! are revoked from `PUBLIC`. The plugin's own SQL runs on a pool whose connections are reset
+//! when they return to it (`ROLLBACK; RESET ALL; UNLISTEN *; CLOSE ALL`), so no setting,
+//! transaction, listener or cursor outlives a statement; the statements the host builds (the
+//! typed API), which cannot change a session's state, run on a second pool without that cost. What PostgreSQL cannot hide is in docs/trust-model.md.
 //!
 //! Each plugin has its own pool that logs in as its role, so `SET ROLE`/`RESET ROLE` lead
 //! nowhere: the session user *is* the plugin. Tables are created by the admin (connected to the
@@ -481,26 +482,36 @@ impl TableBackend for PgTables {
                 // warning (and any other notice) is not worth a round of logging per query.
                 ("client_min_messages", "error"),
             ]);
+        // Two pools on the same role: statements the host builds (the typed API) cannot
+        // change a session's state, so their connections need no reset; the plugin's own SQL
+        // runs on connections reset when they return to their pool.
         let pool = self
             .handle
             .block_on(
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(Duration::from_secs(5))
-                    // Nothing a statement set up survives it: an open transaction, a setting,
-                    // a listener, a cursor. A connection that cannot be reset is closed.
-                    .after_release(|conn, _| reset(conn))
-                    .connect_with(options),
+                    .connect_with(options.clone()),
             )
             .map_err(|e| {
                 unavailable(format!("plugin `{plugin}` cannot log in as its role: {e}"))
             })?;
+        // A lazy pool starts its maintenance task at once: inside the runtime.
+        let _runtime = self.handle.enter();
+        let raw = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            // Nothing a statement set up survives it: an open transaction, a setting, a
+            // listener, a cursor. A connection that cannot be reset is closed.
+            .after_release(|conn, _| reset(conn))
+            .connect_lazy_with(options);
         Ok(Box::new(PgSession {
             plugin: plugin.to_owned(),
             role,
             schema,
             application,
             pool,
+            raw,
             local,
             handle: self.handle.clone(),
             admin: self.admin.clone(),
@@ -524,7 +535,10 @@ struct PgSession {
     schema: String,
     /// This session's `application_name`: how a cancel finds its statement.
     application: String,
+    /// For statements the host builds.
     pool: PgPool,
+    /// For the plugin's own SQL: reset on release.
+    raw: PgPool,
     /// The admin, connected to the plugin's database.
     local: PgPool,
     handle: tokio::runtime::Handle,
@@ -588,8 +602,8 @@ impl PgSession {
         }
     }
 
-    /// Runs one statement, streaming its rows into the collector.
-    async fn run(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+    /// Runs one statement on `pool`, streaming its rows into the collector.
+    async fn run(&self, pool: &PgPool, sql: &str, params: &[Value]) -> Result<Rows> {
         let plugin = self.plugin.as_str();
         let mut q = sqlx::query(sql);
         for p in params {
@@ -599,7 +613,7 @@ impl PgSession {
             deprecated,
             reason = "deprecated for multi-statement strings; the rewriter sends exactly one statement, and this is the call that returns both rows and the affected count"
         )]
-        let mut stream = q.fetch_many(&self.pool);
+        let mut stream = q.fetch_many(pool);
         let mut out = self.control.collector();
         let mut affected = 0;
         while let Some(item) = stream.try_next().await.map_err(|e| db_error(plugin, &e))? {
@@ -643,6 +657,25 @@ impl TableSession for PgSession {
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        self.query_on(&self.pool, sql, params)
+    }
+
+    fn query_raw(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        self.query_on(&self.raw, sql, params)
+    }
+
+    fn close(&self) {
+        self.handle.block_on(async {
+            self.pool.close().await;
+            self.raw.close().await;
+            self.local.close().await;
+        });
+    }
+}
+
+impl PgSession {
+    /// Runs one statement on `pool`; a raised cancellation stops it on the server.
+    fn query_on(&self, pool: &PgPool, sql: &str, params: &[Value]) -> Result<Rows> {
         self.control.check()?;
         self.handle.block_on(async {
             let wake = self.control.wake.notified();
@@ -650,7 +683,7 @@ impl TableSession for PgSession {
             wake.as_mut().enable();
             // Raised between the check above and `enable`: no wake-up would come.
             self.control.check()?;
-            let work = self.run(sql, params);
+            let work = self.run(pool, sql, params);
             tokio::pin!(work);
             tokio::select! {
                 biased;
@@ -664,13 +697,6 @@ impl TableSession for PgSession {
                 }
             }
         })
-    }
-
-    fn close(&self) {
-        self.handle.block_on(async {
-            self.pool.close().await;
-            self.local.close().await;
-        });
     }
 }
 

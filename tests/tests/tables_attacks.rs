@@ -65,7 +65,10 @@ fn plugin_code(e: &plugin_host::Error) -> String {
 /// A users table with `n` rows, filled by one statement (a recursive CTE on SQLite,
 /// `generate_series` on PostgreSQL: both only read what the plugin may read).
 fn users_with_rows(b: &Backend, plugin: &str, n: u32) {
-    let m = &b.manager;
+    users_with_rows_on(&b.manager, b.pg.is_some(), plugin, n);
+}
+
+fn users_with_rows_on(m: &PluginManager, postgres: bool, plugin: &str, n: u32) {
     m.execute(
         plugin,
         &json!({"op": "request", "request": {"op": "create", "table": "users", "columns": [
@@ -74,7 +77,7 @@ fn users_with_rows(b: &Backend, plugin: &str, n: u32) {
         ]}}),
     )
     .unwrap();
-    let fill = if b.pg.is_some() {
+    let fill = if postgres {
         format!(
             "INSERT INTO users (email) SELECT 'user' || g || '@example.com' FROM generate_series(1, {n}) AS g"
         )
@@ -648,4 +651,79 @@ fn literals_pass_unchanged_on_sqlite() {
 #[test]
 fn literals_pass_unchanged_on_postgres() {
     literals_pass_unchanged(&postgres("literals", ManagerConfig::default()));
+}
+
+/// The reset on release, shown by giving the plugin's role back what the hardening took
+/// (`set_config`, from outside): settings it changes and a transaction it leaves open reach
+/// neither its next statement nor its next call.
+#[test]
+fn postgres_session_state_does_not_reach_the_next_statement() {
+    let b = postgres("reset", ManagerConfig::default());
+    let (m, pg) = (&b.manager, b.pg.as_ref().unwrap());
+    m.load(plugin("tables-demo")).unwrap();
+    let role = pg.plugin_db("tables-demo");
+    let show = "SELECT current_setting('search_path') AS s, current_setting('statement_timeout') AS t, current_setting('work_mem') AS w";
+    let before = rows(m, "tables-demo", show);
+    pg.plugin_sql(
+        "tables-demo",
+        &format!(r#"GRANT EXECUTE ON FUNCTION set_config(text, text, boolean) TO "{role}""#),
+    );
+    // Both connections of the pool get their turn.
+    for _ in 0..4 {
+        let changed = rows(
+            m,
+            "tables-demo",
+            "SELECT set_config('search_path', 'public', false) AS a, set_config('statement_timeout', '0', false) AS b, set_config('work_mem', '64kB', false) AS c",
+        );
+        assert_eq!(changed[0]["c"], "64kB", "the grant took effect: {changed}");
+        assert_eq!(rows(m, "tables-demo", show), before);
+    }
+    pg.plugin_sql(
+        "tables-demo",
+        &format!(r#"REVOKE EXECUTE ON FUNCTION set_config(text, text, boolean) FROM "{role}""#),
+    );
+    // From outside: no session of the plugin is left in a transaction or with a setting.
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}' AND state LIKE 'idle in transaction%'"
+        )),
+        "0"
+    );
+}
+
+/// Several hosts on one admin database (and parallel setups) share a plugin's database: its
+/// creation and hardening are idempotent and safe when they race.
+#[test]
+fn postgres_hosts_racing_on_one_plugin_share_its_database() {
+    let db = PgDatabase::create("race");
+    let hosts: Vec<PluginManager> = (0..3)
+        .map(|_| {
+            PluginManager::new(
+                ManagerConfig::default().with_tables(TablesConfig::Postgres {
+                    url: db.url.clone(),
+                    max_connections: 2,
+                }),
+            )
+            .unwrap()
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for m in &hosts {
+            s.spawn(move || m.load(plugin("tables-demo")).unwrap());
+        }
+    });
+    users_with_rows_on(&hosts[0], true, "tables-demo", 3);
+    for m in &hosts {
+        assert_eq!(
+            rows(m, "tables-demo", "SELECT count(*) AS n FROM users")[0]["n"],
+            3
+        );
+    }
+    assert_eq!(
+        db.sql(&format!(
+            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
+            db.plugin_db("tables-demo")
+        )),
+        "1"
+    );
 }

@@ -298,6 +298,11 @@ impl Server {
         }
     }
 
+    /// The server process's id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the log.
     pub fn stop(&mut self) -> String {
         if let Some(mut child) = self.child.take() {

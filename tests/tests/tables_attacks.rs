@@ -727,3 +727,69 @@ fn postgres_hosts_racing_on_one_plugin_share_its_database() {
         "1"
     );
 }
+
+/// The resident set of process `pid`, in MiB.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// Section 2 over HTTP, against a `plugin-host serve` process on SQLite: the cross join is
+/// refused with the typed error (the server's memory stays bounded), and a call that answered
+/// 504 leaves the plugin free for the next one within a second.
+#[test]
+fn serve_caps_results_and_frees_timed_out_plugins() {
+    let mut s = Server::start(&[], &[("PLUGIN_HOST_EXECUTE_TIMEOUT_MS", "1000")]);
+    let pid = s.pid().unwrap();
+    let (st, out) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({"path": plugin("tables-demo").to_string_lossy()})),
+    );
+    assert_eq!(st, 201, "{out}");
+    let execute = |input: Value| s.call("POST", "/api/v1/plugins/tables-demo/execute", Some(input));
+    let raw = |sql: &str| execute(json!({"op": "request", "request": {"op": "sql", "sql": sql}}));
+    let (st, out) = execute(
+        json!({"op": "request", "request": {"op": "create", "table": "users", "columns": [
+            {"name": "id", "type": "integer", "primary_key": true},
+            {"name": "email", "type": "text", "not_null": true}
+        ]}}),
+    );
+    assert_eq!(st, 200, "{out}");
+    let (st, out) = raw(
+        "INSERT INTO users (email) WITH RECURSIVE g(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM g WHERE i < 4096) SELECT 'user' || i || '@example.com' FROM g",
+    );
+    assert_eq!(st, 200, "{out}");
+
+    let before = rss_of(pid);
+    let (st, out) = raw("SELECT a.email AS a, b.email AS b FROM users a CROSS JOIN users b");
+    let after = rss_of(pid);
+    eprintln!("serve: cross join answered {st}; server RSS {before} MiB -> {after} MiB");
+    assert_eq!(st, 422, "{out}");
+    assert_eq!(
+        out["error"]["details"]["plugin_code"], "result_too_large",
+        "{out}"
+    );
+    assert!(
+        after.saturating_sub(before) < 100,
+        "server RSS grew from {before} MiB to {after} MiB"
+    );
+
+    let (st, out) = raw("SELECT count(*) AS n FROM users a, users b, users c");
+    assert_eq!(st, 504, "{out}");
+    let timed_out = Instant::now();
+    let (st, out) = raw("SELECT 1 AS one");
+    let free_after = timed_out.elapsed();
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["output"]["rows"], json!([{"one": 1}]));
+    assert!(
+        free_after < Duration::from_secs(1),
+        "the plugin was busy for {free_after:?} after the 504"
+    );
+    s.stop();
+}

@@ -719,12 +719,25 @@ fn postgres_hosts_racing_on_one_plugin_share_its_database() {
             3
         );
     }
+    let name = db.plugin_db("tables-demo");
     assert_eq!(
         db.sql(&format!(
-            "SELECT count(*) FROM pg_database WHERE datname = '{}'",
-            db.plugin_db("tables-demo")
+            "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
         )),
         "1"
+    );
+    // A plugin database dropped behind the hosts' back is made and hardened again.
+    for m in &hosts {
+        m.unload("tables-demo", false).unwrap();
+    }
+    db.sql(&format!(r#"DROP DATABASE "{name}" WITH (FORCE)"#));
+    hosts[0].load(plugin("tables-demo")).unwrap();
+    assert_eq!(
+        db.plugin_sql(
+            "tables-demo",
+            &format!("SELECT has_function_privilege('{name}', 'lo_create(oid)', 'EXECUTE'), has_language_privilege('{name}', 'plpgsql', 'USAGE'), has_database_privilege('{name}', '{name}', 'TEMP')")
+        ),
+        "f|f|f"
     );
 }
 

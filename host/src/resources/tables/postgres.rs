@@ -189,7 +189,8 @@ fn random_password() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Version of [`HARDEN`]: a plugin database hardened by an older version is hardened again.
+/// Version of [`HARDEN`]: a plugin database hardened by an older version (its comment says
+/// which) is hardened again.
 const HARDEN_VERSION: i32 = 1;
 
 /// Run (as the admin) inside a plugin's database: takes from `PUBLIC` what would reach outside
@@ -280,8 +281,7 @@ impl PgTables {
                 sqlx::raw_sql(
                     "CREATE SCHEMA IF NOT EXISTS plugin_host;
                      REVOKE ALL ON SCHEMA plugin_host FROM PUBLIC;
-                     CREATE TABLE IF NOT EXISTS plugin_host.roles (role text PRIMARY KEY, password text NOT NULL);
-                     CREATE TABLE IF NOT EXISTS plugin_host.databases (name text PRIMARY KEY, hardened int NOT NULL);",
+                     CREATE TABLE IF NOT EXISTS plugin_host.roles (role text PRIMARY KEY, password text NOT NULL);",
                 )
                 .execute(&admin),
             )
@@ -423,24 +423,26 @@ impl TableBackend for PgTables {
                     .connect_with(self.options.clone().database(&db)),
             )
             .map_err(|e| unavailable(format!("cannot connect to database `{db}`: {e}")))?;
-        let hardened: Option<i32> = self
+        // The marker is the database's own comment: it goes when the database goes, so a
+        // database made again is hardened again.
+        let marker = format!("plugin-host hardened v{HARDEN_VERSION}");
+        let current: Option<String> = self
             .handle
             .block_on(
-                sqlx::query_scalar("SELECT hardened FROM plugin_host.databases WHERE name = $1")
-                    .bind(&db)
-                    .fetch_optional(&self.admin),
-            )
-            .map_err(|e| db_error(plugin, &e))?;
-        if hardened != Some(HARDEN_VERSION) {
-            run_admin(&self.handle, &local, plugin, &HARDEN.replace("{db}", &db))?;
-            self.handle
-                .block_on(
-                    sqlx::query("INSERT INTO plugin_host.databases (name, hardened) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET hardened = EXCLUDED.hardened")
-                        .bind(&db)
-                        .bind(HARDEN_VERSION)
-                        .execute(&self.admin),
+                sqlx::query_scalar(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
                 )
-                .map_err(|e| db_error(plugin, &e))?;
+                .bind(&db)
+                .fetch_optional(&self.admin),
+            )
+            .map_err(|e| db_error(plugin, &e))?
+            .flatten();
+        if current.as_deref() != Some(marker.as_str()) {
+            let harden = format!(
+                "{}\nCOMMENT ON DATABASE \"{db}\" IS '{marker}';",
+                HARDEN.replace("{db}", &db)
+            );
+            run_admin(&self.handle, &local, plugin, &harden)?;
         }
         let mut setup = format!(
             r#"GRANT CONNECT ON DATABASE "{db}" TO "{role}";

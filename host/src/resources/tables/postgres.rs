@@ -464,11 +464,12 @@ impl TableBackend for PgTables {
             std::process::id(),
             SESSIONS.fetch_add(1, Ordering::Relaxed)
         );
+        // PostgreSQL takes at most i32::MAX ms (about 24 days).
         let timeout_ms = control
             .limits
             .statement_timeout
             .as_millis()
-            .max(1)
+            .clamp(1, i32::MAX as u128)
             .to_string();
         let options = self
             .options

@@ -8,10 +8,11 @@
 //! hardened further (see [`HARDEN`]): `EXECUTE` on the large-object, notify, advisory-lock,
 //! `set_config`, query-to-XML and statistics functions, `USAGE` on `plpgsql` (no `DO`) and
 //! `SELECT` on the catalog views that show the cluster (roles, databases, other sessions, locks)
-//! are revoked from `PUBLIC`. The plugin's own SQL runs on a pool whose connections are reset
-//! when they return to it (`ROLLBACK; RESET ALL; UNLISTEN *; CLOSE ALL`), so no setting,
-//! transaction, listener or cursor outlives a statement; the statements the host builds (the
-//! typed API), which cannot change a session's state, run on a second pool without that cost. What PostgreSQL cannot hide is in docs/trust-model.md.
+//! are revoked from `PUBLIC`. A connection that ran the plugin's own SQL is reset before it
+//! goes back to the pool (`ROLLBACK; RESET ALL; UNLISTEN *; CLOSE ALL`; closed when that fails
+//! or the statement was abandoned), so no setting, transaction, listener or cursor outlives a
+//! statement; the statements the host builds (the typed API), which cannot change a session's
+//! state, skip that round trip. What PostgreSQL cannot hide is in docs/trust-model.md.
 //!
 //! Each plugin has its own pool that logs in as its role, so `SET ROLE`/`RESET ROLE` lead
 //! nowhere: the session user *is* the plugin. Tables are created by the admin (connected to the
@@ -336,7 +337,7 @@ impl PgTables {
     }
 }
 
-/// Resets a connection as it returns to the pool; `false` (close it) when that fails.
+/// Resets a connection before it returns to the pool; `false` (close it) when that fails.
 fn reset(
     conn: &mut sqlx::PgConnection,
 ) -> futures_util::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
@@ -481,40 +482,27 @@ impl TableBackend for PgTables {
             .options([
                 ("search_path", schema.as_str()),
                 ("statement_timeout", timeout_ms.as_str()),
-                // The reset on release sends `ROLLBACK` outside a transaction too; its
-                // warning (and any other notice) is not worth a round of logging per query.
+                // The reset sends `ROLLBACK` outside a transaction too; its warning (and any
+                // other notice) is not worth a round of logging per query.
                 ("client_min_messages", "error"),
             ]);
-        // Two pools on the same role: statements the host builds (the typed API) cannot
-        // change a session's state, so their connections need no reset; the plugin's own SQL
-        // runs on connections reset when they return to their pool.
         let pool = self
             .handle
             .block_on(
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
                     .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options.clone()),
+                    .connect_with(options),
             )
             .map_err(|e| {
                 unavailable(format!("plugin `{plugin}` cannot log in as its role: {e}"))
             })?;
-        // A lazy pool starts its maintenance task at once: inside the runtime.
-        let _runtime = self.handle.enter();
-        let raw = PgPoolOptions::new()
-            .max_connections(self.max_connections)
-            .acquire_timeout(Duration::from_secs(5))
-            // Nothing a statement set up survives it: an open transaction, a setting, a
-            // listener, a cursor. A connection that cannot be reset is closed.
-            .after_release(|conn, _| reset(conn))
-            .connect_lazy_with(options);
         Ok(Box::new(PgSession {
             plugin: plugin.to_owned(),
             role,
             schema,
             application,
             pool,
-            raw,
             local,
             handle: self.handle.clone(),
             admin: self.admin.clone(),
@@ -538,10 +526,7 @@ struct PgSession {
     schema: String,
     /// This session's `application_name`: how a cancel finds its statement.
     application: String,
-    /// For statements the host builds.
     pool: PgPool,
-    /// For the plugin's own SQL: reset on release.
-    raw: PgPool,
     /// The admin, connected to the plugin's database.
     local: PgPool,
     handle: tokio::runtime::Handle,
@@ -605,8 +590,33 @@ impl PgSession {
         }
     }
 
-    /// Runs one statement on `pool`, streaming its rows into the collector.
-    async fn run(&self, pool: &PgPool, sql: &str, params: &[Value]) -> Result<Rows> {
+    /// Runs one statement the plugin wrote on a connection of its own, reset before it goes
+    /// back to the pool (closed instead when the reset fails or the statement is abandoned).
+    async fn run_raw(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        let conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| db_error(&self.plugin, &e))?;
+        let mut dirty = Dirty(Some(conn));
+        let Some(conn) = dirty.0.as_mut() else {
+            return Err(Error::Internal {
+                message: "a connection vanished".into(),
+            });
+        };
+        let result = self.run(&mut **conn, sql, params).await;
+        if reset(conn).await.unwrap_or(false) {
+            // Clean: back to the pool.
+            drop(dirty.0.take());
+        }
+        result
+    }
+
+    /// Runs one statement on `exec`, streaming its rows into the collector.
+    async fn run<'c, E>(&self, exec: E, sql: &str, params: &[Value]) -> Result<Rows>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+    {
         let plugin = self.plugin.as_str();
         let mut q = sqlx::query(sql);
         for p in params {
@@ -616,7 +626,7 @@ impl PgSession {
             deprecated,
             reason = "deprecated for multi-statement strings; the rewriter sends exactly one statement, and this is the call that returns both rows and the affected count"
         )]
-        let mut stream = q.fetch_many(pool);
+        let mut stream = q.fetch_many(exec);
         let mut out = self.control.collector();
         let mut affected = 0;
         while let Some(item) = stream.try_next().await.map_err(|e| db_error(plugin, &e))? {
@@ -660,25 +670,40 @@ impl TableSession for PgSession {
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        self.query_on(&self.pool, sql, params)
+        self.query_on(false, sql, params)
     }
 
     fn query_raw(&self, sql: &str, params: &[Value]) -> Result<Rows> {
-        self.query_on(&self.raw, sql, params)
+        self.query_on(true, sql, params)
     }
 
     fn close(&self) {
         self.handle.block_on(async {
             self.pool.close().await;
-            self.raw.close().await;
             self.local.close().await;
         });
     }
 }
 
+/// A pooled connection that ran the plugin's own SQL and was not reset: dropping it closes it
+/// rather than handing it to the next statement.
+struct Dirty(Option<sqlx::pool::PoolConnection<sqlx::Postgres>>);
+
+impl Drop for Dirty {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            // Detached, the connection leaves the pool (which opens a fresh one when needed)
+            // and its socket closes as it drops.
+            drop(conn.detach());
+        }
+    }
+}
+
 impl PgSession {
-    /// Runs one statement on `pool`; a raised cancellation stops it on the server.
-    fn query_on(&self, pool: &PgPool, sql: &str, params: &[Value]) -> Result<Rows> {
+    /// Runs one statement (`raw`: the plugin's own SQL, on a connection reset afterwards;
+    /// otherwise a statement the host built, which cannot change a session's state); a
+    /// raised cancellation stops it on the server.
+    fn query_on(&self, raw: bool, sql: &str, params: &[Value]) -> Result<Rows> {
         self.control.check()?;
         self.handle.block_on(async {
             let wake = self.control.wake.notified();
@@ -686,7 +711,13 @@ impl PgSession {
             wake.as_mut().enable();
             // Raised between the check above and `enable`: no wake-up would come.
             self.control.check()?;
-            let work = self.run(pool, sql, params);
+            let work = async {
+                if raw {
+                    self.run_raw(sql, params).await
+                } else {
+                    self.run(&self.pool, sql, params).await
+                }
+            };
             tokio::pin!(work);
             tokio::select! {
                 biased;

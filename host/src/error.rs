@@ -320,6 +320,32 @@ pub enum Error {
         /// The key.
         key: String,
     },
+    /// The database refused a plugin's statement on an object it may not use: a function, a
+    /// schema, a language, a catalog view, temporary objects, ... (tables the host maps are
+    /// refused with `table_access_denied`).
+    #[error("plugin `{plugin}` may not use {kind} `{name}`")]
+    SqlAccessDenied {
+        /// The plugin.
+        plugin: String,
+        /// What kind of object: `table`, `view`, `function`, `schema`, `language`,
+        /// `database`, `large object`, ...
+        kind: String,
+        /// The object's name as the database gave it.
+        name: String,
+    },
+    /// A statement's result went over a configured limit while it streamed in; the rest was
+    /// not read.
+    #[error(
+        "plugin `{plugin}`: the result is larger than {limit} = {max}; narrow the query (WHERE, LIMIT) or raise the limit"
+    )]
+    ResultTooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The limit's key: `limits.tables_max_rows` or `limits.tables_max_bytes`.
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+    },
     /// The database refused a statement for another reason than access.
     #[error("plugin `{plugin}`: SQL error{}: {message}", sqlstate.as_ref().map(|s| format!(" {s}")).unwrap_or_default())]
     Sql {
@@ -498,6 +524,10 @@ pub enum ErrorCode {
     TableAccessDenied,
     /// `sql_error`
     SqlError,
+    /// `sql_access_denied`
+    SqlAccessDenied,
+    /// `result_too_large`
+    ResultTooLarge,
     /// `backend_unavailable`
     BackendUnavailable,
     /// `topic_access_denied`
@@ -553,6 +583,8 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::TableAccessDenied,
         Self::SqlError,
+        Self::SqlAccessDenied,
+        Self::ResultTooLarge,
         Self::BackendUnavailable,
         Self::TopicAccessDenied,
         Self::BucketAccessDenied,
@@ -599,6 +631,8 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TableAccessDenied => "table_access_denied",
             Self::SqlError => "sql_error",
+            Self::SqlAccessDenied => "sql_access_denied",
+            Self::ResultTooLarge => "result_too_large",
             Self::BackendUnavailable => "backend_unavailable",
             Self::TopicAccessDenied => "topic_access_denied",
             Self::BucketAccessDenied => "bucket_access_denied",
@@ -655,6 +689,8 @@ impl Error {
             Self::InvalidOverrides { .. } => ErrorCode::InvalidOverrides,
             Self::TableAccessDenied { .. } => ErrorCode::TableAccessDenied,
             Self::Sql { .. } => ErrorCode::SqlError,
+            Self::SqlAccessDenied { .. } => ErrorCode::SqlAccessDenied,
+            Self::ResultTooLarge { .. } => ErrorCode::ResultTooLarge,
             Self::BackendUnavailable { .. } => ErrorCode::BackendUnavailable,
             Self::TopicAccessDenied { .. } => ErrorCode::TopicAccessDenied,
             Self::BucketAccessDenied { .. } => ErrorCode::BucketAccessDenied,
@@ -724,6 +760,12 @@ impl Error {
                 allowed,
             } => json!({ "plugin": plugin, "table": table, "allowed": allowed }),
             Self::Sql { sqlstate, .. } => json!({ "sqlstate": sqlstate }),
+            Self::SqlAccessDenied { plugin, kind, name } => {
+                json!({ "plugin": plugin, "kind": kind, "name": name })
+            }
+            Self::ResultTooLarge { plugin, limit, max } => {
+                json!({ "plugin": plugin, "limit": limit, "max": max })
+            }
             Self::TopicAccessDenied {
                 plugin,
                 topic,

@@ -457,6 +457,18 @@ impl PgDatabase {
     pub fn sql(&self, sql: &str) -> String {
         psql(&self.url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
+
+    /// The database (and login role) of `plugin` on a host whose admin URL is this database's.
+    pub fn plugin_db(&self, plugin: &str) -> String {
+        format!("{}.{plugin}", self.name)
+    }
+
+    /// Runs SQL as the admin (a superuser) in `plugin`'s own database.
+    pub fn plugin_sql(&self, plugin: &str, sql: &str) -> String {
+        let base = self.url.rsplit_once('/').map_or("", |(b, _)| b);
+        psql(&format!("{base}/{}", self.plugin_db(plugin)), sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
 }
 
 impl Drop for PgDatabase {
@@ -469,6 +481,22 @@ impl Drop for PgDatabase {
             &self.admin,
             &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
         );
+        // The plugins' own databases and roles, named `<this database>.<plugin>`.
+        let plugins = psql(
+            &self.admin,
+            &format!(
+                "SELECT datname FROM pg_database WHERE datname LIKE '{}.%' UNION SELECT rolname FROM pg_roles WHERE rolname LIKE '{}.%'",
+                self.name, self.name
+            ),
+        )
+        .unwrap_or_default();
+        for name in plugins.lines().filter(|l| !l.is_empty()) {
+            let _ = psql(
+                &self.admin,
+                &format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#),
+            );
+            let _ = psql(&self.admin, &format!(r#"DROP ROLE IF EXISTS "{name}""#));
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::DependencyNotDeclared
         | C::InvalidPluginConfig
         | C::TableAccessDenied
+        | C::SqlAccessDenied
+        | C::ResultTooLarge
         | C::TopicAccessDenied
         | C::BucketAccessDenied
         | C::SqlError => StatusCode::UNPROCESSABLE_ENTITY,

@@ -233,6 +233,10 @@ pub struct LimitsSection {
     /// Largest plugin file the host reads, in bytes (env `PLUGIN_HOST_MAX_PLUGIN_BYTES`);
     /// larger files are refused with `file_too_large` before they are read.
     pub max_plugin_bytes: u64,
+    /// Rows one tables statement may return (`PLUGIN_HOST_TABLES_MAX_ROWS`).
+    pub tables_max_rows: u64,
+    /// Bytes (JSON-encoded) one tables statement may return (`PLUGIN_HOST_TABLES_MAX_BYTES`).
+    pub tables_max_bytes: u64,
 }
 
 /// Log output format.
@@ -304,6 +308,8 @@ impl Default for LimitsSection {
             mailbox_capacity: m.mailbox_capacity,
             emit_block_ms: m.emit_block.as_millis() as u64,
             max_plugin_bytes: m.max_plugin_bytes,
+            tables_max_rows: m.tables_max_rows,
+            tables_max_bytes: m.tables_max_bytes,
         }
     }
 }
@@ -461,6 +467,20 @@ impl HostConfig {
                 .take()
                 .or_else(|| aws("AWS_SESSION_TOKEN"));
         }
+        for (var, field) in [
+            (
+                "PLUGIN_HOST_TABLES_MAX_ROWS",
+                &mut self.limits.tables_max_rows,
+            ),
+            (
+                "PLUGIN_HOST_TABLES_MAX_BYTES",
+                &mut self.limits.tables_max_bytes,
+            ),
+        ] {
+            if let Some(v) = get(var) {
+                *field = parse(var, &v)?;
+            }
+        }
         if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
             self.log.level = v;
         }
@@ -571,6 +591,12 @@ impl HostConfig {
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
+        if self.limits.tables_max_rows == 0 {
+            return Err(invalid("limits.tables_max_rows", "must be greater than 0"));
+        }
+        if self.limits.tables_max_bytes < 1024 {
+            return Err(invalid("limits.tables_max_bytes", "must be at least 1024"));
+        }
         if self.limits.body_bytes < 1024 {
             return Err(invalid("limits.body_bytes", "must be at least 1024"));
         }
@@ -649,6 +675,7 @@ impl HostConfig {
             .with_mailbox_capacity(self.limits.mailbox_capacity)
             .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
             .with_max_plugin_bytes(self.limits.max_plugin_bytes)
+            .with_table_result_limits(self.limits.tables_max_rows, self.limits.tables_max_bytes)
             .with_tables(match self.backends.tables.backend.as_str() {
                 "postgres" => TablesConfig::Postgres {
                     url: self.backends.tables.url.clone().unwrap_or_default(),

@@ -28,6 +28,12 @@ pub struct ManagerConfig {
     pub max_plugin_bytes: u64,
     /// Where plugins' tables live.
     pub tables: TablesConfig,
+    /// Rows one tables statement may return; more is `result_too_large` (checked while rows
+    /// stream in).
+    pub tables_max_rows: u64,
+    /// Bytes (of its JSON encoding) one tables statement may return; more is
+    /// `result_too_large` (checked while rows stream in).
+    pub tables_max_bytes: u64,
     /// Where plugins' topics live.
     pub topics: TopicsConfig,
     /// Where plugins' buckets live.
@@ -213,6 +219,8 @@ impl Default for ManagerConfig {
             emit_block: Duration::from_millis(50),
             max_plugin_bytes: crate::loader::DEFAULT_MAX_PLUGIN_BYTES,
             tables: TablesConfig::None,
+            tables_max_rows: 10_000,
+            tables_max_bytes: 16 << 20,
             topics: TopicsConfig::None,
             buckets: BucketsConfig::None,
         }
@@ -247,6 +255,13 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::mailbox_capacity`].
     pub fn with_mailbox_capacity(mut self, n: usize) -> Self {
         self.mailbox_capacity = n;
+        self
+    }
+
+    /// Sets [`ManagerConfig::tables_max_rows`] and [`ManagerConfig::tables_max_bytes`].
+    pub fn with_table_result_limits(mut self, max_rows: u64, max_bytes: u64) -> Self {
+        self.tables_max_rows = max_rows;
+        self.tables_max_bytes = max_bytes;
         self
     }
 

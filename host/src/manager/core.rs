@@ -309,7 +309,10 @@ impl Inner {
         };
         std::fs::create_dir_all(&shadow_dir).map_err(|e| Error::io(&shadow_dir, e))?;
         let bus = Arc::new(EventBus::new(config.emit_block));
-        let tables = crate::resources::tables::backend(&config.tables)?;
+        let tables = crate::resources::tables::backend(
+            &config.tables,
+            crate::resources::tables::Limits::of(&config),
+        )?;
         let topics = crate::resources::topics::backend(&config.topics)?;
         let buckets = crate::resources::buckets::backend(&config.buckets)?;
         let (closer, jobs) =
@@ -538,10 +541,16 @@ impl Inner {
             }
             _ => return Err(input),
         }
-        Ok(slot
-            .mailbox
-            .execute(input, self.config.execute_timeout)
-            .map_err(|f| self.call_failure(slot.name(), "execute", f)))
+        let result = slot.mailbox.execute(input, self.config.execute_timeout);
+        // A call that timed out must not keep working: stop its running statement and fail
+        // its further table calls until the plugin's next call starts (the worker ends the
+        // cancellation then, see `Spawn::on_call`).
+        if matches!(result, Err(CallFailure::Timeout))
+            && let Some(tables) = &slot.tables
+        {
+            tables.cancel();
+        }
+        Ok(result.map_err(|f| self.call_failure(slot.name(), "execute", f)))
     }
 
     pub(crate) fn call_failure(

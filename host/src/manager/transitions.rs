@@ -235,6 +235,7 @@ impl Inner {
             ctx: Arc::clone(&ctx),
             stats: Arc::clone(&stats),
             capacity: self.config.mailbox_capacity,
+            on_call: scoped.tables.as_ref().map(ScopedTables::call_start_hook),
         };
         let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout, |l| {
             self.close_library(l)

@@ -88,6 +88,9 @@ pub(crate) struct Spawn {
     pub(crate) ctx: Arc<HostContext>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) capacity: usize,
+    /// Run as each job starts, before the plugin's code: ends a cancellation of its tables
+    /// session raised by an earlier call that timed out.
+    pub(crate) on_call: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 impl Worker {
@@ -380,6 +383,11 @@ fn serve(
     let _ = ready.send(Ok(()));
     let mut cleaned_up = false;
     while let Some(job) = spin_recv(rx).or_else(|| rx.recv().ok()) {
+        if let Some(on_call) = &spawn.on_call
+            && !matches!(job, Job::Stop)
+        {
+            on_call();
+        }
         match job {
             Job::Hook(hook, reply) => {
                 if hook == Hook::Cleanup {

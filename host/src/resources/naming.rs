@@ -4,8 +4,9 @@
 //! Collision-free by construction: every mapping keeps the plugin name and the logical name
 //! whole, separated by something neither may contain, so two different `(plugin, name)` pairs
 //! never meet (the naive `<plugin>_<name>` would: `a` + `b_c` and `a_b` + `c`):
-//! - PostgreSQL: a schema (and login role) per plugin, `p_<plugin>`, holding tables under their
-//!   logical names; two pairs differ in schema or in table.
+//! - PostgreSQL: a database and login role per plugin, `<admin database>.<plugin>` (see
+//!   [`pg_database`]), holding the schema `p_<plugin>` with tables under their logical names;
+//!   two pairs differ in database, schema or table.
 //! - SQLite: a database file per plugin, `<plugin>.sqlite3`, tables under their logical names.
 //! - Kafka: `<prefix>.<plugin>.<topic>`; `.` appears in neither name.
 //! - S3: one bucket, key prefix `<plugin>/<bucket>/`; `/` appears in neither name.
@@ -123,6 +124,41 @@ pub(crate) fn pg_schema(plugin: &str) -> Result<String> {
         });
     }
     Ok(schema)
+}
+
+/// A plugin's own PostgreSQL database, which is also the name of its login role:
+/// `<admin database>.<plugin>` (neither a plugin name nor its schema contains `.`), so hosts
+/// sharing an admin database share plugin databases, and hosts on different admin databases of
+/// one cluster never meet. Over 63 bytes, the name keeps its first bytes and ends with `~` and
+/// 16 hex digits of a hash of the whole name (a plugin name never contains `~`).
+///
+/// # Errors
+/// `invalid_name` for a plugin name too long for PostgreSQL; `invalid_config` for an admin
+/// database whose name holds `"`, `$` or NUL (it is quoted into setup statements).
+pub(crate) fn pg_database(admin_db: &str, plugin: &str) -> Result<String> {
+    pg_schema(plugin)?;
+    if admin_db.is_empty() || admin_db.contains(['"', '$', '\0']) {
+        return Err(Error::InvalidConfig {
+            key: "backends.tables.url".into(),
+            message: format!(
+                "the admin database name {admin_db:?} may not be empty or hold '\"', '$' or NUL"
+            ),
+        });
+    }
+    let plain = format!("{admin_db}.{plugin}");
+    if plain.len() <= PG_MAX_IDENT {
+        return Ok(plain);
+    }
+    // FNV-1a, 64 bits: stable across hosts and versions.
+    let hash = plain.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let suffix = format!("~{hash:016x}");
+    let mut keep = PG_MAX_IDENT - suffix.len();
+    while !plain.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    Ok(format!("{}{suffix}", &plain[..keep]))
 }
 
 /// A plugin's table on PostgreSQL.
@@ -301,6 +337,22 @@ mod tests {
                 .as_str(),
             "invalid_name"
         );
+    }
+
+    #[test]
+    fn plugin_databases_are_distinct_and_fit() {
+        assert_eq!(
+            pg_database("app", "tables-demo").unwrap(),
+            "app.tables-demo"
+        );
+        let long = "d".repeat(60);
+        let a = pg_database(&long, "a").unwrap();
+        let b = pg_database(&long, "b").unwrap();
+        assert_ne!(a, b);
+        assert!(a.len() <= PG_MAX_IDENT && b.len() <= PG_MAX_IDENT);
+        assert_eq!(a, pg_database(&long, "a").unwrap(), "stable");
+        assert!(pg_database("x\"y", "a").is_err());
+        assert!(pg_database("db", &"p".repeat(62)).is_err());
     }
 
     #[test]

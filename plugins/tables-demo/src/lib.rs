@@ -1,7 +1,8 @@
 //! Test plugin `tables-demo`: declares only the table `users`. `{"op": "demo"}` runs the typed
 //! API end to end; `{"op": "request", "request": {...}}` passes a tables request through as
 //! given (tests use it to attack the repository with any SQL); `{"op": "sql", "sql", "params"}`
-//! runs raw SQL. Tests make renamed copies (the name and table are patched in place).
+//! runs raw SQL; `{"op": "repeat", "sql", "times"}` runs it again and again until an error.
+//! Tests make renamed copies (the name and table are patched in place).
 #![forbid(unsafe_code)]
 
 use plugin_api::serde_json::{Value, json};
@@ -99,6 +100,20 @@ impl Plugin for TablesDemo {
                 Ok(json!({ "insert_ns": insert_ns, "select_ns": select_ns }))
             }
             "request" => ctx.call_service("tables", &input["request"]),
+            "repeat" => {
+                // Runs `sql` up to `times` times and stops at the first error: a call that
+                // keeps working after its deadline, for the cancellation tests.
+                let sql = input["sql"].as_str().unwrap_or_default();
+                let times = input["times"].as_u64().unwrap_or(1);
+                let mut done = 0u64;
+                for _ in 0..times {
+                    if let Err(e) = t.sql(sql, &[]) {
+                        return Ok(json!({ "done": done, "error": e.code }));
+                    }
+                    done += 1;
+                }
+                Ok(json!({ "done": done }))
+            }
             "sql" => {
                 let params = input["params"].as_array().cloned().unwrap_or_default();
                 let out = t.sql(input["sql"].as_str().unwrap_or_default(), &params)?;

@@ -16,6 +16,9 @@ pub(crate) mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -60,18 +63,172 @@ impl Dialect {
     }
 }
 
+/// What one statement of a plugin may cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Rows in one result (`limits.tables_max_rows`).
+    pub(crate) max_rows: u64,
+    /// Bytes in one result, counted as its JSON encoding (`limits.tables_max_bytes`).
+    pub(crate) max_bytes: u64,
+    /// How long one statement may run on the server (the execute timeout): a backstop for the
+    /// cancellation a timed-out call raises.
+    pub(crate) statement_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits a manager's settings imply.
+    pub(crate) fn of(config: &crate::config::ManagerConfig) -> Self {
+        Self {
+            max_rows: config.tables_max_rows,
+            max_bytes: config.tables_max_bytes,
+            statement_timeout: config.execute_timeout,
+        }
+    }
+}
+
+/// One plugin session's limits and cancellation. The manager raises the cancellation when a
+/// call into the plugin times out: the running statement is stopped (SQLite: the progress
+/// handler; PostgreSQL: a server-side cancel) and every further statement fails at once,
+/// until the plugin's next call starts.
+#[derive(Debug)]
+pub(crate) struct Control {
+    pub(crate) plugin: String,
+    pub(crate) limits: Limits,
+    raised: Arc<AtomicBool>,
+    /// Wakes a statement waiting on the database when the cancellation is raised.
+    pub(crate) wake: tokio::sync::Notify,
+}
+
+impl Control {
+    pub(crate) fn new(plugin: &str, limits: Limits) -> Self {
+        Self {
+            plugin: plugin.to_owned(),
+            limits,
+            raised: Arc::new(AtomicBool::new(false)),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Whether the current call's statements are cancelled.
+    pub(crate) fn raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
+    /// The flag itself, for a callback that must not hold the whole control (SQLite's
+    /// progress handler).
+    pub(crate) fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.raised)
+    }
+
+    fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+    }
+
+    fn reset(&self) {
+        self.raised.store(false, Ordering::SeqCst);
+    }
+
+    /// The error of a cancelled statement: SQLSTATE 57014 (`query_canceled`) on both backends.
+    pub(crate) fn cancelled(&self) -> Error {
+        Error::Sql {
+            plugin: self.plugin.clone(),
+            message: "statement cancelled: the call into the plugin timed out (statements fail until its next call)".into(),
+            sqlstate: Some("57014".into()),
+        }
+    }
+
+    /// Fails fast when the cancellation is raised.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.raised() {
+            Err(self.cancelled())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Collects a result within the limits.
+    pub(crate) fn collector(&self) -> Collector<'_> {
+        Collector {
+            control: self,
+            rows: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+/// Gathers a result's rows as they stream in and stops at the first row over a limit, so a
+/// huge result never sits in memory.
+#[derive(Debug)]
+pub(crate) struct Collector<'a> {
+    control: &'a Control,
+    pub(crate) rows: Vec<Map<String, Value>>,
+    bytes: u64,
+}
+
+impl Collector<'_> {
+    /// Adds one row.
+    ///
+    /// # Errors
+    /// `result_too_large` naming the limit it would break.
+    pub(crate) fn push(&mut self, row: Map<String, Value>) -> Result<()> {
+        let limits = &self.control.limits;
+        let too_large = |limit, max| Error::ResultTooLarge {
+            plugin: self.control.plugin.clone(),
+            limit,
+            max,
+        };
+        if self.rows.len() as u64 >= limits.max_rows {
+            return Err(too_large("limits.tables_max_rows", limits.max_rows));
+        }
+        self.bytes += json_size(&row);
+        if self.bytes > limits.max_bytes {
+            return Err(too_large("limits.tables_max_bytes", limits.max_bytes));
+        }
+        self.rows.push(row);
+        Ok(())
+    }
+}
+
+/// The size of a row's JSON encoding (`{"name":value,...}`), without encoding it.
+fn json_size(row: &Map<String, Value>) -> u64 {
+    fn value(v: &Value) -> u64 {
+        match v {
+            Value::Null => 4,
+            Value::Bool(_) => 5,
+            Value::Number(_) => 20,
+            // Quotes, plus escapes counted as one byte each (an estimate, never zero).
+            Value::String(s) => s.len() as u64 + 2,
+            Value::Array(a) => 2 + a.iter().map(|x| value(x) + 1).sum::<u64>(),
+            Value::Object(o) => {
+                2 + o
+                    .iter()
+                    .map(|(k, x)| k.len() as u64 + 4 + value(x))
+                    .sum::<u64>()
+            }
+        }
+    }
+    2 + row
+        .iter()
+        .map(|(k, v)| k.len() as u64 + 4 + value(v))
+        .sum::<u64>()
+}
+
 /// Builds the configured backend (none when the config says so).
 ///
 /// # Errors
 /// `invalid_config` for a backend not compiled in; `backend_unavailable` when it cannot start.
 pub(crate) fn backend(
     config: &crate::config::TablesConfig,
+    limits: Limits,
 ) -> Result<Option<std::sync::Arc<dyn TableBackend>>> {
     use crate::config::TablesConfig as C;
     match config {
         C::None => Ok(None),
         #[cfg(feature = "sqlite")]
-        C::Sqlite { dir } => Ok(Some(std::sync::Arc::new(sqlite::SqliteTables::new(dir)?))),
+        C::Sqlite { dir } => Ok(Some(std::sync::Arc::new(sqlite::SqliteTables::new(
+            dir, limits,
+        )?))),
         #[cfg(feature = "postgres")]
         C::Postgres {
             url,
@@ -79,6 +236,7 @@ pub(crate) fn backend(
         } => Ok(Some(std::sync::Arc::new(postgres::PgTables::connect(
             url,
             *max_connections,
+            limits,
         )?))),
         #[allow(
             unreachable_patterns,
@@ -107,8 +265,15 @@ pub(crate) trait TableBackend: Send + Sync + std::fmt::Debug {
     fn dialect(&self) -> Dialect;
     /// Where `(plugin, logical)` lives on this backend.
     fn physical(&self, plugin: &str, logical: &str) -> Result<PhysicalTable>;
-    /// Opens the plugin's session, able to reach `allowed` and nothing else.
-    fn open(&self, plugin: &str, allowed: &[PhysicalTable]) -> Result<Box<dyn TableSession>>;
+    /// Opens the plugin's session, able to reach `allowed` and nothing else, under `control`.
+    fn open(
+        &self,
+        plugin: &str,
+        allowed: &[PhysicalTable],
+        control: Arc<Control>,
+    ) -> Result<Box<dyn TableSession>>;
+    /// The limits of the sessions it opens.
+    fn limits(&self) -> Limits;
     /// Whether the backend answers (for `/health`).
     fn check(&self) -> Result<()>;
 }
@@ -117,8 +282,14 @@ pub(crate) trait TableBackend: Send + Sync + std::fmt::Debug {
 pub(crate) trait TableSession: Send + Sync + std::fmt::Debug {
     /// Creates a table (with host privileges) and grants the plugin use of it.
     fn create(&self, table: &PhysicalTable, columns_sql: &str) -> Result<()>;
-    /// Runs one statement with the plugin's own privileges.
+    /// Runs one statement with the plugin's own privileges, within the session's limits;
+    /// fails at once while its cancellation is raised.
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows>;
+    /// Runs one statement the plugin wrote (raw SQL): like [`TableSession::query`], on a
+    /// connection that is reset afterwards where the backend keeps session state.
+    fn query_raw(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        self.query(sql, params)
+    }
     /// Closes the session (its pool, its file).
     fn close(&self);
 }
@@ -337,6 +508,7 @@ pub(crate) struct ScopedTables {
     dialect: Dialect,
     scope: Scope<PhysicalTable>,
     session: Box<dyn TableSession>,
+    control: Arc<Control>,
 }
 
 impl ScopedTables {
@@ -352,12 +524,27 @@ impl ScopedTables {
             backend.physical(plugin, name)
         })?;
         let physical: Vec<PhysicalTable> = scope.iter().map(|(_, t)| t.clone()).collect();
-        let session = backend.open(plugin, &physical)?;
+        let control = Arc::new(Control::new(plugin, backend.limits()));
+        let session = backend.open(plugin, &physical, Arc::clone(&control))?;
         Ok(Self {
             dialect: backend.dialect(),
             scope,
             session,
+            control,
         })
+    }
+
+    /// Stops the plugin's running statement and makes every further one fail at once, until
+    /// the plugin's next call starts. The manager calls this when a call into the plugin
+    /// timed out.
+    pub(crate) fn cancel(&self) {
+        self.control.raise();
+    }
+
+    /// What the plugin's worker runs as each call starts: the end of a cancellation.
+    pub(crate) fn call_start_hook(&self) -> Arc<dyn Fn() + Send + Sync> {
+        let control = Arc::clone(&self.control);
+        Arc::new(move || control.reset())
     }
 
     /// The physical name of each allowed logical table.
@@ -377,16 +564,34 @@ impl ScopedTables {
         self.scope.get(logical)
     }
 
-    /// Counts a denial the database reported.
+    /// Counts a denial the database reported, and names a denied table by its logical name
+    /// when it is one of the plugin's (a table it may see but not use this way).
     fn note_denied(&self, e: Error) -> Error {
-        if matches!(e, Error::TableAccessDenied { .. }) {
-            self.scope.count_denial();
+        match e {
+            Error::TableAccessDenied { plugin, table, .. } => {
+                self.scope.count_denial();
+                let table = self
+                    .scope
+                    .iter()
+                    .find(|(_, t)| t.name == table)
+                    .map_or(table, |(logical, _)| logical.clone());
+                Error::TableAccessDenied {
+                    plugin,
+                    table,
+                    allowed: self.scope.iter().map(|(k, _)| k.clone()).collect(),
+                }
+            }
+            e @ Error::SqlAccessDenied { .. } => {
+                self.scope.count_denial();
+                e
+            }
+            e => e,
         }
-        e
     }
 
     /// Handles one JSON request from the plugin.
     pub(crate) fn handle(&self, request: &[u8]) -> Result<Value> {
+        self.control.check()?;
         let request: Request = serde_json::from_slice(request)
             .map_err(|e| bad(format!("invalid tables request: {e}")))?;
         let d = self.dialect;
@@ -534,7 +739,7 @@ impl ScopedTables {
                 })?;
                 let rows = self
                     .session
-                    .query(&sql, &params)
+                    .query_raw(&sql, &params)
                     .map_err(|e| self.note_denied(e))?;
                 return Ok(json!({ "rows": rows.rows, "rows_affected": rows.affected }));
             }

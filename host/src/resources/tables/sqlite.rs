@@ -13,7 +13,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use serde_json::{Map, Value};
 
-use super::{Dialect, Rows, TableBackend, TableSession};
+use super::{Control, Dialect, Limits, Rows, TableBackend, TableSession};
 use crate::error::{Error, Result};
 use crate::resources::naming::{self, PhysicalTable};
 
@@ -21,29 +21,114 @@ use crate::resources::naming::{self, PhysicalTable};
 #[derive(Debug)]
 pub(crate) struct SqliteTables {
     dir: PathBuf,
+    limits: Limits,
 }
 
 impl SqliteTables {
     /// Keeps plugin databases in `dir` (created if missing).
-    pub(crate) fn new(dir: &Path) -> Result<Self> {
+    pub(crate) fn new(dir: &Path, limits: Limits) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(Self {
             dir: dir.to_owned(),
+            limits,
         })
     }
 }
 
-fn sql_error(plugin: &str, e: &rusqlite::Error) -> Error {
-    if let rusqlite::Error::SqliteFailure(f, msg) = e
-        && f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied
+/// The schema tables, in every name SQLite knows them by. The authorizer sees the internal
+/// name whatever the statement wrote (`"SQLITE_MASTER"`, `main.sqlite_schema`, ...).
+const SCHEMA_TABLES: [&str; 4] = [
+    "sqlite_master",
+    "sqlite_schema",
+    "sqlite_temp_master",
+    "sqlite_temp_schema",
+];
+
+/// Eponymous virtual tables that read only their arguments (JSON values), never the file.
+const PURE_TABLE_FUNCTIONS: [&str; 2] = ["json_each", "json_tree"];
+
+/// What the authorizer refused last: (kind, name).
+type Refusal = Arc<Mutex<Option<(&'static str, String)>>>;
+
+/// The authorizer's verdict on one action, and what to call it when refused.
+fn authorize(
+    ctx: &AuthContext<'_>,
+    names: &HashSet<String>,
+) -> std::result::Result<(), (&'static str, String)> {
+    if let Some(db) = ctx.database_name
+        && db != "main"
     {
-        return Error::TableAccessDenied {
-            plugin: plugin.to_owned(),
-            table: msg
-                .clone()
-                .unwrap_or_else(|| "refused by the database".into()),
-            allowed: Vec::new(),
-        };
+        return Err(("database", db.to_owned()));
+    }
+    let table = |t: &str| -> std::result::Result<(), (&'static str, String)> {
+        if SCHEMA_TABLES.iter().any(|s| t.eq_ignore_ascii_case(s)) {
+            Err(("schema table", t.to_owned()))
+        } else if names.contains(t) {
+            Ok(())
+        } else {
+            Err(("table", t.to_owned()))
+        }
+    };
+    match ctx.action {
+        AuthAction::Read { table_name, .. } => {
+            if PURE_TABLE_FUNCTIONS.contains(&table_name) {
+                Ok(())
+            } else {
+                table(table_name)
+            }
+        }
+        AuthAction::Insert { table_name }
+        | AuthAction::Update { table_name, .. }
+        | AuthAction::Delete { table_name } => table(table_name),
+        AuthAction::Select
+        | AuthAction::Recursive
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. } => Ok(()),
+        AuthAction::Function { function_name } => {
+            if function_name.eq_ignore_ascii_case("load_extension") {
+                Err(("function", function_name.to_owned()))
+            } else {
+                Ok(())
+            }
+        }
+        AuthAction::Pragma { pragma_name, .. } => Err(("pragma", pragma_name.to_owned())),
+        AuthAction::Attach { filename } => Err(("database", filename.to_owned())),
+        AuthAction::Detach { database_name } => Err(("database", database_name.to_owned())),
+        other => Err(("statement", format!("{other:?}"))),
+    }
+}
+
+fn sql_error(
+    plugin: &str,
+    refusal: Option<&Refusal>,
+    control: &Control,
+    e: &rusqlite::Error,
+) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, _) = e {
+        if f.code == rusqlite::ErrorCode::OperationInterrupted {
+            return control.cancelled();
+        }
+        if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied {
+            let refused =
+                refusal.and_then(|r| r.lock().unwrap_or_else(PoisonError::into_inner).take());
+            return match refused {
+                Some(("table", name)) => Error::TableAccessDenied {
+                    plugin: plugin.to_owned(),
+                    table: name,
+                    allowed: Vec::new(),
+                },
+                Some((kind, name)) => Error::SqlAccessDenied {
+                    plugin: plugin.to_owned(),
+                    kind: kind.to_owned(),
+                    name,
+                },
+                None => Error::SqlAccessDenied {
+                    plugin: plugin.to_owned(),
+                    kind: "statement".into(),
+                    name: "(refused by the database)".into(),
+                },
+            };
+        }
     }
     Error::Sql {
         plugin: plugin.to_owned(),
@@ -57,67 +142,56 @@ impl TableBackend for SqliteTables {
         Dialect::Sqlite
     }
 
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
     fn physical(&self, _plugin: &str, logical: &str) -> Result<PhysicalTable> {
         naming::sqlite_table(logical)
     }
 
-    fn open(&self, plugin: &str, allowed: &[PhysicalTable]) -> Result<Box<dyn TableSession>> {
+    fn open(
+        &self,
+        plugin: &str,
+        allowed: &[PhysicalTable],
+        control: Arc<Control>,
+    ) -> Result<Box<dyn TableSession>> {
         let path = self.dir.join(naming::sqlite_file(plugin));
-        let conn = rusqlite::Connection::open(&path).map_err(|e| sql_error(plugin, &e))?;
+        let err = |e: rusqlite::Error| sql_error(plugin, None, &control, &e);
+        let conn = rusqlite::Connection::open(&path).map_err(err)?;
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0);
         conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
-        .map_err(|e| sql_error(plugin, &e))?;
+        .map_err(err)?;
+        // A raised cancellation stops the running statement within this many VM steps
+        // (well under a millisecond).
+        let flag = control.flag();
+        conn.progress_handler(1000, Some(move || flag.load(Ordering::SeqCst)));
         let names: HashSet<String> = allowed.iter().map(|t| t.name.clone()).collect();
         let admin = Arc::new(AtomicBool::new(false));
         let host_turn = Arc::clone(&admin);
+        let refusal: Refusal = Arc::new(Mutex::new(None));
+        let last = Arc::clone(&refusal);
         conn.authorizer(Some(move |ctx: AuthContext<'_>| {
             if host_turn.load(Ordering::Acquire) {
                 return Authorization::Allow;
             }
-            if ctx.database_name.is_some_and(|d| d != "main") {
-                return Authorization::Deny;
-            }
-            match ctx.action {
-                AuthAction::Read { table_name, .. } => {
-                    if names.contains(table_name)
-                        || table_name == "sqlite_master"
-                        || table_name == "sqlite_schema"
-                    {
-                        Authorization::Allow
-                    } else {
-                        Authorization::Deny
-                    }
+            match authorize(&ctx, &names) {
+                Ok(()) => Authorization::Allow,
+                Err(what) => {
+                    *last.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
+                    Authorization::Deny
                 }
-                AuthAction::Insert { table_name }
-                | AuthAction::Update { table_name, .. }
-                | AuthAction::Delete { table_name } => {
-                    if names.contains(table_name) {
-                        Authorization::Allow
-                    } else {
-                        Authorization::Deny
-                    }
-                }
-                AuthAction::Select
-                | AuthAction::Recursive
-                | AuthAction::Transaction { .. }
-                | AuthAction::Savepoint { .. } => Authorization::Allow,
-                AuthAction::Function { function_name } => {
-                    if function_name.eq_ignore_ascii_case("load_extension") {
-                        Authorization::Deny
-                    } else {
-                        Authorization::Allow
-                    }
-                }
-                _ => Authorization::Deny,
             }
         }));
         Ok(Box::new(SqliteSession {
             plugin: plugin.to_owned(),
             conn: Mutex::new(Some(conn)),
             admin,
+            refusal,
+            control,
         }))
     }
 
@@ -133,6 +207,8 @@ struct SqliteSession {
     plugin: String,
     conn: Mutex<Option<rusqlite::Connection>>,
     admin: Arc<AtomicBool>,
+    refusal: Refusal,
+    control: Arc<Control>,
 }
 
 fn to_sql(v: &Value) -> SqlValue {
@@ -168,14 +244,32 @@ fn typed(decl: Option<&str>, v: Value) -> Value {
 }
 
 impl SqliteSession {
-    fn with<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> std::result::Result<T, Failure>,
+    ) -> Result<T> {
         let guard = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = guard.as_ref().ok_or_else(|| Error::Sql {
             plugin: self.plugin.clone(),
             message: "the tables session is closed".into(),
             sqlstate: None,
         })?;
-        f(conn).map_err(|e| sql_error(&self.plugin, &e))
+        f(conn).map_err(|e| match e {
+            Failure::Db(e) => sql_error(&self.plugin, Some(&self.refusal), &self.control, &e),
+            Failure::Host(e) => e,
+        })
+    }
+}
+
+/// A statement's failure: the database's, or a host limit.
+enum Failure {
+    Db(rusqlite::Error),
+    Host(Error),
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e)
     }
 }
 
@@ -188,11 +282,12 @@ impl TableSession for SqliteSession {
                 [],
             );
             self.admin.store(false, Ordering::Release);
-            r.map(drop)
+            r.map(drop).map_err(Failure::Db)
         })
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Rows> {
+        self.control.check()?;
         self.with(|conn| {
             // Cached per connection: the authorizer already ran when it was first prepared,
             // and a schema change (which the plugin cannot make) would re-prepare it.
@@ -217,17 +312,17 @@ impl TableSession for SqliteSession {
                 });
             }
             let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
-            let mut out = Vec::new();
+            let mut out = self.control.collector();
             while let Some(row) = rows.next()? {
                 let mut m = Map::with_capacity(names.len());
                 for (i, (n, decl)) in columns.iter().enumerate() {
                     m.insert(n.clone(), typed(decl.as_deref(), to_json(row.get_ref(i)?)));
                 }
-                out.push(m);
+                out.push(m).map_err(Failure::Host)?;
             }
             let affected = conn.changes();
             Ok(Rows {
-                rows: out,
+                rows: out.rows,
                 affected,
             })
         })
@@ -249,16 +344,27 @@ impl TableSession for SqliteSession {
 mod tests {
     use super::*;
 
+    fn limits() -> Limits {
+        Limits {
+            max_rows: 1000,
+            max_bytes: 1 << 20,
+            statement_timeout: std::time::Duration::from_secs(30),
+        }
+    }
+
     /// The authorizer is the wall: statements sent straight to the session, with no parser in
     /// front, still reach only the allowed tables.
     #[test]
     fn the_authorizer_refuses_everything_outside_the_allowed_tables() {
         let dir =
             std::env::temp_dir().join(format!("plugin-host-sqlite-test-{}", std::process::id()));
-        let backend = SqliteTables::new(&dir).unwrap();
+        let backend = SqliteTables::new(&dir, limits()).unwrap();
         let users = naming::sqlite_table("users").unwrap();
         let secrets = naming::sqlite_table("secrets").unwrap();
-        let session = backend.open("demo", std::slice::from_ref(&users)).unwrap();
+        let control = Arc::new(Control::new("demo", limits()));
+        let session = backend
+            .open("demo", std::slice::from_ref(&users), control)
+            .unwrap();
         session
             .create(&users, "\"id\" INTEGER PRIMARY KEY, \"email\" TEXT")
             .unwrap();
@@ -280,11 +386,43 @@ mod tests {
             "PRAGMA writable_schema = 1",
             "CREATE TRIGGER t AFTER INSERT ON users BEGIN DELETE FROM secrets; END",
             "SELECT load_extension('x')",
+            "SELECT * FROM sqlite_master",
+            "SELECT sql FROM SQLITE_SCHEMA",
+            r#"SELECT sql FROM "sqlite_master""#,
+            "SELECT sql FROM main.sqlite_master",
+            "SELECT sql FROM sqlite_temp_master",
+            "SELECT * FROM pragma_table_info('secrets')",
+            "SELECT * FROM pragma_table_list",
+            "SELECT name FROM pragma_table_list()",
         ] {
             let e = session.query(attack, &[]).unwrap_err();
             assert!(
-                matches!(e, Error::TableAccessDenied { .. } | Error::Sql { .. }),
+                matches!(
+                    e,
+                    Error::TableAccessDenied { .. }
+                        | Error::SqlAccessDenied { .. }
+                        | Error::Sql { .. }
+                ),
                 "{attack}: {e}"
+            );
+        }
+        // The schema tables and pragma functions are refused whatever the spelling: the
+        // authorizer sees the object, not the text.
+        for schema in [
+            "SELECT * FROM sqlite_master",
+            "SELECT sql FROM \"SQLITE_SCHEMA\"",
+            "SELECT sql FROM main.Sqlite_Master",
+            "SELECT sql FROM temp.sqlite_master",
+            "SELECT * FROM pragma_table_info('secrets')",
+            "SELECT * FROM pragma_table_list",
+        ] {
+            let e = session.query(schema, &[]).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    Error::SqlAccessDenied { .. } | Error::TableAccessDenied { .. }
+                ),
+                "{schema}: {e}"
             );
         }
         let rows = session.query("SELECT email FROM users", &[]).unwrap();

@@ -440,6 +440,18 @@ pub enum Error {
         /// The limit.
         limit: u64,
     },
+    /// A plugin was loaded, reloaded or unloaded by another operation each time this one read
+    /// its file (before taking the transition lock): the bytes read were never used, nothing of
+    /// this operation took effect.
+    #[error(
+        "plugin `{plugin}` changed while its file was read, {attempts} times in a row; nothing was changed, try again"
+    )]
+    ConcurrentChange {
+        /// The plugin.
+        plugin: String,
+        /// How many times its file was read.
+        attempts: usize,
+    },
     /// Another host process holds the data folder's lock.
     #[error("data folder `{}` is in use by another plugin-host process{}; stop it or use another --data-dir", path.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     DataDirInUse {
@@ -544,6 +556,8 @@ pub enum ErrorCode {
     FileTooLarge,
     /// `data_dir_in_use`
     DataDirInUse,
+    /// `concurrent_change`
+    ConcurrentChange,
     /// `internal`
     Internal,
 }
@@ -593,6 +607,7 @@ impl ErrorCode {
         Self::InvalidPath,
         Self::FileTooLarge,
         Self::DataDirInUse,
+        Self::ConcurrentChange,
         Self::Internal,
     ];
 
@@ -641,6 +656,7 @@ impl ErrorCode {
             Self::InvalidPath => "invalid_path",
             Self::FileTooLarge => "file_too_large",
             Self::DataDirInUse => "data_dir_in_use",
+            Self::ConcurrentChange => "concurrent_change",
             Self::Internal => "internal",
         }
     }
@@ -706,6 +722,7 @@ impl Error {
             Self::InvalidPath { .. } => ErrorCode::InvalidPath,
             Self::FileTooLarge { .. } => ErrorCode::FileTooLarge,
             Self::DataDirInUse { .. } => ErrorCode::DataDirInUse,
+            Self::ConcurrentChange { .. } => ErrorCode::ConcurrentChange,
             Self::Io { .. } | Self::Internal { .. } => ErrorCode::Internal,
         }
     }
@@ -782,6 +799,9 @@ impl Error {
             Self::InvalidPath { path, .. } => json!({ "path": path }),
             Self::FileTooLarge { size, limit, .. } => json!({ "size": size, "limit": limit }),
             Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            Self::ConcurrentChange { plugin, attempts } => {
+                json!({ "plugin": plugin, "attempts": attempts })
+            }
             _ => json!({}),
         }
     }

@@ -48,10 +48,45 @@ pub use server::serve;
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
 
-/// Hooks for the workspace's benches. Not a stable API.
+/// Hooks for the workspace's benches and tests. Not a stable API.
 #[cfg(feature = "__private")]
 #[doc(hidden)]
 pub mod __private {
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// One read of a plugin file held by [`pause_read`] until this is released or dropped.
+    #[derive(Debug)]
+    pub struct ReadPause {
+        id: u64,
+    }
+
+    /// Holds the read of the plugin file at `path` (compared as given: pass the absolute path
+    /// the host reads) that comes after `skip` other reads of it, at the moment a slow disk
+    /// would block: after the file was opened and checked, before its bytes are read. Every
+    /// other read of the file goes on.
+    pub fn pause_read(path: &Path, skip: usize) -> ReadPause {
+        ReadPause {
+            id: crate::loader::read_pause::add(path, skip),
+        }
+    }
+
+    impl ReadPause {
+        /// Waits until the chosen read is held; `false` if it was not within `timeout`.
+        pub fn wait_held(&self, timeout: Duration) -> bool {
+            crate::loader::read_pause::wait_holding(self.id, timeout)
+        }
+
+        /// Lets the held read go on (if none is held yet, none will be).
+        pub fn release(self) {}
+    }
+
+    impl Drop for ReadPause {
+        fn drop(&mut self) {
+            crate::loader::read_pause::release(self.id);
+        }
+    }
+
     /// Plans a dependency chain of `n` plugins (each depending on the previous one, listed in
     /// reverse order) with the same graph code a directory load uses; returns how many it
     /// ordered.

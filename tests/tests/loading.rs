@@ -2,13 +2,17 @@
 //! real `plugin-host serve` binary over HTTP: files that are not plugins (devices, FIFOs,
 //! folders, `/proc` pseudo-files, huge files), hostile paths, requests that time out. Each is
 //! checked from outside: the server's memory, the plugin list, the state file, the time taken.
+//! The tests at the end run a manager in-process, with a file read held by a test hook.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use integration::*;
+use plugin_host::__private::pause_read;
+use plugin_host::{PluginManager, PluginSettings};
 use serde_json::{Value, json};
 
 fn code(r: &(u16, Value)) -> (u16, String) {
@@ -432,4 +436,198 @@ fn issue_11_a_fifo_in_the_watched_folder_does_not_hang_the_watcher() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+// In-process: a lifecycle operation held inside a file read (the `__private` hook holds the read
+// at the moment a slow disk would block: after the checks, before the bytes) holds up no
+// lifecycle operation of another plugin, and never puts bytes read before a newer change in.
+
+/// Longest wait for something the test expects to happen.
+const EXPECTED: Duration = Duration::from_secs(20);
+
+/// Runs `f` on a new thread; its result arrives on the returned channel.
+fn on_thread<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::sync::mpsc::Receiver<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx
+}
+
+/// Loads and unloads `versioned` (a plugin the operation in progress does not touch) on another
+/// thread and asserts that it completes while the operation is held.
+fn other_plugin_lifecycle_completes(m: &Arc<PluginManager>) {
+    let other = Arc::clone(m);
+    let done = on_thread(move || {
+        let info = other.load(plugin("versioned"))?;
+        let report = other.unload("versioned", false)?;
+        Ok::<_, plugin_host::Error>((info, report))
+    });
+    let (info, report) = done
+        .recv_timeout(EXPECTED)
+        .expect("loading and unloading another plugin waited for a file read")
+        .unwrap();
+    assert_eq!(info.name, "versioned");
+    assert_eq!(report.unloaded, ["versioned"]);
+}
+
+#[test]
+fn issue_11_a_reload_reading_a_dependents_file_holds_up_no_other_plugin() {
+    let dir = temp_dir();
+    let hello = copy_plugin("hello", dir.path());
+    let greeter = copy_plugin("greeter", dir.path());
+    let m = Arc::new(manager());
+    let hello0 = m.load(&hello).unwrap().generation;
+    let greeter0 = m.load(&greeter).unwrap().generation;
+
+    // The reload of `hello` reads `greeter`'s file too (its dependent is reloaded after it).
+    let pause = pause_read(&greeter, 0);
+    let reloader = Arc::clone(&m);
+    let reload = on_thread(move || reloader.reload("hello"));
+    assert!(pause.wait_held(EXPECTED), "the reload never read greeter");
+    other_plugin_lifecycle_completes(&m);
+    // `hello` is swapped already; `greeter` is replaced only once its file is read, and keeps
+    // answering meanwhile.
+    let hello1 = m.get("hello").unwrap().generation;
+    assert!(hello1 > hello0);
+    assert_eq!(m.get("greeter").unwrap().generation, greeter0);
+    assert_eq!(
+        m.execute("greeter", &json!({"name": "al"})).unwrap()["greeting"],
+        "hello, al!"
+    );
+
+    pause.release();
+    let info = reload.recv_timeout(EXPECTED).unwrap().unwrap();
+    assert_eq!(info.generation, hello1);
+    assert!(m.get("greeter").unwrap().generation > greeter0);
+    assert_eq!(
+        m.execute("greeter", &json!({"name": "ada"})).unwrap()["greeting"],
+        "hello, ada!"
+    );
+}
+
+#[test]
+fn issue_11_a_settings_change_reading_the_file_holds_up_no_other_plugin() {
+    let dir = temp_dir();
+    let hello = copy_plugin("hello", dir.path());
+    let m = Arc::new(manager());
+    let generation = m.load(&hello).unwrap().generation;
+
+    let pause = pause_read(&hello, 0);
+    let changer = Arc::clone(&m);
+    let change = on_thread(move || {
+        changer.update_settings("hello", |stored| {
+            assert_eq!(stored, None);
+            Ok(Some(PluginSettings::new(Some(json!({"x": 1})), None)))
+        })
+    });
+    assert!(
+        pause.wait_held(EXPECTED),
+        "the settings change never read the file"
+    );
+    other_plugin_lifecycle_completes(&m);
+    // The file is read before the read-modify-write of the settings starts.
+    assert_eq!(m.settings("hello"), None);
+    assert_eq!(m.get("hello").unwrap().generation, generation);
+
+    pause.release();
+    let stored = change.recv_timeout(EXPECTED).unwrap().unwrap();
+    assert_eq!(stored.unwrap().config, Some(json!({"x": 1})));
+    assert_eq!(m.settings("hello").unwrap().config, Some(json!({"x": 1})));
+    assert!(m.get("hello").unwrap().generation > generation);
+}
+
+#[test]
+fn issue_11_a_directory_load_reading_a_file_holds_up_no_other_plugin() {
+    let dir = temp_dir();
+    copy_plugin("hello", dir.path());
+    let greeter = copy_plugin("greeter", dir.path());
+    let m = Arc::new(manager());
+
+    // A directory load reads each file twice: to plan, then (one file at a time, so a folder
+    // of large files is never in memory at once) to load it. The second read is held.
+    let pause = pause_read(&greeter, 1);
+    let loader = Arc::clone(&m);
+    let folder = dir.path().to_owned();
+    let load = on_thread(move || loader.load_dir(&folder));
+    assert!(
+        pause.wait_held(EXPECTED),
+        "the directory load never re-read greeter"
+    );
+    other_plugin_lifecycle_completes(&m);
+
+    pause.release();
+    let report = load.recv_timeout(EXPECTED).unwrap().unwrap();
+    assert_eq!(report.loaded, ["hello", "greeter"], "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(
+        m.execute("greeter", &json!({"name": "bo"})).unwrap()["greeting"],
+        "hello, bo!"
+    );
+}
+
+/// Unloads `versioned` and loads it again from `file`: a change of the plugin that does not
+/// wait for a reload of it in progress (a load reads its own file). Returns the new instance.
+fn unload_and_load_again(m: &PluginManager, file: &Path) -> plugin_host::PluginInfo {
+    m.unload("versioned", false).unwrap();
+    m.load(file).unwrap()
+}
+
+#[test]
+fn issue_11_bytes_read_before_a_newer_change_are_never_put_in() {
+    let dir = temp_dir();
+    let file = dir.path().join(lib_file("versioned"));
+    install("versioned", &file);
+    let m = Arc::new(manager());
+    m.load(&file).unwrap();
+
+    // A reload opens the file (version 1) and is held before reading it ...
+    let pause = pause_read(&file, 0);
+    let first = Arc::clone(&m);
+    let reload = on_thread(move || first.reload("versioned"));
+    assert!(pause.wait_held(EXPECTED), "the reload never read the file");
+    // ... the file is replaced by version 2, which another operation puts in meanwhile.
+    install("versioned-v2", &file);
+    let v2 = unload_and_load_again(&m, &file);
+    assert_eq!(v2.version, "2.0.0");
+
+    // The held reload then reads version 1 from the file it opened: those bytes are older than
+    // what runs, so it reads the file again instead of putting version 1 back.
+    pause.release();
+    let after = reload.recv_timeout(EXPECTED).unwrap().unwrap();
+    assert_eq!(after.version, "2.0.0");
+    assert!(after.generation > v2.generation);
+    assert_eq!(m.execute("versioned", &json!({})).unwrap()["version"], "2");
+}
+
+#[test]
+fn issue_11_a_reload_that_only_ever_reads_stale_bytes_fails_typed_and_changes_nothing() {
+    let dir = temp_dir();
+    let file = dir.path().join(lib_file("versioned"));
+    install("versioned", &file);
+    let m = Arc::new(manager());
+    m.load(&file).unwrap();
+
+    // Reads of the file, in order: the held reload's first read (held by pause 0), the read of
+    // a load that replaces the plugin meanwhile (let through by pause 1), the held reload's
+    // second read (held by pause 1), and so on: every time, the plugin changed meanwhile.
+    let mut pauses: std::collections::VecDeque<_> = (0..5)
+        .map(|i| pause_read(&file, usize::from(i > 0)))
+        .collect();
+    let held = Arc::clone(&m);
+    let reload = on_thread(move || held.reload("versioned"));
+    let mut last = 0;
+    while let Some(pause) = pauses.pop_front() {
+        assert!(pause.wait_held(EXPECTED), "the reload did not read again");
+        last = unload_and_load_again(&m, &file).generation;
+        pause.release();
+    }
+    let e = reload.recv_timeout(EXPECTED).unwrap().unwrap_err();
+    assert_eq!(e.code().as_str(), "concurrent_change", "{e}");
+    assert_eq!(e.details()["attempts"], 5);
+    // Nothing of it took effect: the last load's instance runs.
+    assert_eq!(m.get("versioned").unwrap().generation, last);
+    assert_eq!(m.execute("versioned", &json!({})).unwrap()["version"], "1");
 }

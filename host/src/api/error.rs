@@ -51,7 +51,8 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::PluginDisabled
         | C::PluginNotActive
         | C::StaleHandle
-        | C::DataDirInUse => StatusCode::CONFLICT,
+        | C::DataDirInUse
+        | C::ConcurrentChange => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::InitializeFailed
         | C::PluginFailed

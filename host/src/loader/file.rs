@@ -180,6 +180,8 @@ pub(crate) fn read_plugin_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
         size,
         limit: max_bytes,
     })?;
+    #[cfg(feature = "__private")]
+    read_pause::before_read(path);
     let mut bytes = Vec::with_capacity(capacity);
     // One byte more than announced: a file that grew, or a pseudo-file, is caught, and the
     // read stays bounded by the limit whatever the file claims.
@@ -197,6 +199,104 @@ pub(crate) fn read_plugin_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
         ));
     }
     Ok(bytes)
+}
+
+/// Test hook (feature `__private`, see `crate::__private::pause_read`): holds one chosen read of
+/// a file between its checks and the reading of its bytes, the moment a slow disk or network
+/// file system would block, so tests can prove what a file read holds up and what it does not.
+#[cfg(feature = "__private")]
+pub(crate) mod read_pause {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+    use std::time::{Duration, Instant};
+
+    struct Entry {
+        id: u64,
+        path: PathBuf,
+        /// Reads of `path` still to let through before the one held.
+        skip: usize,
+        /// Whether the held read has arrived.
+        holding: bool,
+    }
+
+    struct Registry {
+        next: u64,
+        entries: Vec<Entry>,
+    }
+
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        next: 0,
+        entries: Vec::new(),
+    });
+    static CHANGED: Condvar = Condvar::new();
+
+    fn registry() -> MutexGuard<'static, Registry> {
+        REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Called by every read, after the file's checks: holds the read chosen by an entry until
+    /// the entry is released.
+    pub(crate) fn before_read(path: &Path) {
+        let mut reg = registry();
+        let Some(entry) = reg
+            .entries
+            .iter_mut()
+            .find(|e| e.path == path && !e.holding)
+        else {
+            return;
+        };
+        if entry.skip > 0 {
+            entry.skip -= 1;
+            return;
+        }
+        entry.holding = true;
+        let id = entry.id;
+        CHANGED.notify_all();
+        while reg.entries.iter().any(|e| e.id == id) {
+            reg = CHANGED.wait(reg).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Holds the read of `path` that comes after `skip` others; returns the entry's id.
+    pub(crate) fn add(path: &Path, skip: usize) -> u64 {
+        let mut reg = registry();
+        reg.next += 1;
+        let id = reg.next;
+        reg.entries.push(Entry {
+            id,
+            path: path.to_owned(),
+            skip,
+            holding: false,
+        });
+        id
+    }
+
+    /// Waits until the entry's read is held; `false` if it was not within `timeout`.
+    pub(crate) fn wait_holding(id: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut reg = registry();
+        loop {
+            match reg.entries.iter().find(|e| e.id == id) {
+                Some(e) if e.holding => return true,
+                Some(_) => {}
+                None => return false,
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            reg = CHANGED
+                .wait_timeout(reg, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Removes the entry: its held read (if any) goes on.
+    pub(crate) fn release(id: u64) {
+        registry().entries.retain(|e| e.id != id);
+        CHANGED.notify_all();
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub(crate) use ffi::{
     CallError, Hook, HostContext, HostServices, InstantiateError, Library, is_mapped,
 };
 pub use file::DEFAULT_MAX_PLUGIN_BYTES;
+#[cfg(feature = "__private")]
+pub(crate) use file::read_pause;
 pub(crate) use file::{check_path, path_error, read_plugin_file};
 pub(crate) use shadow::{ShadowLock, claim_shadow_dir};
 

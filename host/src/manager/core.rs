@@ -268,6 +268,11 @@ pub(crate) struct Inner {
     _shadow_lock: Option<crate::loader::ShadowLock>,
     /// One transition (load, unload, reload, enable, disable) at a time.
     pub(crate) ops: Mutex<()>,
+    /// Plugins whose file a reload or settings change is reading, then changing (one such
+    /// operation per plugin at a time: see [`Inner::own_plugin`]).
+    pub(crate) owned: Mutex<HashSet<String>>,
+    /// Signalled when a plugin leaves `owned`.
+    pub(crate) owned_released: Condvar,
     registry: RwLock<Registry>,
     /// Every live instance by generation, including one being loaded beside the current one.
     instances: RwLock<HashMap<u64, Arc<Slot>>>,
@@ -334,6 +339,8 @@ impl Inner {
             owns_shadow_dir,
             _shadow_lock: shadow_lock,
             ops: Mutex::new(()),
+            owned: Mutex::new(HashSet::new()),
+            owned_released: Condvar::new(),
             registry: RwLock::new(Registry::default()),
             instances: RwLock::new(HashMap::new()),
             bus,

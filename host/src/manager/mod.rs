@@ -3,8 +3,10 @@
 //! and the worker threads that are the only place plugin code runs.
 //!
 //! Transitions are serialised by one lock (a second request for the same plugin waits for the
-//! first instead of running twice). Calls (`execute`, dependency calls, event deliveries) never
-//! take that lock: they find the plugin's current instance and queue work in its mailbox.
+//! first instead of running twice). Plugin files are read before that lock is taken, never
+//! under it, so a slow file holds up only the operation reading it. Calls (`execute`,
+//! dependency calls, event deliveries) never take that lock: they find the plugin's current
+//! instance and queue work in its mailbox.
 
 mod core;
 // Issue 11 (loading files): commit gates, so that a request answered with an error never
@@ -114,12 +116,14 @@ impl PluginManager {
     /// never lose each other's change. If the reload fails, the old settings stay and the
     /// plugin keeps running with them.
     ///
-    /// `change` runs under the manager's transition lock: it may read the manager (`get`,
+    /// The plugin's file is read before the transition lock is taken (and read again if the
+    /// plugin changed meanwhile); `change` runs under that lock: it may read the manager (`get`,
     /// `settings`, `list`) but must not start a transition (load, reload, set settings...).
     ///
     /// # Errors
-    /// Whatever `change` returns; `invalid_overrides`, `invalid_plugin_config`, or any reload
-    /// error.
+    /// Whatever `change` returns; `invalid_overrides`, `invalid_plugin_config`, any reload
+    /// error, `concurrent_change` when other operations changed the plugin during each of 5
+    /// reads of its file.
     pub fn update_settings(
         &self,
         name: &str,
@@ -158,9 +162,14 @@ impl PluginManager {
     /// Atomically reloads a plugin from its file, then its dependents in dependency order. If the
     /// new version fails at any step, the old one keeps running.
     ///
+    /// The files (the plugin's, then each dependent's) are read outside the manager's transition
+    /// lock; bytes read before another operation changed the plugin are never put in (the file
+    /// is read again).
+    ///
     /// # Errors
     /// `not_found`, any load error of the new file, `dependency_version_mismatch` when a
-    /// dependent does not accept the new version.
+    /// dependent does not accept the new version, `concurrent_change` when other operations
+    /// changed the plugin during each of 5 reads of its file.
     pub fn reload(&self, name: &str) -> Result<PluginInfo> {
         self.inner.reload(name)
     }

@@ -1,6 +1,8 @@
 //! Lifecycle transitions, each run under the manager's transition lock: load (a transaction),
 //! unload (the unload protocol of docs/architecture.md), atomic reload, enable/disable and
-//! directory load.
+//! directory load. No plugin file is read under that lock: each operation reads its files first
+//! and, once it holds the lock, checks that the plugin is still the instance a file was read
+//! for (see [`Inner::read_then_lock`]).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,6 +26,11 @@ use crate::resources::buckets::ScopedBuckets;
 use crate::resources::tables::ScopedTables;
 use crate::resources::topics::ScopedTopics;
 
+/// How many times a reload or settings change reads a plugin's file because another operation
+/// changed the plugin between the read and the transition lock, before it gives up
+/// (`concurrent_change`).
+const READ_ATTEMPTS: usize = 5;
+
 fn event(
     kind: LifecycleKind,
     manifest: &PluginManifest,
@@ -39,9 +46,49 @@ fn event(
     }
 }
 
+/// A plugin owned by one reload or settings change, from the read of its file to the end of the
+/// change (see [`Inner::own_plugin`]); released on drop.
+struct Owned<'a> {
+    inner: &'a Inner,
+    name: String,
+}
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .owned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.name);
+        self.inner.owned_released.notify_all();
+    }
+}
+
 impl Inner {
     pub(crate) fn lock_ops(&self) -> MutexGuard<'_, ()> {
         self.ops.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until no other reload or settings change of `name` is under way, then owns the
+    /// plugin until the returned value is dropped. Those operations read the plugin's file and
+    /// then change it; owning the plugin across both keeps a second one from reading the file
+    /// before the first put its read in (it would then have to read again, see
+    /// [`Inner::read_then_lock`]), so concurrent changes of one plugin queue here, without
+    /// retries. Only operations on the same plugin wait: never take it while holding the
+    /// transition lock.
+    fn own_plugin(&self, name: &str) -> Owned<'_> {
+        let mut owned = self.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        while owned.contains(name) {
+            owned = self
+                .owned_released
+                .wait(owned)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        owned.insert(name.to_owned());
+        Owned {
+            inner: self,
+            name: name.to_owned(),
+        }
     }
 
     /// Loads one plugin file, with operator settings for it if given (kept only if the load
@@ -78,42 +125,91 @@ impl Inner {
         }
     }
 
+    /// The instance a file is read for: generation and path of `name`'s current instance (with
+    /// `failed`, of its failed record when none is loaded); `None` when there is neither.
+    fn instance_seen(&self, name: &str, failed: bool) -> Option<(u64, PathBuf)> {
+        let reg = self.read();
+        if let Some(slot) = reg.plugins.get(name) {
+            return Some((slot.generation, slot.path.clone()));
+        }
+        if !failed {
+            return None;
+        }
+        reg.failed.get(name).map(|r| (r.generation, r.path.clone()))
+    }
+
+    /// Reads the file of `name`'s current instance (with `failed`, of its failed record when
+    /// none is loaded) *before* taking the transition lock, so a slow file holds up no other
+    /// plugin's lifecycle; then takes the lock and checks that the plugin is still the instance
+    /// the file was read for. If another operation loaded, reloaded or unloaded it meanwhile,
+    /// the bytes (maybe older than what now runs) are dropped and the file is read again, up to
+    /// [`READ_ATTEMPTS`] times (then `concurrent_change`). The caller owns the plugin
+    /// ([`Inner::own_plugin`]), so only a load, an unload or a directory load can come between.
+    /// Returns the lock and the read, `None` when the plugin has no instance (nor, with
+    /// `failed`, a failed record).
+    fn read_then_lock(
+        &self,
+        operation: &'static str,
+        name: &str,
+        failed: bool,
+    ) -> Result<(MutexGuard<'_, ()>, Option<Result<Candidate>>)> {
+        for _ in 0..READ_ATTEMPTS {
+            gate::check(operation)?;
+            let seen = self.instance_seen(name, failed);
+            let read = seen
+                .as_ref()
+                .map(|(_, path)| Candidate::read(path, self.config.max_plugin_bytes));
+            let ops = self.lock_ops();
+            gate::check(operation)?;
+            if self.instance_seen(name, failed) == seen {
+                return Ok((ops, read));
+            }
+            drop(ops);
+            tracing::debug!(target: "manager", plugin = %name, operation, "plugin changed while its file was read; reading it again");
+        }
+        Err(Error::ConcurrentChange {
+            plugin: name.to_owned(),
+            attempts: READ_ATTEMPTS,
+        })
+    }
+
     /// Changes the operator settings of `name` in one read-modify-write: `change` gets the
     /// stored settings (`None` when there are none) and returns the new ones (`None` clears
     /// them). It runs under the transition lock, together with the reload that applies the
     /// result to a loaded plugin, so concurrent changes never lose one another's update. If the
-    /// reload fails, the old settings and instance stay.
+    /// reload fails, the old settings and instance stay. The loaded plugin's file is read before
+    /// the lock is taken (see [`Inner::read_then_lock`]).
     pub(crate) fn update_settings(
         &self,
         name: &str,
         change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
     ) -> Result<Option<PluginSettings>> {
-        let _ops = self.lock_ops();
-        gate::check("settings change")?;
+        let _owned = self.own_plugin(name);
+        let (_ops, read) = self.read_then_lock("settings change", name, false)?;
         let stored = self.has_settings(name).then(|| self.settings_for(name));
         let settings = change(stored)?;
         if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
             s.validate()?;
         }
         let previous = self.put_settings(name, settings.clone());
-        if self.slot(name).is_err()
-            && let Err(e) = gate::commit("settings change", || ())
-        {
-            // The requester gave up (see gate.rs): the settings of a plugin that is not
-            // loaded take effect by being stored, so they are put back.
-            self.put_settings(name, previous);
-            return Err(e);
-        }
-        if let Ok(slot) = self.slot(name) {
-            let started = Instant::now();
-            if let Err(e) = self.replace(&slot, None) {
+        let Some(read) = read else {
+            // Not loaded (the lock has been held since that was checked): the settings take
+            // effect by being stored, unless the requester gave up (see gate.rs).
+            if let Err(e) = gate::commit("settings change", || ()) {
                 self.put_settings(name, previous);
-                self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
                 return Err(e);
             }
-            self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
-            self.metrics.reload_seconds.observe(started.elapsed());
+            return Ok(settings);
+        };
+        // Loaded, and still the instance whose file was read.
+        let started = Instant::now();
+        if let Err(e) = read.and_then(|c| self.slot(name).and_then(|s| self.replace(&s, c))) {
+            self.put_settings(name, previous);
+            self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
         }
+        self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
+        self.metrics.reload_seconds.observe(started.elapsed());
         Ok(settings)
     }
 
@@ -500,70 +596,66 @@ impl Inner {
 
     /// Atomically replaces a plugin with a new instance of its file, then its dependents.
     pub(crate) fn reload(&self, name: &str) -> Result<PluginInfo> {
-        // The file is read before the transition lock is taken (see `load`); it is read again
-        // under the lock only if the plugin's file changed meanwhile.
-        let file = match self.slot(name) {
-            Ok(slot) => Some(slot.path.clone()),
-            Err(_) => self.read().failed.get(name).map(|r| r.path.clone()),
+        // The file is read before the transition lock is taken (see `read_then_lock`).
+        let owned = self.own_plugin(name);
+        let (ops, read) = self.read_then_lock("reload", name, true)?;
+        let Some(read) = read else {
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
         };
-        let max_bytes = self.config.max_plugin_bytes;
-        let mut pre = file.map(|path| {
-            let read = Candidate::read(&path, max_bytes);
-            (path, read)
-        });
-        let mut candidate_for = |path: &Path| match pre.take() {
-            Some((p, read)) if p == path => read,
-            _ => Candidate::read(path, max_bytes),
-        };
-        let _ops = self.lock_ops();
-        gate::check("reload")?;
-        let old = match self.slot(name) {
-            Ok(slot) => slot,
-            Err(e) => {
-                // A failed plugin is reloaded by loading its file again.
-                let path = self
-                    .read()
-                    .failed
-                    .get(name)
-                    .map(|r| r.path.clone())
-                    .ok_or(e)?;
-                let started = Instant::now();
-                let result = candidate_for(&path).and_then(|c| self.load_candidate(c));
-                self.count_load(started, result.is_ok());
-                return self.get(result?.name());
-            }
+        let Ok(old) = self.slot(name) else {
+            // A failed plugin is reloaded by loading its file again.
+            let started = Instant::now();
+            let result = read.and_then(|c| self.load_candidate(c));
+            self.count_load(started, result.is_ok());
+            return self.get(result?.name());
         };
         let dependents = self.dependents_of(name);
         let started = Instant::now();
-        if let Err(e) = candidate_for(&old.path).and_then(|c| self.replace(&old, Some(c))) {
+        if let Err(e) = read.and_then(|c| self.replace(&old, c)) {
             self.metrics.reload_failures.fetch_add(1, Ordering::Relaxed);
             return Err(e);
         }
         self.metrics.reloads.fetch_add(1, Ordering::Relaxed);
         self.metrics.reload_seconds.observe(started.elapsed());
-        for dependent in dependents {
-            let Ok(slot) = self.slot(&dependent) else {
-                continue;
-            };
-            if let Err(e) = self.replace(&slot, None) {
-                tracing::warn!(target: "manager", plugin = %dependent, error = %e.chain(), "dependent kept its old instance");
-            }
-        }
+        drop(ops);
+        drop(owned);
+        self.reload_dependents(&dependents);
         self.get(name)
     }
 
-    /// Loads `old`'s file (or `candidate`) beside it, initialises it, swaps it in and retires
-    /// `old`. If anything fails before the swap, `old` keeps running.
-    pub(crate) fn replace(
-        &self,
-        old: &Arc<Slot>,
-        candidate: Option<Candidate>,
-    ) -> Result<Arc<Slot>> {
+    /// Reloads the dependents of a plugin that was just swapped, in dependency order, one at a
+    /// time: each one's file is read *outside* the transition lock, then, under it, the
+    /// dependent is replaced if it is still the instance the file was read for. One that
+    /// another operation replaced or unloaded meanwhile (after the swap, so already started
+    /// against the new instance) is left as it is; one that cannot reload keeps its old
+    /// instance (its handles follow the dependency).
+    fn reload_dependents(&self, dependents: &[String]) {
+        for dependent in dependents {
+            let _owned = self.own_plugin(dependent);
+            let Some((generation, path)) = self.instance_seen(dependent, false) else {
+                continue;
+            };
+            let read = Candidate::read(&path, self.config.max_plugin_bytes);
+            let _ops = self.lock_ops();
+            let slot = match self.slot(dependent) {
+                Ok(slot) if slot.generation == generation => slot,
+                _ => {
+                    tracing::debug!(target: "manager", plugin = %dependent, "dependent changed while its file was read; left as it is");
+                    continue;
+                }
+            };
+            if let Err(e) = read.and_then(|c| self.replace(&slot, c)) {
+                tracing::warn!(target: "manager", plugin = %dependent, error = %e.chain(), "dependent kept its old instance");
+            }
+        }
+    }
+
+    /// Loads `candidate` (read from `old`'s file) beside `old`, initialises it, swaps it in and
+    /// retires `old`. If anything fails before the swap, `old` keeps running.
+    pub(crate) fn replace(&self, old: &Arc<Slot>, candidate: Candidate) -> Result<Arc<Slot>> {
         let name = old.name().to_owned();
-        let candidate = match candidate {
-            Some(c) => c,
-            None => Candidate::read(&old.path, self.config.max_plugin_bytes)?,
-        };
         if candidate.name() != name {
             return Err(Error::NameChanged {
                 path: old.path.clone(),
@@ -653,8 +745,10 @@ impl Inner {
     pub(crate) fn load_files(&self, files: Vec<PathBuf>) -> DirectoryReport {
         let mut report = DirectoryReport::default();
         let mut candidates: Vec<Candidate> = Vec::new();
-        // Read and validated before the transition lock (see `load`); each file is read again
-        // (bounded) under the lock just before it is loaded.
+        // Read and validated before the transition lock (see `load`), then planned under it.
+        // Each file is then read again, outside the lock, just before it is loaded (one file
+        // in memory at a time), and loaded under the lock, which checks again that the plan
+        // still holds: not loaded meanwhile, dependencies still there.
         for path in files {
             match Candidate::read(&path, self.config.max_plugin_bytes) {
                 Ok(mut c) => {
@@ -664,7 +758,7 @@ impl Inner {
                 Err(e) => report.failed.push(failed_load(path, None, &e)),
             }
         }
-        let _ops = self.lock_ops();
+        let ops = self.lock_ops();
         // Two files with one name: refuse both, naming every file.
         let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
         for c in &candidates {
@@ -749,6 +843,7 @@ impl Inner {
             });
         }
         let order = plan.order;
+        drop(ops);
         let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
         for i in order {
             let Some(c) = slots[i].take() else { continue };
@@ -770,9 +865,12 @@ impl Inner {
                 continue;
             }
             let started = Instant::now();
-            let result = c
-                .reread(self.config.max_plugin_bytes)
-                .and_then(|c| self.load_candidate(c));
+            let result = gate::check("load")
+                .and_then(|()| c.reread(self.config.max_plugin_bytes))
+                .and_then(|c| {
+                    let _ops = self.lock_ops();
+                    self.load_candidate(c)
+                });
             self.count_load(started, result.is_ok());
             match result {
                 Ok(_) => report.loaded.push(name),

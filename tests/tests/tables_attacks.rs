@@ -4,19 +4,68 @@
 //! files on disk) before and after that nothing leaked, persisted or changed.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
+use std::cell::Cell;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use integration::*;
 use plugin_host::{ManagerConfig, Overrides, PluginManager, PluginSettings, TablesConfig};
 use serde_json::{Value, json};
 
+/// The tests of this file run in parallel threads of one process. The two that measure the
+/// process's memory run alone: every other test holds this lock shared while it runs.
+static MEMORY: RwLock<()> = RwLock::new(());
+
+thread_local! {
+    /// Whether this thread already holds [`MEMORY`] (a test may build several backends).
+    static HOLDS_MEMORY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread's hold on [`MEMORY`], released when the test's backend is dropped.
+enum MemoryTurn {
+    Shared(#[allow(dead_code, reason = "held for its drop")] RwLockReadGuard<'static, ()>),
+    Alone(#[allow(dead_code, reason = "held for its drop")] RwLockWriteGuard<'static, ()>),
+    /// Another backend of this thread holds it already.
+    Nested,
+}
+
+impl MemoryTurn {
+    fn shared() -> Self {
+        if HOLDS_MEMORY.get() {
+            return Self::Nested;
+        }
+        HOLDS_MEMORY.set(true);
+        Self::Shared(MEMORY.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn alone() -> Self {
+        assert!(!HOLDS_MEMORY.get(), "a memory test builds one backend");
+        HOLDS_MEMORY.set(true);
+        Self::Alone(MEMORY.write().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for MemoryTurn {
+    fn drop(&mut self) {
+        if !matches!(self, Self::Nested) {
+            HOLDS_MEMORY.set(false);
+        }
+    }
+}
+
 struct Backend {
     manager: PluginManager,
     pg: Option<PgDatabase>,
     dir: tempfile::TempDir,
+    /// Dropped last, after the manager and its threads.
+    _turn: MemoryTurn,
 }
 
 fn sqlite(config: ManagerConfig) -> Backend {
+    sqlite_with(config, MemoryTurn::shared())
+}
+
+fn sqlite_with(config: ManagerConfig, turn: MemoryTurn) -> Backend {
     let dir = temp_dir();
     let manager = PluginManager::new(config.with_tables(TablesConfig::Sqlite {
         dir: dir.path().join("tables"),
@@ -26,10 +75,15 @@ fn sqlite(config: ManagerConfig) -> Backend {
         manager,
         pg: None,
         dir,
+        _turn: turn,
     }
 }
 
 fn postgres(tag: &str, config: ManagerConfig) -> Backend {
+    postgres_with(tag, config, MemoryTurn::shared())
+}
+
+fn postgres_with(tag: &str, config: ManagerConfig, turn: MemoryTurn) -> Backend {
     let db = PgDatabase::create(tag);
     let manager = PluginManager::new(config.with_tables(TablesConfig::Postgres {
         url: db.url.clone(),
@@ -40,6 +94,7 @@ fn postgres(tag: &str, config: ManagerConfig) -> Backend {
         manager,
         pg: Some(db),
         dir: temp_dir(),
+        _turn: turn,
     }
 }
 
@@ -455,12 +510,16 @@ fn results_are_capped(b: &Backend) {
 
 #[test]
 fn results_are_capped_on_sqlite() {
-    results_are_capped(&sqlite(ManagerConfig::default()));
+    results_are_capped(&sqlite_with(ManagerConfig::default(), MemoryTurn::alone()));
 }
 
 #[test]
 fn results_are_capped_on_postgres() {
-    results_are_capped(&postgres("caps", ManagerConfig::default()));
+    results_are_capped(&postgres_with(
+        "caps",
+        ManagerConfig::default(),
+        MemoryTurn::alone(),
+    ));
 }
 
 /// The byte limit applies on its own, and both limits are configurable.

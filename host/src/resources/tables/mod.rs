@@ -70,10 +70,16 @@ pub(crate) struct Limits {
     pub(crate) max_rows: u64,
     /// Bytes in one result, counted as its JSON encoding (`limits.tables_max_bytes`).
     pub(crate) max_bytes: u64,
-    /// How long one statement may run on the server (the execute timeout): a backstop for the
-    /// cancellation a timed-out call raises.
+    /// How long one statement may run on the server: the execute timeout plus
+    /// [`STATEMENT_TIMEOUT_MARGIN`]. It is a backstop for the cancellation a timed-out call
+    /// raises, so it must not fire before the call's own deadline does (the caller then gets
+    /// `timeout`, not the database's error).
     pub(crate) statement_timeout: Duration,
 }
+
+/// How much longer than the execute timeout a statement may run on the server before the
+/// backstop stops it.
+const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(1);
 
 impl Limits {
     /// The limits a manager's settings imply.
@@ -81,7 +87,7 @@ impl Limits {
         Self {
             max_rows: config.tables_max_rows,
             max_bytes: config.tables_max_bytes,
-            statement_timeout: config.execute_timeout,
+            statement_timeout: config.execute_timeout + STATEMENT_TIMEOUT_MARGIN,
         }
     }
 }

@@ -20,7 +20,8 @@
 //! host-only schema `plugin_host` of the admin database, so every host sharing it agrees on
 //! them.
 //!
-//! Runaway work: every connection starts with `statement_timeout` = the execute timeout, and a
+//! Runaway work: every connection starts with `statement_timeout` = the execute timeout + 1 s (a
+//! backstop that never fires before the call's own deadline), and a
 //! call that times out raises the session's cancellation, which cancels the running statement
 //! on the server (`pg_cancel_backend` from the admin connection, found by the session's unique
 //! `application_name`).

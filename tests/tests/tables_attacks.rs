@@ -289,6 +289,10 @@ fn postgres_plugin_reaches_only_its_own_database() {
         "ALTER ROLE CURRENT_USER SET work_mem = '64kB'",
         "ALTER ROLE CURRENT_USER PASSWORD 'mine'",
         "ALTER USER CURRENT_USER SET statement_timeout = 0",
+        // PostgreSQL ends a `--` comment at a carriage return: the ALTER is what it runs, the
+        // SELECT after the line feed sits in a block comment.
+        "--x\rALTER USER CURRENT_USER SET work_mem = '64kB' /*\nSELECT */",
+        "--x\rALTER USER CURRENT_USER PASSWORD 'mine' /*\nSELECT */",
         "SELECT pg_cancel_backend(pid) FROM generate_series(1, 100000) AS pid",
     ];
     for statement in writes {
@@ -353,6 +357,12 @@ fn postgres_denials_name_the_object() {
     m.load(plugin("tables-demo")).unwrap();
     for (statement, kind, name) in [
         ("SELECT lo_create(0)", "function", "lo_create"),
+        // A superuser-only setting: the setting, not the database's sentence, is named.
+        (
+            "SELECT current_setting('data_directory') AS x",
+            "setting",
+            "data_directory",
+        ),
         // `TABLE x` names no relation the parser reports: the database refuses it.
         ("TABLE pg_roles", "view", "pg_roles"),
         (
@@ -863,5 +873,72 @@ fn serve_caps_results_and_frees_timed_out_plugins() {
         free_after < Duration::from_secs(1),
         "the plugin was busy for {free_after:?} after the 504"
     );
+    s.stop();
+}
+
+/// The peak resident set (`VmHWM`) of process `pid`, in MiB: it never goes down, so a value
+/// built and freed within one call still shows.
+fn peak_rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap()
+        / 1024
+}
+
+/// Section 2, one huge value: the byte limit (1 MiB here) bounds a single string or blob too,
+/// also one that is never returned, before SQLite builds it in the server's memory (one row of
+/// `zeroblob(150 MB)` used to cost the server its size plus twice that as hex).
+#[test]
+fn serve_bounds_one_huge_value_on_sqlite() {
+    let mut s = Server::start(&[], &[("PLUGIN_HOST_TABLES_MAX_BYTES", "1048576")]);
+    let pid = s.pid();
+    let (st, out) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({"path": plugin("tables-demo").to_string_lossy()})),
+    );
+    assert_eq!(st, 201, "{out}");
+    let raw = |sql: &str| {
+        s.call(
+            "POST",
+            "/api/v1/plugins/tables-demo/execute",
+            Some(json!({"op": "request", "request": {"op": "sql", "sql": sql}})),
+        )
+    };
+    let (st, out) = raw("SELECT 1 AS one");
+    assert_eq!(st, 200, "{out}");
+    let before = peak_rss_of(pid);
+    for statement in [
+        "SELECT zeroblob(150000000) AS b",
+        "SELECT length(hex(randomblob(150000000))) AS n",
+        "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r WHERE length(s) < 200000000) SELECT max(length(s)) AS n FROM r",
+    ] {
+        let (st, out) = raw(statement);
+        assert_eq!(st, 422, "{statement}: {out}");
+        assert_eq!(
+            out["error"]["details"]["plugin_code"], "result_too_large",
+            "{statement}: {out}"
+        );
+        assert!(
+            out["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("limits.tables_max_bytes"),
+            "{statement}: {out}"
+        );
+    }
+    let after = peak_rss_of(pid);
+    eprintln!("serve: huge values refused; server peak RSS {before} MiB -> {after} MiB");
+    assert!(
+        after.saturating_sub(before) < 100,
+        "server peak RSS grew from {before} MiB to {after} MiB"
+    );
+    // Values under the limit still work.
+    let (st, out) = raw("SELECT length(hex(zeroblob(1000))) AS n");
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["output"]["rows"], json!([{"n": 2000}]));
     s.stop();
 }

@@ -66,7 +66,9 @@ fn unavailable(message: impl std::fmt::Display) -> Error {
 
 /// Turns PostgreSQL's `42501` message into the object it names: `permission denied for table
 /// secrets` → (`table`, `secrets`); `permission denied to create temporary tables in database
-/// "x"` → (`temporary tables in database`, `x`); `must be owner of table t` → (`table`, `t`).
+/// "x"` → (`temporary tables in database`, `x`); `must be owner of table t` → (`table`, `t`);
+/// `must be superuser or have privileges of pg_read_all_settings to examine "x"` → (`setting`,
+/// `x`).
 fn denied_object(message: &str) -> (String, String) {
     let unquote = |s: &str| s.trim().trim_matches('"').to_owned();
     if let Some(rest) = message
@@ -95,8 +97,22 @@ fn denied_object(message: &str) -> (String, String) {
     {
         return ("temporary tables in database".to_owned(), unquote(rest));
     }
+    // `must be superuser or have privileges of pg_read_all_settings to examine "x"`,
+    // `permission denied to set parameter "x"`.
+    if let Some((_, setting)) = message
+        .split_once(" to examine ")
+        .or_else(|| message.split_once("permission denied to set parameter "))
+    {
+        return ("setting".to_owned(), unquote(setting));
+    }
     if let Some(rest) = message.strip_prefix("permission denied to ") {
         return ("operation".to_owned(), rest.to_owned());
+    }
+    // `must be superuser to ...`, `must be member of role "x" to ...`: what was refused.
+    if message.starts_with("must be ")
+        && let Some((_, what)) = message.split_once(" to ")
+    {
+        return ("operation".to_owned(), what.to_owned());
     }
     ("object".to_owned(), message.to_owned())
 }

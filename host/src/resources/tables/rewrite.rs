@@ -149,13 +149,18 @@ const PASS_THROUGH: [&str; 7] = [
     "SELECT", "WITH", "VALUES", "TABLE", "INSERT", "UPDATE", "DELETE",
 ];
 
-/// The statement's first word, after whitespace, comments (`--`, nested `/* */`) and `(`.
-fn first_keyword(sql: &str) -> &str {
+/// The statement's first word, after whitespace, comments (`--`, nested `/* */`) and `(`, as
+/// the database reads them: a `--` comment ends at a line feed, and on PostgreSQL at a carriage
+/// return too; `/* */` comments nest on PostgreSQL only (each lexer's rules). Reading a comment
+/// any other way would let the word the database executes hide inside what this function takes
+/// for a comment.
+fn first_keyword(sql: &str, dialect: Dialect) -> &str {
+    let ends_comment = |c: char| c == '\n' || (c == '\r' && dialect == Dialect::Postgres);
     let mut rest = sql;
     loop {
         let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
         if let Some(after) = trimmed.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r);
+            rest = after.find(ends_comment).map_or("", |i| &after[i + 1..]);
         } else if trimmed.starts_with("/*") {
             let mut depth = 0usize;
             let mut end = trimmed.len();
@@ -163,7 +168,7 @@ fn first_keyword(sql: &str) -> &str {
             let mut i = 0;
             while i + 1 < bytes.len() {
                 match (bytes[i], bytes[i + 1]) {
-                    (b'/', b'*') => {
+                    (b'/', b'*') if depth == 0 || dialect == Dialect::Postgres => {
                         depth += 1;
                         i += 2;
                     }
@@ -205,7 +210,7 @@ pub(crate) fn rewrite(
         // What the parser cannot read goes to the database as it is (the database is the
         // wall), but only as a query or a data change: a role may change its own defaults
         // (`ALTER ROLE CURRENT_USER SET ...`), which no privilege forbids.
-        let word = first_keyword(sql).to_ascii_uppercase();
+        let word = first_keyword(sql, dialect).to_ascii_uppercase();
         return if PASS_THROUGH.contains(&word.as_str()) {
             Ok(sql.to_owned())
         } else {
@@ -394,13 +399,32 @@ mod tests {
     #[test]
     fn unreadable_statements_pass_only_as_queries_or_data_changes() {
         assert_eq!(
-            first_keyword(" /* a /* b */ c */ -- x\n ( select 1"),
+            first_keyword(" /* a /* b */ c */ -- x\n ( select 1", Dialect::Postgres),
             "select"
+        );
+        // Comments end where each database ends them: a PostgreSQL `--` comment at `\r`, a
+        // SQLite `/*` at the first `*/` (no nesting).
+        assert_eq!(
+            first_keyword(
+                "--x\rALTER USER CURRENT_USER /*\nSELECT */",
+                Dialect::Postgres
+            ),
+            "ALTER"
+        );
+        assert_eq!(
+            first_keyword("--x\rALTER\nSELECT", Dialect::Sqlite),
+            "SELECT"
+        );
+        assert_eq!(
+            first_keyword("/* /* */ BEGIN /* */ SELECT", Dialect::Sqlite),
+            "BEGIN"
         );
         for sql in [
             "ALTER USER CURRENT_USER SET statement_timeout = 0",
             "/* */ ALTER ROLE CURRENT_USER IN DATABASE x SET a.b = 1 extra",
             "-- c\nCOMMENT ON ROLE CURRENT_USER IS 'x' garbage",
+            "--x\rALTER USER CURRENT_USER SET work_mem = '77MB' /*\nSELECT */",
+            "--x\rALTER USER CURRENT_USER PASSWORD 'mine' /*\nSELECT */",
         ] {
             assert!(matches!(pg(sql), Err(RewriteError::Invalid(_))), "{sql}");
         }

@@ -1,7 +1,8 @@
 //! SQLite backend (the embedded default): one database file per plugin, opened with an
 //! authorizer that allows reading and writing the plugin's allowed tables and nothing else —
 //! no `ATTACH`/`DETACH`, no schema changes, no pragmas, no other table — and with the
-//! attached-database limit at 0. Tables are created by the host through the same connection
+//! attached-database limit at 0 and the length of one value (string, blob, row) at the result
+//! byte limit. Tables are created by the host through the same connection
 //! with the authorizer lifted for that one statement.
 
 use std::collections::HashSet;
@@ -108,6 +109,14 @@ fn sql_error(
         if f.code == rusqlite::ErrorCode::OperationInterrupted {
             return control.cancelled();
         }
+        // A string, blob or row over `SQLITE_LIMIT_LENGTH`, which is the byte limit.
+        if f.code == rusqlite::ErrorCode::TooBig {
+            return Error::ResultTooLarge {
+                plugin: plugin.to_owned(),
+                limit: "limits.tables_max_bytes",
+                max: control.limits.max_bytes,
+            };
+        }
         if f.code == rusqlite::ErrorCode::AuthorizationForStatementDenied {
             let refused =
                 refusal.and_then(|r| r.lock().unwrap_or_else(PoisonError::into_inner).take());
@@ -160,6 +169,13 @@ impl TableBackend for SqliteTables {
         let err = |e: rusqlite::Error| sql_error(plugin, None, &control, &e);
         let conn = rusqlite::Connection::open(&path).map_err(err)?;
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_ATTACHED, 0);
+        // No value (string, blob, row) larger than a whole result may be: without this, one
+        // `zeroblob(1e9)` or `hex(randomblob(...))`, even one that is never returned, is built
+        // in the host's memory before the result's byte count sees it.
+        conn.set_limit(
+            rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+            i32::try_from(control.limits.max_bytes).unwrap_or(i32::MAX),
+        );
         conn.set_prepared_statement_cache_capacity(64);
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",

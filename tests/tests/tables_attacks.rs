@@ -558,6 +558,77 @@ fn the_byte_limit_names_itself() {
     }
 }
 
+/// Section 1 with overrides on PostgreSQL: the plugin's database holds a table its overrides no
+/// longer allow. Its identity sequence is out of reach too (`nextval` would disturb the table's
+/// future ids); the sequences of allowed tables keep working. Checked from outside.
+#[test]
+fn postgres_sequences_of_disallowed_tables_are_out_of_reach() {
+    let b = postgres("sequences", ManagerConfig::default());
+    let (m, pg) = (&b.manager, b.pg.as_ref().unwrap());
+    m.load(plugin("tables-demo")).unwrap();
+    let both: Overrides = serde_json::from_value(json!({"tables": ["users", "secrets"]})).unwrap();
+    m.set_settings("tables-demo", Some(PluginSettings::new(None, Some(both))))
+        .unwrap();
+    m.execute(
+        "tables-demo",
+        &json!({"op": "request", "request": {"op": "create", "table": "secrets", "columns": [
+            {"name": "id", "type": "integer", "primary_key": true},
+            {"name": "classified", "type": "text"}
+        ]}}),
+    )
+    .unwrap();
+    sql(
+        m,
+        "tables-demo",
+        "INSERT INTO secrets (classified) VALUES ('a')",
+    )
+    .unwrap();
+    let sequence = pg.plugin_sql(
+        "tables-demo",
+        "SELECT pg_get_serial_sequence('\"p_tables-demo\".secrets', 'id')",
+    );
+    assert!(!sequence.is_empty(), "secrets has an identity sequence");
+    let last_value = || pg.plugin_sql("tables-demo", &format!("SELECT last_value FROM {sequence}"));
+    let only_users: Overrides = serde_json::from_value(json!({"tables": ["users"]})).unwrap();
+    m.set_settings(
+        "tables-demo",
+        Some(PluginSettings::new(None, Some(only_users))),
+    )
+    .unwrap();
+    users_with_rows(&b, "tables-demo", 3);
+    let before = last_value();
+    let unqualified = sequence.rsplit('.').next().unwrap().trim_matches('"');
+    for statement in [
+        format!("SELECT nextval('{sequence}') AS n"),
+        format!("SELECT nextval('{unqualified}') AS n"),
+        format!("SELECT setval('{unqualified}', 1000) AS n"),
+        format!("SELECT last_value FROM {unqualified}"),
+    ] {
+        let e = sql(m, "tables-demo", &statement).unwrap_err();
+        assert!(
+            ["sql_access_denied", "table_access_denied"].contains(&plugin_code(&e).as_str()),
+            "{statement}: {}",
+            e.chain()
+        );
+    }
+    assert_eq!(last_value(), before, "the disallowed sequence did not move");
+    // The allowed table's own sequence still works: a new row gets the next id.
+    sql(
+        m,
+        "tables-demo",
+        "INSERT INTO users (email) VALUES ('next@example.com')",
+    )
+    .unwrap();
+    assert_eq!(
+        rows(
+            m,
+            "tables-demo",
+            "SELECT id FROM users WHERE email = 'next@example.com'"
+        )[0]["id"],
+        json!(4)
+    );
+}
+
 /// Section 3: the plugin's file holds a table its overrides no longer allow. Its schema is
 /// not readable through the schema tables in any spelling, nor through pragmas.
 #[test]

@@ -207,6 +207,21 @@ fn random_password() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// SQL (run by the admin) that grants `role` the sequences owned by table `t` (its identity and
+/// serial columns) and no other: a sequence of a table the plugin may no longer use stays out of
+/// its reach (`nextval` on it is refused by the database). `t` is a quoted physical name and
+/// `role` a validated role name, so neither needs escaping inside the literals.
+fn grant_owned_sequences(t: &str, role: &str) -> String {
+    format!(
+        r#"DO $$ DECLARE s record; BEGIN IF to_regclass('{t}') IS NOT NULL THEN
+             FOR s IN SELECT d.objid::regclass AS seq FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+               WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                 AND d.refobjid = '{t}'::regclass AND c.relkind = 'S' AND d.deptype IN ('a', 'i')
+             LOOP EXECUTE format('GRANT USAGE, SELECT ON SEQUENCE %s TO "{role}"', s.seq); END LOOP;
+           END IF; END $$;"#
+    )
+}
+
 /// Version of [`HARDEN`]: a plugin database hardened by an older version (its comment says
 /// which) is hardened again.
 const HARDEN_VERSION: i32 = 1;
@@ -468,13 +483,14 @@ impl TableBackend for PgTables {
                REVOKE ALL ON SCHEMA "{schema}" FROM PUBLIC;
                GRANT USAGE ON SCHEMA "{schema}" TO "{role}";
                REVOKE ALL ON ALL TABLES IN SCHEMA "{schema}" FROM "{role}";
-               GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}";"#,
+               REVOKE ALL ON ALL SEQUENCES IN SCHEMA "{schema}" FROM "{role}";"#,
         );
         for t in allowed {
             setup.push_str(&format!(
                 r#"DO $$ BEGIN IF to_regclass('{t}') IS NOT NULL THEN GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO "{role}"; END IF; END $$;"#,
                 t = t.sql()
             ));
+            setup.push_str(&grant_owned_sequences(&t.sql(), &role));
         }
         run_admin(&self.handle, &local, plugin, &setup)?;
         let application = format!(
@@ -517,7 +533,6 @@ impl TableBackend for PgTables {
         Ok(Box::new(PgSession {
             plugin: plugin.to_owned(),
             role,
-            schema,
             application,
             pool,
             local,
@@ -540,7 +555,6 @@ impl TableBackend for PgTables {
 struct PgSession {
     plugin: String,
     role: String,
-    schema: String,
     /// This session's `application_name`: how a cancel finds its statement.
     application: String,
     pool: PgPool,
@@ -678,10 +692,10 @@ impl TableSession for PgSession {
         let sql = format!(
             r#"CREATE TABLE IF NOT EXISTS {t} ({columns_sql});
                GRANT SELECT, INSERT, UPDATE, DELETE ON {t} TO "{role}";
-               GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}";"#,
+               {sequences}"#,
             t = table.sql(),
             role = self.role,
-            schema = self.schema,
+            sequences = grant_owned_sequences(&table.sql(), &self.role),
         );
         run_admin(&self.handle, &self.local, &self.plugin, &sql)
     }

@@ -283,6 +283,11 @@ fn unload_stops_the_consumers() {
             .filter(|c| c.trim() == "topic-stopper")
             .count()
     };
+    // A thread names itself once it runs, a moment after it was spawned: wait for both names.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while threads() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     assert_eq!(threads(), 2);
     let report = m.unload("stopper", false).unwrap();
     assert_eq!(

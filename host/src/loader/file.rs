@@ -3,11 +3,11 @@
 //! The rules, each a typed error (`docs/error-codes.md`):
 //! - the path is checked before any system call: no NUL byte, no component longer than
 //!   [`MAX_COMPONENT_BYTES`], not longer than [`MAX_PATH_BYTES`] (`invalid_path`);
-//! - the file is opened with `O_NONBLOCK` (opening a FIFO never waits for a writer) and
-//!   `O_NOCTTY`; symbolic links are followed (a link to a plugin is legitimate), and what was
-//!   opened is checked on the descriptor (`fstat`), so a path swapped after the check changes
-//!   nothing: anything but a regular file (directory, FIFO, device, socket) is refused before a
-//!   byte is read (`invalid_path`);
+//! - anything but a regular file (directory, FIFO, device, socket) is refused before it is
+//!   opened (`stat`, following symbolic links: a link to a plugin is legitimate), so no device
+//!   node is ever opened; the file is then opened with `O_NONBLOCK` (opening a FIFO never waits
+//!   for a writer) and `O_NOCTTY`, and what was opened is checked again on the descriptor
+//!   (`fstat`), so a path swapped after the first check changes nothing (`invalid_path`);
 //! - a file larger than the configured limit is refused before it is read (`file_too_large`);
 //! - pseudo-files (`/proc`, `/sys`) report a size that is not their content's (0 for
 //!   `/proc/self/mem`, 4096 for sysfs attributes): a file whose size is 0, or whose content does
@@ -135,8 +135,20 @@ fn kind_of(meta: &std::fs::Metadata) -> &'static str {
 
 /// Opens `path` without blocking (a FIFO does not wait for a writer) and checks, on the open
 /// descriptor, that it is a regular file.
+///
+/// The path is `stat`ed first and anything but a regular file is refused before it is opened:
+/// opening some device nodes has effects of its own (opening `/dev/watchdog` arms the watchdog,
+/// a tape device may rewind). The check on the descriptor after the open still decides, so a path
+/// swapped in between changes nothing.
 fn open_regular(path: &Path) -> Result<(File, u64)> {
     check_path(path)?;
+    let before = std::fs::metadata(path).map_err(|e| path_error(path, e))?;
+    if !before.is_file() {
+        return Err(invalid(
+            path,
+            format!("it is {}, not a regular file", kind_of(&before)),
+        ));
+    }
     let mut options = OpenOptions::new();
     options.read(true);
     #[cfg(unix)]

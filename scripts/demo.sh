@@ -4,7 +4,7 @@
 # Extra arguments go to `serve` (for example --listen 127.0.0.1:0 or --watch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -p host -p plugin-hello -p plugin-greeter
+cargo build -p server -p plugin-hello -p plugin-greeter
 mkdir -p target/demo-plugins
 for p in hello greeter; do
   cp "target/debug/libplugin_${p}.so" target/demo-plugins/ 2>/dev/null \

@@ -13,7 +13,7 @@ THREADS=${THREADS:-2}
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release -q -p host -p plugin-hello -p plugin-greeter
+cargo build --release -q -p server -p plugin-hello -p plugin-greeter
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp target/release/libplugin_hello.so target/release/libplugin_greeter.so "$work/"

@@ -15,6 +15,11 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --quiet
 scripts/check-unsafe.sh
+# The core library stays free of the server's crates (an embedder pays for none of them).
+if cargo tree -p host -e normal --all-features --prefix none | grep -E '^(axum|clap|ureq|tracing-subscriber) '; then
+  echo "the core library (host) depends on a server or CLI crate (listed above)" >&2
+  exit 1
+fi
 cargo test --workspace --all-features
 
 # The embedding example runs against the example plugins.

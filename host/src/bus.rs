@@ -90,7 +90,7 @@ enum Segment {
 
 /// A validated subscription pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pattern {
+pub struct Pattern {
     text: String,
     segments: Vec<Segment>,
 }
@@ -141,7 +141,7 @@ impl Pattern {
     ///
     /// # Errors
     /// `invalid_pattern`, saying which rule it breaks.
-    pub(crate) fn parse(text: &str) -> Result<Self> {
+    pub fn parse(text: &str) -> Result<Self> {
         let fail = |reason: String| Error::InvalidPattern {
             pattern: text.to_owned(),
             reason,
@@ -180,7 +180,7 @@ impl Pattern {
     }
 
     /// Whether the (valid) event name matches.
-    pub(crate) fn matches(&self, name: &str) -> bool {
+    pub fn matches(&self, name: &str) -> bool {
         let mut parts = name.split(':');
         for (i, seg) in self.segments.iter().enumerate() {
             match seg {

@@ -14,9 +14,7 @@
 //! # Ok::<(), plugin_host::Error>(())
 //! ```
 
-mod api;
 mod bus;
-pub mod cli;
 mod config;
 mod error;
 mod graph;
@@ -25,28 +23,31 @@ mod manager;
 mod manifest;
 pub mod metrics;
 mod resources;
-mod server;
 mod state;
 mod watch;
 
-pub use bus::{BusEvent, BusStats, EventBus, HostHandler, validate_event_name};
+pub use bus::{BusEvent, BusStats, EventBus, HostHandler, Pattern, validate_event_name};
 pub use config::{
     BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection, LogFormat,
     LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
     TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
 pub use error::{Error, ErrorCode, Result};
-pub use loader::{DEFAULT_MAX_PLUGIN_BYTES, Inspection, accepted_abi, inspect, inspect_with_limit};
+pub use loader::{
+    DEFAULT_MAX_PLUGIN_BYTES, Inspection, accepted_abi, check_path, inspect, inspect_with_limit,
+};
 pub use manager::{
     CommitGate, DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
     PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
     UnloadReport,
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
+pub use resources::buckets::DEFAULT_CONTENT_TYPE;
 pub use resources::{EffectiveResources, Overrides};
-pub use server::serve;
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
-pub use watch::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
+pub use watch::{
+    Board as WatchBoard, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile,
+};
 
 /// Hooks for the workspace's benches and tests. Not a stable API.
 #[cfg(feature = "__private")]

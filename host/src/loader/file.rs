@@ -41,7 +41,7 @@ fn invalid(path: &Path, reason: impl Into<String>) -> Error {
 ///
 /// # Errors
 /// `invalid_path`.
-pub(crate) fn check_path(path: &Path) -> Result<()> {
+pub fn check_path(path: &Path) -> Result<()> {
     let bytes = path.as_os_str().as_encoded_bytes();
     let shown = || -> std::path::PathBuf {
         let lossy = path.to_string_lossy();

@@ -34,9 +34,10 @@ pub(crate) use ffi::{
     CallError, Hook, HostContext, HostServices, InstantiateError, Library, is_mapped,
 };
 pub use file::DEFAULT_MAX_PLUGIN_BYTES;
+pub use file::check_path;
 #[cfg(feature = "__private")]
 pub(crate) use file::read_pause;
-pub(crate) use file::{check_path, path_error, read_plugin_file};
+pub(crate) use file::{path_error, read_plugin_file};
 pub(crate) use shadow::{ShadowLock, claim_shadow_dir};
 
 /// Size of [`DeclarationHeader`] in the file.

@@ -21,5 +21,4 @@
 mod watcher;
 mod worker;
 
-pub(crate) use watcher::Board;
-pub use watcher::{FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};
+pub use watcher::{Board, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile};

@@ -141,13 +141,14 @@ pub struct WatchStatus {
 
 /// The published state of a watcher, shared with the admin API. Its lock is held only to copy.
 #[derive(Debug)]
-pub(crate) struct Board {
+pub struct Board {
     pub(super) dir: PathBuf,
     pub(super) files: Mutex<Vec<WatchedFile>>,
 }
 
 impl Board {
-    pub(crate) fn status(&self) -> WatchStatus {
+    /// A copy of the watcher's current view of the folder.
+    pub fn status(&self) -> WatchStatus {
         WatchStatus {
             dir: self.dir.clone(),
             files: self
@@ -257,7 +258,8 @@ impl FolderWatcher {
         self.shutdown();
     }
 
-    pub(crate) fn board(&self) -> Arc<Board> {
+    /// The watcher's published state, for a status endpoint.
+    pub fn board(&self) -> Arc<Board> {
         Arc::clone(&self.board)
     }
 

@@ -36,7 +36,7 @@ pub(crate) const DEFAULT_LIST_LIMIT: usize = 100;
 /// The most keys one listing page returns (larger limits are clamped, as S3 does).
 pub(crate) const MAX_LIST_LIMIT: usize = 1000;
 /// Content type of an object stored without one.
-pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// The longest content type accepted.
 const MAX_CONTENT_TYPE_BYTES: usize = 255;
 

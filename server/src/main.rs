@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use plugin_host::cli::{Cli, ClientCommand, Command, ConfigCommand, ServeArgs};
 use plugin_host::{HostConfig, LogFormat, ManagerConfig, PluginManager};
+use plugin_host_server::cli::{Cli, ClientCommand, Command, ConfigCommand, ServeArgs};
 
 fn init_logging(format: LogFormat, level: &str) {
     let level = level
@@ -65,7 +65,7 @@ fn run() -> anyhow::Result<()> {
                 .build()
                 .context("starting the async runtime")?;
             runtime
-                .block_on(plugin_host::serve(config))
+                .block_on(plugin_host_server::serve(config))
                 .map_err(|e| anyhow::anyhow!(e.chain()))?;
         }
         Command::Config {
@@ -94,12 +94,12 @@ fn run() -> anyhow::Result<()> {
             );
         }
         Command::Plugins(args) => {
-            let out = plugin_host::cli::run_client(ClientCommand::Plugins(&args))
+            let out = plugin_host_server::cli::run_client(ClientCommand::Plugins(&args))
                 .map_err(|e| anyhow::anyhow!(e))?;
             print!("{out}");
         }
         Command::Events(args) => {
-            let out = plugin_host::cli::run_client(ClientCommand::Events(&args))
+            let out = plugin_host_server::cli::run_client(ClientCommand::Events(&args))
                 .map_err(|e| anyhow::anyhow!(e))?;
             print!("{out}");
         }

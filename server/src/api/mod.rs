@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 
 pub(crate) use routes::{Shared, StreamItem};
 
-use crate::manager::{PluginManager, PluginState};
-use crate::metrics::{Sample, family};
+use plugin_host::metrics::{Sample, family};
+use plugin_host::{PluginManager, PluginState};
 
 /// Builds the admin API router.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -68,7 +68,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 /// event counters.
 pub(crate) fn render_metrics(manager: &PluginManager) -> String {
     let mut out = String::new();
-    crate::metrics::render(&mut out, manager.metrics());
+    plugin_host::metrics::render(&mut out, manager.metrics());
     let list = manager.list();
     let states = [
         PluginState::Loading,
@@ -91,7 +91,7 @@ pub(crate) fn render_metrics(manager: &PluginManager) -> String {
         "Plugins by state.",
         &by_state,
     );
-    let per_plugin = |f: &dyn Fn(&crate::manager::PluginStats) -> u64| -> Vec<Sample<'_>> {
+    let per_plugin = |f: &dyn Fn(&plugin_host::PluginStats) -> u64| -> Vec<Sample<'_>> {
         list.iter()
             .map(|p| Sample {
                 labels: vec![("plugin", p.name.clone())],

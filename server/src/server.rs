@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::api;
-use crate::bus::BusEvent;
-use crate::config::HostConfig;
-use crate::error::{Error, Result};
-use crate::manager::{PluginManager, PluginSettings};
-use crate::state::{DataDirLock, StateStore};
-use crate::watch::{FolderWatcher, WatchOptions};
+use plugin_host::BusEvent;
+use plugin_host::HostConfig;
+use plugin_host::{DataDirLock, StateStore};
+use plugin_host::{Error, Result};
+use plugin_host::{FolderWatcher, WatchOptions};
+use plugin_host::{PluginManager, PluginSettings};
 
 /// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
 /// first line (the real port when the config asked for port 0).

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read};
 use serde_json::{Value, json};
 
 use super::{ClientArgs, EventsArgs, EventsCommand, PluginsArgs, PluginsCommand};
-use crate::config::HostConfig;
+use plugin_host::HostConfig;
 
 /// Why a client command failed.
 #[derive(Debug, thiserror::Error)]

@@ -22,11 +22,11 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::error::ApiError;
-use crate::bus::Pattern;
-use crate::error::Error;
-use crate::manager::{CommitGate, PluginManager, PluginSettings, PluginState};
-use crate::resources::Overrides;
-use crate::state::StateStore;
+use plugin_host::Error;
+use plugin_host::Overrides;
+use plugin_host::Pattern;
+use plugin_host::StateStore;
+use plugin_host::{CommitGate, PluginManager, PluginSettings, PluginState};
 
 /// One bus event as streamed to SSE clients.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub(crate) struct Shared {
     pub(crate) manager: Arc<PluginManager>,
     pub(crate) store: Option<Arc<StateStore>>,
     /// The watched folder's state, when `plugins.watch` is on.
-    pub(crate) watch: Option<Arc<crate::watch::Board>>,
+    pub(crate) watch: Option<Arc<plugin_host::WatchBoard>>,
     pub(crate) token: Option<String>,
     pub(crate) events: broadcast::Sender<Arc<StreamItem>>,
     pub(crate) request_timeout: Duration,
@@ -61,7 +61,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// changed".
 async fn blocking<T: Send + 'static>(
     st: &AppState,
-    f: impl FnOnce(&PluginManager) -> crate::error::Result<T> + Send + 'static,
+    f: impl FnOnce(&PluginManager) -> plugin_host::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
     let manager = Arc::clone(&st.manager);
     let gate = Arc::new(CommitGate::new());
@@ -288,7 +288,7 @@ pub(crate) async fn presigned(
 ) -> ApiResult<Response> {
     let (content_type, bytes) = blocking(&st, move |m| m.presigned_get(&token)).await?;
     let content_type = header::HeaderValue::from_str(&content_type).unwrap_or(
-        header::HeaderValue::from_static(crate::resources::buckets::DEFAULT_CONTENT_TYPE),
+        header::HeaderValue::from_static(plugin_host::DEFAULT_CONTENT_TYPE),
     );
     Ok((
         [
@@ -337,7 +337,7 @@ pub(crate) struct LoadBody {
 /// A path from an API client: sound (no NUL, no over-long component) and absolute. The
 /// server's working directory means nothing to a client (the CLI sends absolute paths).
 fn client_path(path: &std::path::Path) -> ApiResult<()> {
-    crate::loader::check_path(path)?;
+    plugin_host::check_path(path)?;
     if !path.is_absolute() {
         return Err(ApiError(Error::InvalidPath {
             path: path.to_owned(),
@@ -432,7 +432,7 @@ pub(crate) async fn execute(
 }
 
 /// Settings of a plugin that is loaded or has stored settings; 404 otherwise.
-fn settings_or_404(m: &PluginManager, name: &str) -> crate::error::Result<PluginSettings> {
+fn settings_or_404(m: &PluginManager, name: &str) -> plugin_host::Result<PluginSettings> {
     stored_or_404(m, name, m.settings(name))
 }
 
@@ -441,7 +441,7 @@ fn stored_or_404(
     m: &PluginManager,
     name: &str,
     stored: Option<PluginSettings>,
-) -> crate::error::Result<PluginSettings> {
+) -> plugin_host::Result<PluginSettings> {
     match stored {
         Some(s) => Ok(s),
         None if m.get(name).is_ok() => Ok(PluginSettings::default()),

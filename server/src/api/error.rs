@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::{Error, ErrorCode};
+use plugin_host::{Error, ErrorCode};
 
 /// An error on its way to an HTTP client.
 #[derive(Debug)]

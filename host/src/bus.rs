@@ -392,27 +392,11 @@ impl EventBus {
     ) -> Result<usize> {
         validate_event_name(name)?;
         self.emitted.fetch_add(1, Ordering::Relaxed);
-        let matched: Vec<Arc<Subscription>> = {
-            let index = self
-                .index
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let mut matched: Vec<Arc<Subscription>> =
-                index.exact.get(name).cloned().unwrap_or_default();
-            matched.extend(
-                index
-                    .wildcard
-                    .iter()
-                    .filter(|s| s.pattern.matches(name))
-                    .cloned(),
-            );
-            matched
-        };
+        let mut matched = self.matching(name);
         if matched.is_empty() {
             return Ok(0);
         }
         // Subscriptions were pushed in creation order; deliver in id order for determinism.
-        let mut matched = matched;
         matched.sort_unstable_by_key(|s| s.id);
         let source = match emitter {
             Some(Owner::Plugin { name, .. }) => Some(name.clone()),
@@ -433,21 +417,7 @@ impl EventBus {
                 }
                 spent_once.push(sub.id);
             }
-            let outcome = match &sub.target {
-                Target::Host(handler) => {
-                    handler(&event);
-                    Delivery::Queued
-                }
-                Target::Plugin(mailbox) => {
-                    let block = if emitter == Some(&sub.owner) {
-                        std::time::Duration::ZERO
-                    } else {
-                        self.emit_block
-                    };
-                    mailbox.deliver(sub.id, &event, block)
-                }
-            };
-            match outcome {
+            match self.deliver_one(sub, &event, emitter) {
                 Delivery::Queued => queued += 1,
                 Delivery::Dropped => {
                     self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -455,16 +425,65 @@ impl EventBus {
             }
         }
         self.delivered.fetch_add(queued as u64, Ordering::Relaxed);
-        if !spent_once.is_empty() {
-            let mut index = self
-                .index
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for id in spent_once {
-                index.remove(id);
+        self.remove_spent(spent_once);
+        Ok(queued)
+    }
+
+    /// The subscriptions whose pattern matches `name` (exact names first, unordered).
+    fn matching(&self, name: &str) -> Vec<Arc<Subscription>> {
+        let index = self
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut matched: Vec<Arc<Subscription>> =
+            index.exact.get(name).cloned().unwrap_or_default();
+        matched.extend(
+            index
+                .wildcard
+                .iter()
+                .filter(|s| s.pattern.matches(name))
+                .cloned(),
+        );
+        matched
+    }
+
+    /// Hands the event to one subscriber: a host handler runs now; a plugin's delivery is
+    /// queued to its mailbox, waiting at most the emit limit for room (never for the
+    /// emitter's own mailbox).
+    fn deliver_one(
+        &self,
+        sub: &Subscription,
+        event: &Arc<BusEvent>,
+        emitter: Option<&Owner>,
+    ) -> Delivery {
+        match &sub.target {
+            Target::Host(handler) => {
+                handler(event);
+                Delivery::Queued
+            }
+            Target::Plugin(mailbox) => {
+                let block = if emitter == Some(&sub.owner) {
+                    std::time::Duration::ZERO
+                } else {
+                    self.emit_block
+                };
+                mailbox.deliver(sub.id, event, block)
             }
         }
-        Ok(queued)
+    }
+
+    /// Removes the single-delivery subscriptions that have fired.
+    fn remove_spent(&self, spent: Vec<u64>) {
+        if spent.is_empty() {
+            return;
+        }
+        let mut index = self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for id in spent {
+            index.remove(id);
+        }
     }
 
     /// Emits an event as the host.

@@ -35,7 +35,19 @@ pub(crate) struct Plan {
 /// (those count as satisfied dependencies). Names in `nodes` must be unique.
 pub(crate) fn plan(nodes: &[Node<'_>], loaded: &dyn Fn(&str) -> Option<Version>) -> Plan {
     let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name, i)).collect();
-    // Edges point from a dependency to its dependent, so topological order is load order.
+    let (graph, mut failure) = build(nodes, &index, loaded);
+    mark_cycles(nodes, &index, &graph, &mut failure);
+    order(nodes, &graph, failure)
+}
+
+/// The dependency graph (edges point from a dependency to its dependent, so topological order
+/// is load order) and each node's first problem: itself as a dependency, a missing dependency,
+/// or a version that does not match.
+fn build(
+    nodes: &[Node<'_>],
+    index: &HashMap<&str, usize>,
+    loaded: &dyn Fn(&str) -> Option<Version>,
+) -> (DiGraph<usize, ()>, Vec<Option<Error>>) {
     let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(nodes.len(), nodes.len());
     for i in 0..nodes.len() {
         graph.add_node(i);
@@ -63,19 +75,31 @@ pub(crate) fn plan(nodes: &[Node<'_>], loaded: &dyn Fn(&str) -> Option<Version>)
             }
         }
     }
+    (graph, failure)
+}
 
-    // Cycles: every strongly connected component of more than one plugin, named.
-    for scc in petgraph::algo::tarjan_scc(&graph) {
+/// Every strongly connected component of more than one plugin is a cycle: each member fails,
+/// naming its cycle.
+fn mark_cycles(
+    nodes: &[Node<'_>],
+    index: &HashMap<&str, usize>,
+    graph: &DiGraph<usize, ()>,
+    failure: &mut [Option<Error>],
+) {
+    for scc in petgraph::algo::tarjan_scc(graph) {
         if scc.len() > 1 {
             let members: HashSet<usize> = scc.iter().map(|n| graph[*n]).collect();
             for &n in &scc {
                 let i = graph[n];
-                let cycle = find_cycle(nodes, &index, &members, i);
+                let cycle = find_cycle(nodes, index, &members, i);
                 failure[i].get_or_insert(Error::CircularDependency { cycle });
             }
         }
     }
+}
 
+/// The load order, the failures and the plugins skipped because of a failed dependency.
+fn order(nodes: &[Node<'_>], graph: &DiGraph<usize, ()>, mut failure: Vec<Option<Error>>) -> Plan {
     // Kahn's algorithm, always taking the lowest input index that is ready: dependencies first,
     // and otherwise the order the plugins were given in (stable, easy to read).
     let mut indegree: Vec<usize> = (0..nodes.len())

@@ -17,13 +17,64 @@ use plugin_host::{PluginManager, PluginSettings};
 /// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
 /// first line (the real port when the config asked for port 0).
 ///
+/// The phases, in order: fix the folders, lock the data folder, bind, build the manager, apply
+/// the persisted and configured settings, forward bus events to the event streams, restore the
+/// persisted plugin set and load the plugins folder, watch the folder, serve the admin API;
+/// then stop the watcher and unload the plugins, dependents first.
+///
 /// # Errors
 /// `invalid_config` (including a non-loopback address without a token), `data_dir_in_use`
 /// when another process serves from the same data folder, `backend_unavailable` when a
 /// configured backend does not answer, or an I/O error binding the address.
 pub async fn serve(mut config: HostConfig) -> Result<()> {
     config.check_listen()?;
-    // Folders given relative are fixed against the working directory at start, once.
+    resolve_folders(&mut config)?;
+    // One host per data folder: a second one would overwrite state.json and share the
+    // embedded backends' files. Held until this function returns.
+    let _data_lock = DataDirLock::acquire(&config.data_dir)?;
+    // Bind first: with port 0 the real address is known only now, and presigned links must
+    // carry it.
+    let (listener, addr) = bind(&config).await?;
+    let mut bound = config.clone();
+    bound.listen = addr;
+    // Backends may run their own runtime (PostgreSQL) and block while connecting: build the
+    // manager off the async threads.
+    let manager = Arc::new(blocking(move || PluginManager::new(bound.manager_config())).await??);
+    let store = Arc::new(StateStore::open(&config.data_dir)?);
+    let persisted = store.read()?;
+    let restored_settings = persisted.as_ref().map(|set| set.settings.clone());
+    let (mgr, file) = (Arc::clone(&manager), config.plugin.clone());
+    blocking(move || apply_settings(&mgr, restored_settings, file)).await??;
+    let events = forward_events(&manager)?;
+    let (mgr, st) = (Arc::clone(&manager), StateStore::open(&config.data_dir)?);
+    let plugins_dir = config.plugins.dir.clone();
+    blocking(move || restore_and_load(&mgr, &st, persisted.is_some(), plugins_dir)).await?;
+
+    // The watched folder, once its initial load is done; kept until shutdown.
+    let watcher = start_watcher(&config, &manager, &store).await;
+    let shared = Arc::new(api::Shared {
+        manager: Arc::clone(&manager),
+        store: Some(store),
+        watch: watcher.as_ref().map(FolderWatcher::board),
+        token: config.admin_token.clone(),
+        events,
+        request_timeout: std::time::Duration::from_millis(config.timeouts.request_ms),
+        body_limit: config.limits.body_bytes,
+        started: Instant::now(),
+    });
+    announce(addr);
+    axum::serve(listener, api::router(shared))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::Internal {
+            message: e.to_string(),
+        })?;
+    shut_down(watcher, manager).await;
+    Ok(())
+}
+
+/// Fixes folders given relative against the working directory at start, once.
+fn resolve_folders(config: &mut HostConfig) -> Result<()> {
     for dir in [Some(&mut config.data_dir), config.plugins.dir.as_mut()]
         .into_iter()
         .flatten()
@@ -33,11 +84,11 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
             message: format!("cannot resolve `{}`: {e}", dir.display()),
         })?;
     }
-    // One host per data folder: a second one would overwrite state.json and share the
-    // embedded backends' files. Held until this function returns.
-    let _data_lock = DataDirLock::acquire(&config.data_dir)?;
-    // Bind first: with port 0 the real address is known only now, and presigned links must
-    // carry it.
+    Ok(())
+}
+
+/// Binds the admin API's address; answers the listener and the address it really got.
+async fn bind(config: &HostConfig) -> Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| Error::InvalidConfig {
@@ -47,46 +98,40 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
     let addr = listener.local_addr().map_err(|e| Error::Internal {
         message: e.to_string(),
     })?;
-    let mut bound = config.clone();
-    bound.listen = addr;
-    // Backends may run their own runtime (PostgreSQL) and block while connecting: build the
-    // manager off the async threads.
-    let manager = Arc::new(
-        tokio::task::spawn_blocking(move || PluginManager::new(bound.manager_config()))
-            .await
-            .map_err(|e| Error::Internal {
-                message: e.to_string(),
-            })??,
-    );
-    let store = Arc::new(StateStore::open(&config.data_dir)?);
+    Ok((listener, addr))
+}
 
-    // Settings: persisted ones first, then the config file's, which win.
-    let persisted = store.read()?;
-    let restore_set = persisted.clone();
-    let mgr = Arc::clone(&manager);
-    let file_settings = config.plugin.clone();
-    let plugins_dir = config.plugins.dir.clone();
-    let restored = tokio::task::spawn_blocking(move || -> Result<()> {
-        if let Some(set) = restore_set {
-            for (name, s) in set.settings {
-                let _ = mgr.set_settings(&name, Some(s));
-            }
-        }
-        for (name, section) in file_settings {
-            mgr.set_settings(
-                &name,
-                Some(PluginSettings::new(section.config, section.overrides)),
-            )?;
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| Error::Internal {
-        message: e.to_string(),
-    })?;
-    restored?;
+/// Runs blocking work (the manager's calls) off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal {
+            message: e.to_string(),
+        })
+}
 
-    // SSE fan-out: every bus event, to every connected client.
+/// Settings: the persisted ones first, then the config file's, which win.
+fn apply_settings(
+    manager: &PluginManager,
+    persisted: Option<std::collections::BTreeMap<String, PluginSettings>>,
+    file: std::collections::BTreeMap<String, plugin_host::PluginSection>,
+) -> Result<()> {
+    for (name, s) in persisted.into_iter().flatten() {
+        let _ = manager.set_settings(&name, Some(s));
+    }
+    for (name, section) in file {
+        manager.set_settings(
+            &name,
+            Some(PluginSettings::new(section.config, section.overrides)),
+        )?;
+    }
+    Ok(())
+}
+
+/// The event streams' fan-out: every bus event, to every connected client.
+fn forward_events(
+    manager: &PluginManager,
+) -> Result<tokio::sync::broadcast::Sender<Arc<api::StreamItem>>> {
     let (events, _) = tokio::sync::broadcast::channel::<Arc<api::StreamItem>>(4096);
     let tx = events.clone();
     manager.bus().subscribe_host(
@@ -106,50 +151,47 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
             }));
         }),
     )?;
+    Ok(events)
+}
 
-    // Restore, then the plugins folder (plugins already restored are reported as loaded).
-    let mgr = Arc::clone(&manager);
-    let st = StateStore::open(&config.data_dir)?;
-    tokio::task::spawn_blocking(move || {
-        if persisted.is_some() {
-            match st.restore(&mgr) {
-                Ok(r) => tracing::info!(target: "server", loaded = ?r.loaded, failed = r.failed.len(), "plugin set restored"),
-                Err(e) => tracing::error!(target: "server", error = %e.chain(), "cannot restore the plugin set"),
+/// Restores the persisted plugin set, then loads the plugins folder (plugins already restored
+/// are reported as loaded) and persists the result. Failures are logged: the server starts
+/// with what loaded.
+fn restore_and_load(
+    manager: &PluginManager,
+    store: &StateStore,
+    persisted: bool,
+    plugins_dir: Option<std::path::PathBuf>,
+) {
+    if persisted {
+        match store.restore(manager) {
+            Ok(r) => {
+                tracing::info!(target: "server", loaded = ?r.loaded, failed = r.failed.len(), "plugin set restored")
+            }
+            Err(e) => {
+                tracing::error!(target: "server", error = %e.chain(), "cannot restore the plugin set")
             }
         }
-        if let Some(dir) = plugins_dir {
-            match mgr.load_dir(&dir) {
-                Ok(r) => {
-                    for f in r.failed.iter().filter(|f| f.code != "already_loaded") {
-                        tracing::warn!(target: "server", path = %f.path.display(), code = %f.code, "{}", f.error);
-                    }
-                    tracing::info!(target: "server", loaded = ?r.loaded, dir = %dir.display(), "plugins folder loaded");
-                }
-                Err(e) => tracing::error!(target: "server", error = %e.chain(), "cannot load the plugins folder"),
+    }
+    let Some(dir) = plugins_dir else { return };
+    match manager.load_dir(&dir) {
+        Ok(r) => {
+            for f in r.failed.iter().filter(|f| f.code != "already_loaded") {
+                tracing::warn!(target: "server", path = %f.path.display(), code = %f.code, "{}", f.error);
             }
-            if let Err(e) = st.save(&mgr) {
-                tracing::error!(target: "server", error = %e.chain(), "cannot persist the plugin set");
-            }
+            tracing::info!(target: "server", loaded = ?r.loaded, dir = %dir.display(), "plugins folder loaded");
         }
-    })
-    .await
-    .map_err(|e| Error::Internal { message: e.to_string() })?;
+        Err(e) => {
+            tracing::error!(target: "server", error = %e.chain(), "cannot load the plugins folder")
+        }
+    }
+    if let Err(e) = store.save(manager) {
+        tracing::error!(target: "server", error = %e.chain(), "cannot persist the plugin set");
+    }
+}
 
-    // The watched folder, once its initial load is done; kept until shutdown.
-    let watcher = start_watcher(&config, &manager, &store).await;
-
-    let shared = Arc::new(api::Shared {
-        manager: Arc::clone(&manager),
-        store: Some(store),
-        watch: watcher.as_ref().map(FolderWatcher::board),
-        token: config.admin_token.clone(),
-        events,
-        request_timeout: std::time::Duration::from_millis(config.timeouts.request_ms),
-        body_limit: config.limits.body_bytes,
-        started: Instant::now(),
-    });
-    let app = api::router(shared);
-
+/// Prints the bound address as the first line of stdout, and logs it.
+fn announce(addr: std::net::SocketAddr) {
     #[allow(
         clippy::print_stdout,
         reason = "the bound address is part of the command's contract"
@@ -159,27 +201,20 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
         let _ = std::io::stdout().flush();
     }
     tracing::info!(target: "server", %addr, "admin API listening");
+}
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::Internal {
-            message: e.to_string(),
-        })?;
-
-    // Stop applying folder changes before the plugins go away.
+/// Stops applying folder changes, then unloads the plugins (dependents first) and drops the
+/// manager, off the async threads: a backend's own runtime must not be dropped inside this one.
+async fn shut_down(watcher: Option<FolderWatcher>, manager: Arc<PluginManager>) {
     if let Some(watcher) = watcher {
         let _ = tokio::task::spawn_blocking(move || watcher.stop()).await;
     }
     tracing::info!(target: "server", "shutting down: unloading plugins, dependents first");
-    // Unload, then drop the manager off the async threads too: a backend's own runtime must not
-    // be dropped inside this one.
     let _ = tokio::task::spawn_blocking(move || {
         manager.shutdown();
         drop(manager);
     })
     .await;
-    Ok(())
 }
 
 /// Starts the folder watcher when `plugins.watch` is on and `plugins.dir` is set. A watcher that

@@ -55,16 +55,6 @@ pub(crate) struct Slot {
     pub(crate) stats: Arc<Stats>,
 }
 
-const STATES: [PluginState; 7] = [
-    PluginState::Loading,
-    PluginState::Active,
-    PluginState::Disabled,
-    PluginState::Stopping,
-    PluginState::Failed,
-    PluginState::Unloaded,
-    PluginState::Retained,
-];
-
 impl Slot {
     #[expect(clippy::too_many_arguments, reason = "a plain constructor of a record")]
     pub(crate) fn new(
@@ -94,7 +84,7 @@ impl Slot {
             tables: scoped.tables,
             topics: scoped.topics,
             buckets: scoped.buckets,
-            state: AtomicU8::new(0),
+            state: AtomicU8::new(PluginState::Loading.as_byte()),
             in_flight: Calls::default(),
             ctx,
             mailbox,
@@ -108,12 +98,12 @@ impl Slot {
     }
 
     pub(crate) fn state(&self) -> PluginState {
-        STATES[usize::from(self.state.load(Ordering::SeqCst)).min(STATES.len() - 1)]
+        // Only `set_state` writes the cell, always a state's own byte.
+        PluginState::from_byte(self.state.load(Ordering::SeqCst)).unwrap_or(PluginState::Failed)
     }
 
     pub(crate) fn set_state(&self, state: PluginState) {
-        let i = STATES.iter().position(|s| *s == state).unwrap_or(0);
-        self.state.store(i as u8, Ordering::SeqCst);
+        self.state.store(state.as_byte(), Ordering::SeqCst);
     }
 
     /// Waits until no call is in flight, at most `limit`; returns whether it drained.

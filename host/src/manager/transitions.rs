@@ -742,13 +742,25 @@ impl Inner {
 
     /// Loads plugin files in dependency order (whatever order they are given in), with a
     /// per-plugin report.
+    ///
+    /// Files are read and validated before the transition lock (see `load`), then planned under
+    /// it. Each file is then read again, outside the lock, just before it is loaded (one file in
+    /// memory at a time), and loaded under the lock, which checks again that the plan still
+    /// holds: not loaded meanwhile, dependencies still there.
     pub(crate) fn load_files(&self, files: Vec<PathBuf>) -> DirectoryReport {
         let mut report = DirectoryReport::default();
-        let mut candidates: Vec<Candidate> = Vec::new();
-        // Read and validated before the transition lock (see `load`), then planned under it.
-        // Each file is then read again, outside the lock, just before it is loaded (one file
-        // in memory at a time), and loaded under the lock, which checks again that the plan
-        // still holds: not loaded meanwhile, dependencies still there.
+        let candidates = self.read_candidates(files, &mut report);
+        let plan = {
+            let _ops = self.lock_ops();
+            self.plan_candidates(candidates, &mut report)
+        };
+        self.load_planned(plan, &mut report);
+        report
+    }
+
+    /// Reads and validates every file (keeping only its manifest); failures go to the report.
+    fn read_candidates(&self, files: Vec<PathBuf>, report: &mut DirectoryReport) -> Vec<Candidate> {
+        let mut candidates = Vec::new();
         for path in files {
             match Candidate::read(&path, self.config.max_plugin_bytes) {
                 Ok(mut c) => {
@@ -758,15 +770,16 @@ impl Inner {
                 Err(e) => report.failed.push(failed_load(path, None, &e)),
             }
         }
-        let ops = self.lock_ops();
-        // Two files with one name: refuse both, naming every file.
-        let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
-        for c in &candidates {
-            by_name
-                .entry(c.name().to_owned())
-                .or_default()
-                .push(c.inspection.path.clone());
-        }
+        candidates
+    }
+
+    /// Under the transition lock: refuses duplicate names and plugins already loaded, then
+    /// orders the rest by their dependencies (on each other and on what is loaded).
+    fn plan_candidates(
+        &self,
+        mut candidates: Vec<Candidate>,
+        report: &mut DirectoryReport,
+    ) -> DirPlan {
         let loaded: HashMap<String, (semver::Version, PathBuf)> = self
             .read()
             .plugins
@@ -779,32 +792,7 @@ impl Inner {
                 )
             })
             .collect();
-        let mut refused: HashSet<String> = HashSet::new();
-        candidates.retain(|c| {
-            let paths = &by_name[c.name()];
-            let error = if paths.len() > 1 {
-                Error::DuplicateName {
-                    name: c.name().to_owned(),
-                    paths: paths.clone(),
-                }
-            } else if let Some((_, path)) = loaded.get(c.name()) {
-                Error::AlreadyLoaded {
-                    name: c.name().to_owned(),
-                    path: path.clone(),
-                }
-            } else {
-                return true;
-            };
-            report.failed.push(failed_load(
-                c.inspection.path.clone(),
-                Some(c.name()),
-                &error,
-            ));
-            if paths.len() > 1 {
-                refused.insert(c.name().to_owned());
-            }
-            false
-        });
+        let refused = refuse_duplicates_and_loaded(&mut candidates, &loaded, report);
         let nodes: Vec<graph::Node<'_>> = candidates
             .iter()
             .map(|c| graph::Node {
@@ -822,11 +810,7 @@ impl Inner {
                 && refused.contains(dependency)
             {
                 blocked.insert(c.name().to_owned());
-                report.skipped.push(SkippedLoad {
-                    path: c.inspection.path.clone(),
-                    name: c.name().to_owned(),
-                    because: dependency.clone(),
-                });
+                report.skipped.push(skipped(c, dependency.clone()));
                 continue;
             }
             report
@@ -836,17 +820,27 @@ impl Inner {
         for (i, because) in plan.skipped {
             let c = &candidates[i];
             blocked.insert(c.name().to_owned());
-            report.skipped.push(SkippedLoad {
-                path: c.inspection.path.clone(),
-                name: c.name().to_owned(),
-                because,
-            });
+            report.skipped.push(skipped(c, because));
         }
-        let order = plan.order;
-        drop(ops);
-        let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+        DirPlan {
+            candidates: candidates.into_iter().map(Some).collect(),
+            order: plan.order,
+            blocked,
+        }
+    }
+
+    /// Loads the planned candidates in order, each re-read outside the lock and loaded under
+    /// it; a plugin whose dependency did not load is skipped.
+    fn load_planned(&self, plan: DirPlan, report: &mut DirectoryReport) {
+        let DirPlan {
+            mut candidates,
+            order,
+            mut blocked,
+        } = plan;
         for i in order {
-            let Some(c) = slots[i].take() else { continue };
+            let Some(c) = candidates[i].take() else {
+                continue;
+            };
             let path = c.inspection.path.clone();
             let name = c.name().to_owned();
             if let Some(dep) = c
@@ -857,11 +851,7 @@ impl Inner {
                 .find(|d| blocked.contains(&d.name))
             {
                 blocked.insert(name.clone());
-                report.skipped.push(SkippedLoad {
-                    path,
-                    name,
-                    because: dep.name.clone(),
-                });
+                report.skipped.push(skipped(&c, dep.name.clone()));
                 continue;
             }
             let started = Instant::now();
@@ -880,7 +870,6 @@ impl Inner {
                 }
             }
         }
-        report
     }
 
     /// Unloads everything, dependents first.
@@ -895,6 +884,66 @@ impl Inner {
             }
         }
     }
+}
+
+/// A directory load's plan: the candidates (taken as they are loaded), their load order, and
+/// the names that failed or were skipped (their dependents are skipped too).
+struct DirPlan {
+    candidates: Vec<Option<Candidate>>,
+    order: Vec<usize>,
+    blocked: HashSet<String>,
+}
+
+/// A report entry for a candidate skipped because `because` did not load.
+fn skipped(c: &Candidate, because: String) -> SkippedLoad {
+    SkippedLoad {
+        path: c.inspection.path.clone(),
+        name: c.name().to_owned(),
+        because,
+    }
+}
+
+/// Removes the candidates whose name two files share (all of them) or that is already loaded,
+/// reporting each; answers the names refused as duplicates.
+fn refuse_duplicates_and_loaded(
+    candidates: &mut Vec<Candidate>,
+    loaded: &HashMap<String, (semver::Version, PathBuf)>,
+    report: &mut DirectoryReport,
+) -> HashSet<String> {
+    let mut by_name: HashMap<String, Vec<PathBuf>> = HashMap::new();
+    for c in candidates.iter() {
+        by_name
+            .entry(c.name().to_owned())
+            .or_default()
+            .push(c.inspection.path.clone());
+    }
+    let mut refused: HashSet<String> = HashSet::new();
+    candidates.retain(|c| {
+        let paths = &by_name[c.name()];
+        let error = if paths.len() > 1 {
+            Error::DuplicateName {
+                name: c.name().to_owned(),
+                paths: paths.clone(),
+            }
+        } else if let Some((_, path)) = loaded.get(c.name()) {
+            Error::AlreadyLoaded {
+                name: c.name().to_owned(),
+                path: path.clone(),
+            }
+        } else {
+            return true;
+        };
+        report.failed.push(failed_load(
+            c.inspection.path.clone(),
+            Some(c.name()),
+            &error,
+        ));
+        if paths.len() > 1 {
+            refused.insert(c.name().to_owned());
+        }
+        false
+    });
+    refused
 }
 
 /// Validates a plugin's config against the JSON Schema in its manifest (a plugin without a

@@ -12,24 +12,45 @@ use crate::resources::Overrides;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
+#[repr(u8)]
 pub enum PluginState {
     /// Being opened and initialised.
-    Loading,
+    Loading = 0,
     /// Serving calls and events.
-    Active,
+    Active = 1,
     /// Loaded, but refusing `execute` until enabled.
-    Disabled,
+    Disabled = 2,
     /// Draining and cleaning up before unload.
-    Stopping,
+    Stopping = 3,
     /// Initialize or cleanup failed or hung; the error is kept.
-    Failed,
+    Failed = 4,
     /// Closed and unmapped.
-    Unloaded,
+    Unloaded = 5,
     /// Closed, but the OS kept the code mapped (or it was leaked because it may still run).
-    Retained,
+    Retained = 6,
 }
 
 impl PluginState {
+    /// The state stored as `byte` by [`PluginState::as_byte`] (for an atomic cell); `None` for
+    /// a byte no state has.
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        Some(match byte {
+            0 => Self::Loading,
+            1 => Self::Active,
+            2 => Self::Disabled,
+            3 => Self::Stopping,
+            4 => Self::Failed,
+            5 => Self::Unloaded,
+            6 => Self::Retained,
+            _ => return None,
+        })
+    }
+
+    /// The state as one byte, for an atomic cell.
+    pub(crate) fn as_byte(self) -> u8 {
+        self as u8
+    }
+
     /// Lowercase name, as in the admin API.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -263,4 +284,29 @@ pub struct LifecycleEvent {
     pub outcome: Option<UnloadOutcome>,
     /// Error code and message, for `failed`.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PluginState;
+
+    #[test]
+    fn every_state_round_trips_through_its_byte_and_no_other_byte_is_a_state() {
+        let all = [
+            PluginState::Loading,
+            PluginState::Active,
+            PluginState::Disabled,
+            PluginState::Stopping,
+            PluginState::Failed,
+            PluginState::Unloaded,
+            PluginState::Retained,
+        ];
+        for s in all {
+            assert_eq!(PluginState::from_byte(s.as_byte()), Some(s));
+        }
+        let states = (0..=u8::MAX)
+            .filter(|b| PluginState::from_byte(*b).is_some())
+            .count();
+        assert_eq!(states, all.len());
+    }
 }

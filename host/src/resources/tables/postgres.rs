@@ -330,6 +330,119 @@ impl PgTables {
         })
     }
 
+    /// Creates the plugin's login role if needed, with no privilege beyond logging in and no
+    /// saved setting; answers its password (kept in the host's own schema).
+    fn ensure_role(&self, plugin: &str, role: &str) -> Result<String> {
+        let password: String = self
+            .handle
+            .block_on(async {
+                sqlx::query("INSERT INTO plugin_host.roles (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING")
+                    .bind(role)
+                    .bind(random_password())
+                    .execute(&self.admin)
+                    .await?;
+                sqlx::query_scalar("SELECT password FROM plugin_host.roles WHERE role = $1")
+                    .bind(role)
+                    .fetch_one(&self.admin)
+                    .await
+            })
+            .map_err(|e| db_error(plugin, &e))?;
+        // Names are validated (a-z 0-9 _ - . ~ and the admin database's name, which has no
+        // `"`), the password is hex: nothing here needs more than quoting.
+        self.admin_sql(
+            plugin,
+            &format!(
+                r#"DO $$ BEGIN CREATE ROLE "{role}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+                   ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD '{password}';
+                   DO $$ DECLARE d record; BEGIN
+                     -- A role may set its own defaults (ALTER ROLE CURRENT_USER SET ...): none
+                     -- survives into a new session of the plugin.
+                     ALTER ROLE "{role}" RESET ALL;
+                     FOR d IN SELECT datname FROM pg_db_role_setting s JOIN pg_database b ON b.oid = s.setdatabase
+                              WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{role}') LOOP
+                       EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET ALL', '{role}', d.datname);
+                     END LOOP;
+                   END $$;"#,
+                limit = self.max_connections * 2 + 2,
+            ),
+        )?;
+        Ok(password)
+    }
+
+    /// Hardens the plugin's database once (the PUBLIC revokes); a database made again is
+    /// hardened again.
+    fn harden_once(&self, local: &PgPool, plugin: &str, db: &str) -> Result<()> {
+        // The marker is the database's own comment: it goes when the database goes, so a
+        // database made again is hardened again.
+        let marker = format!("plugin-host hardened v{HARDEN_VERSION}");
+        let current: Option<String> = self
+            .handle
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                )
+                .bind(db)
+                .fetch_optional(&self.admin),
+            )
+            .map_err(|e| db_error(plugin, &e))?
+            .flatten();
+        if current.as_deref() != Some(marker.as_str()) {
+            let harden = format!(
+                "{}\nCOMMENT ON DATABASE \"{db}\" IS '{marker}';",
+                HARDEN.replace("{db}", db)
+            );
+            run_admin(&self.handle, local, plugin, &harden)?;
+        }
+        Ok(())
+    }
+
+    /// Connects as the plugin's role, to its database, with its schema first on the search
+    /// path and the statement timeout as a backstop.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each is one part of the plugin's connection identity"
+    )]
+    fn connect_as_plugin(
+        &self,
+        plugin: &str,
+        db: &str,
+        role: &str,
+        password: &str,
+        schema: &str,
+        application: &str,
+        control: &Control,
+    ) -> Result<PgPool> {
+        // PostgreSQL takes at most i32::MAX ms (about 24 days).
+        let timeout_ms = control
+            .limits
+            .statement_timeout
+            .as_millis()
+            .clamp(1, i32::MAX as u128)
+            .to_string();
+        let options = self
+            .options
+            .clone()
+            .database(db)
+            .username(role)
+            .password(password)
+            .application_name(application)
+            .options([
+                ("search_path", schema),
+                ("statement_timeout", timeout_ms.as_str()),
+                // The reset sends `ROLLBACK` outside a transaction too; its warning (and any
+                // other notice) is not worth a round of logging per query.
+                ("client_min_messages", "error"),
+            ]);
+        self.handle
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options),
+            )
+            .map_err(|e| unavailable(format!("plugin `{plugin}` cannot log in as its role: {e}")))
+    }
+
     fn admin_sql(&self, plugin: &str, sql: &str) -> Result<()> {
         run_admin(&self.handle, &self.admin, plugin, sql)
     }
@@ -409,39 +522,7 @@ impl TableBackend for PgTables {
         let schema = naming::pg_schema(plugin)?;
         let db = naming::pg_database(&self.admin_db, plugin)?;
         let role = db.clone();
-        let password: String = self
-            .handle
-            .block_on(async {
-                sqlx::query("INSERT INTO plugin_host.roles (role, password) VALUES ($1, $2) ON CONFLICT (role) DO NOTHING")
-                    .bind(&role)
-                    .bind(random_password())
-                    .execute(&self.admin)
-                    .await?;
-                sqlx::query_scalar("SELECT password FROM plugin_host.roles WHERE role = $1")
-                    .bind(&role)
-                    .fetch_one(&self.admin)
-                    .await
-            })
-            .map_err(|e| db_error(plugin, &e))?;
-        // Names are validated (a-z 0-9 _ - . ~ and the admin database's name, which has no
-        // `"`), the password is hex: nothing here needs more than quoting.
-        self.admin_sql(
-            plugin,
-            &format!(
-                r#"DO $$ BEGIN CREATE ROLE "{role}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-                   ALTER ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS CONNECTION LIMIT {limit} PASSWORD '{password}';
-                   DO $$ DECLARE d record; BEGIN
-                     -- A role may set its own defaults (ALTER ROLE CURRENT_USER SET ...): none
-                     -- survives into a new session of the plugin.
-                     ALTER ROLE "{role}" RESET ALL;
-                     FOR d IN SELECT datname FROM pg_db_role_setting s JOIN pg_database b ON b.oid = s.setdatabase
-                              WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = '{role}') LOOP
-                       EXECUTE format('ALTER ROLE %I IN DATABASE %I RESET ALL', '{role}', d.datname);
-                     END LOOP;
-                   END $$;"#,
-                limit = self.max_connections * 2 + 2,
-            ),
-        )?;
+        let password = self.ensure_role(plugin, &role)?;
         self.create_database(plugin, &db)?;
         // The admin, connected to the plugin's database: hardening, schema, grants, and
         // later the plugin's `create` calls.
@@ -456,27 +537,7 @@ impl TableBackend for PgTables {
                     .connect_with(self.options.clone().database(&db)),
             )
             .map_err(|e| unavailable(format!("cannot connect to database `{db}`: {e}")))?;
-        // The marker is the database's own comment: it goes when the database goes, so a
-        // database made again is hardened again.
-        let marker = format!("plugin-host hardened v{HARDEN_VERSION}");
-        let current: Option<String> = self
-            .handle
-            .block_on(
-                sqlx::query_scalar(
-                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-                )
-                .bind(&db)
-                .fetch_optional(&self.admin),
-            )
-            .map_err(|e| db_error(plugin, &e))?
-            .flatten();
-        if current.as_deref() != Some(marker.as_str()) {
-            let harden = format!(
-                "{}\nCOMMENT ON DATABASE \"{db}\" IS '{marker}';",
-                HARDEN.replace("{db}", &db)
-            );
-            run_admin(&self.handle, &local, plugin, &harden)?;
-        }
+        self.harden_once(&local, plugin, &db)?;
         let mut setup = format!(
             r#"GRANT CONNECT ON DATABASE "{db}" TO "{role}";
                CREATE SCHEMA IF NOT EXISTS "{schema}";
@@ -498,38 +559,15 @@ impl TableBackend for PgTables {
             std::process::id(),
             SESSIONS.fetch_add(1, Ordering::Relaxed)
         );
-        // PostgreSQL takes at most i32::MAX ms (about 24 days).
-        let timeout_ms = control
-            .limits
-            .statement_timeout
-            .as_millis()
-            .clamp(1, i32::MAX as u128)
-            .to_string();
-        let options = self
-            .options
-            .clone()
-            .database(&db)
-            .username(&role)
-            .password(&password)
-            .application_name(&application)
-            .options([
-                ("search_path", schema.as_str()),
-                ("statement_timeout", timeout_ms.as_str()),
-                // The reset sends `ROLLBACK` outside a transaction too; its warning (and any
-                // other notice) is not worth a round of logging per query.
-                ("client_min_messages", "error"),
-            ]);
-        let pool = self
-            .handle
-            .block_on(
-                PgPoolOptions::new()
-                    .max_connections(self.max_connections)
-                    .acquire_timeout(Duration::from_secs(5))
-                    .connect_with(options),
-            )
-            .map_err(|e| {
-                unavailable(format!("plugin `{plugin}` cannot log in as its role: {e}"))
-            })?;
+        let pool = self.connect_as_plugin(
+            plugin,
+            &db,
+            &role,
+            &password,
+            &schema,
+            &application,
+            &control,
+        )?;
         Ok(Box::new(PgSession {
             plugin: plugin.to_owned(),
             role,

@@ -247,13 +247,31 @@ pub(crate) fn rewrite(
     let mut found = Collect::default();
     let _ = statements.visit(&mut found);
     let lines = Lines::new(sql);
-    let unplaced = || {
-        RewriteError::Invalid(
-            "the statement could not be rewritten (a table name without a position)".into(),
-        )
-    };
-    // (byte range in `sql`, replacement), in no particular order yet.
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
+    let mut edits = table_edits(&found, &lines, resolve)?;
+    if dialect == Dialect::Sqlite {
+        edits.extend(placeholder_edits(&found, &lines)?);
+    }
+    apply_edits(sql, edits)
+}
+
+/// The error of a name the parser saw but whose position in the text is unknown.
+fn unplaced() -> RewriteError {
+    RewriteError::Invalid(
+        "the statement could not be rewritten (a table name without a position)".into(),
+    )
+}
+
+/// One replacement: a byte range of the original text and what goes there.
+type Edit = (std::ops::Range<usize>, String);
+
+/// The replacement of every table name of the statement by its physical name; `Denied` for a
+/// table that is not allowed (or a qualified name).
+fn table_edits(
+    found: &Collect,
+    lines: &Lines<'_>,
+    resolve: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Result<Vec<Edit>, RewriteError> {
+    let mut edits: Vec<Edit> = Vec::new();
     for name in &found.relations {
         let span = name_span(name);
         if found.functions.contains(&span_key(span)) {
@@ -284,17 +302,27 @@ pub(crate) fn rewrite(
             .join(".");
         edits.push((range, physical));
     }
-    if dialect == Dialect::Sqlite {
-        for (p, span) in &found.placeholders {
-            if let Some(n) = p.strip_prefix('$')
-                && !n.is_empty()
-                && n.bytes().all(|b| b.is_ascii_digit())
-            {
-                let range = lines.range(*span).ok_or_else(unplaced)?;
-                edits.push((range, format!("?{n}")));
-            }
+    Ok(edits)
+}
+
+/// SQLite numbers its placeholders `?N`: every `$N` becomes one.
+fn placeholder_edits(found: &Collect, lines: &Lines<'_>) -> Result<Vec<Edit>, RewriteError> {
+    let mut edits = Vec::new();
+    for (p, span) in &found.placeholders {
+        if let Some(n) = p.strip_prefix('$')
+            && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+        {
+            let range = lines.range(*span).ok_or_else(unplaced)?;
+            edits.push((range, format!("?{n}")));
         }
     }
+    Ok(edits)
+}
+
+/// Splices the edits into the original text (which keeps everything else exactly as sent);
+/// overlapping edits are an error.
+fn apply_edits(sql: &str, mut edits: Vec<Edit>) -> Result<String, RewriteError> {
     edits.sort_by_key(|(r, _)| r.start);
     edits.dedup_by(|a, b| a.0 == b.0);
     let mut out = String::with_capacity(sql.len() + edits.len() * 16);

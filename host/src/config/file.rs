@@ -518,6 +518,15 @@ impl HostConfig {
     /// # Errors
     /// `invalid_config` naming the key.
     pub fn validate(&self) -> Result<()> {
+        self.validate_log_and_timeouts()?;
+        self.validate_tables()?;
+        self.validate_topics()?;
+        self.validate_buckets()?;
+        self.validate_limits()?;
+        self.validate_plugins()
+    }
+
+    fn validate_log_and_timeouts(&self) -> Result<()> {
         if self.log.level.parse::<tracing::Level>().is_err() {
             return Err(invalid(
                 "log.level",
@@ -537,6 +546,10 @@ impl HostConfig {
                 return Err(invalid(key, "must be greater than 0"));
             }
         }
+        Ok(())
+    }
+
+    fn validate_tables(&self) -> Result<()> {
         match (
             self.backends.tables.backend.as_str(),
             &self.backends.tables.url,
@@ -557,6 +570,10 @@ impl HostConfig {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn validate_topics(&self) -> Result<()> {
         match (
             self.backends.topics.backend.as_str(),
             &self.backends.topics.brokers,
@@ -587,7 +604,10 @@ impl HostConfig {
                 "1 to 100 characters of A-Z a-z 0-9 - _ (no '.', which separates plugin and topic)",
             ));
         }
-        self.validate_buckets()?;
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<()> {
         if self.limits.mailbox_capacity == 0 {
             return Err(invalid("limits.mailbox_capacity", "must be greater than 0"));
         }
@@ -611,6 +631,10 @@ impl HostConfig {
         {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
+        Ok(())
+    }
+
+    fn validate_plugins(&self) -> Result<()> {
         for (name, section) in &self.plugin {
             crate::manifest::validate_name(name)
                 .map_err(|e| invalid(&format!("plugin.{name}"), e.to_string()))?;

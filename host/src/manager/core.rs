@@ -245,6 +245,10 @@ pub(crate) struct Registry {
     pub(crate) plugins: HashMap<String, Arc<Slot>>,
     /// Plugins that failed and left something behind.
     pub(crate) failed: HashMap<String, FailedRecord>,
+    /// Every live instance by generation, including one being loaded beside the current one.
+    instances: HashMap<u64, Arc<Slot>>,
+    /// Operator settings by plugin name; kept across unloads.
+    settings: HashMap<String, PluginSettings>,
 }
 
 /// Shared state of a [`PluginManager`](super::PluginManager).
@@ -263,9 +267,9 @@ pub(crate) struct Inner {
     pub(crate) owned: Mutex<HashSet<String>>,
     /// Signalled when a plugin leaves `owned`.
     pub(crate) owned_released: Condvar,
+    /// Everything the manager knows of its plugins (current instances, failed records, live
+    /// instances by generation, operator settings), behind one lock.
     registry: RwLock<Registry>,
-    /// Every live instance by generation, including one being loaded beside the current one.
-    instances: RwLock<HashMap<u64, Arc<Slot>>>,
     pub(crate) bus: Arc<EventBus>,
     /// Where plugins' tables live, if anywhere.
     pub(crate) tables: Option<Arc<dyn TableBackend>>,
@@ -273,8 +277,6 @@ pub(crate) struct Inner {
     pub(crate) topics: Option<Arc<dyn TopicBackend>>,
     /// Where plugins' buckets live, if anywhere.
     pub(crate) buckets: Option<Arc<dyn BucketBackend>>,
-    /// Operator settings by plugin name; kept across unloads.
-    settings: RwLock<HashMap<String, PluginSettings>>,
     pub(crate) metrics: ManagerMetrics,
     /// The thread that closes libraries (see [`Inner::close_library`]).
     closer: Mutex<crossbeam_channel::Sender<(Library, crossbeam_channel::Sender<()>)>>,
@@ -332,12 +334,10 @@ impl Inner {
             owned: Mutex::new(HashSet::new()),
             owned_released: Condvar::new(),
             registry: RwLock::new(Registry::default()),
-            instances: RwLock::new(HashMap::new()),
             bus,
             tables,
             topics,
             buckets,
-            settings: RwLock::new(HashMap::new()),
             metrics: ManagerMetrics::default(),
             closer: Mutex::new(closer),
             generations: AtomicU64::new(0),
@@ -377,12 +377,7 @@ impl Inner {
 
     /// The operator's settings for `name` (default when none were given).
     pub(crate) fn settings_for(&self, name: &str) -> PluginSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
-            .unwrap_or_default()
+        self.read().settings.get(name).cloned().unwrap_or_default()
     }
 
     /// Replaces the settings for `name`; returns the previous ones.
@@ -391,10 +386,7 @@ impl Inner {
         name: &str,
         settings: Option<PluginSettings>,
     ) -> Option<PluginSettings> {
-        let mut map = self
-            .settings
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let map = &mut self.write().settings;
         match settings {
             Some(s) => map.insert(name.to_owned(), s),
             None => map.remove(name),
@@ -403,9 +395,8 @@ impl Inner {
 
     /// Every stored setting, by plugin name.
     pub(crate) fn all_settings(&self) -> std::collections::BTreeMap<String, PluginSettings> {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.read()
+            .settings
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
@@ -413,10 +404,7 @@ impl Inner {
 
     /// Whether settings are stored for `name`.
     pub(crate) fn has_settings(&self, name: &str) -> bool {
-        self.settings
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(name)
+        self.read().settings.contains_key(name)
     }
 
     pub(crate) fn next_generation(&self) -> u64 {
@@ -424,25 +412,17 @@ impl Inner {
     }
 
     pub(crate) fn add_instance(&self, slot: &Arc<Slot>) {
-        self.instances
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.write()
+            .instances
             .insert(slot.generation, Arc::clone(slot));
     }
 
     pub(crate) fn remove_instance(&self, generation: u64) {
-        self.instances
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&generation);
+        self.write().instances.remove(&generation);
     }
 
     pub(crate) fn instance(&self, generation: u64) -> Option<Arc<Slot>> {
-        self.instances
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&generation)
-            .cloned()
+        self.read().instances.get(&generation).cloned()
     }
 
     /// The current instance of a loaded plugin.

@@ -1,6 +1,8 @@
 //! The documentation that describes the code stays true to it: `docs/architecture.md` names
 //! every source file of the three library crates, and nothing that no longer exists.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {

@@ -2,7 +2,7 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p host -p plugin-hello -p plugin-greeter
+RUN cargo build --release -p server -p plugin-hello -p plugin-greeter
 
 FROM debian:bookworm-slim
 RUN useradd --system --home /var/lib/plugin-host plugin-host

@@ -162,13 +162,27 @@ fn body_error(st: &AppState, e: axum::extract::rejection::BytesRejection) -> Api
     }
 }
 
-/// Any JSON body; an empty body is `null`.
-async fn any_json(st: &AppState, req: Request) -> ApiResult<Value> {
+/// Whether a route takes a request without a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EmptyBody {
+    /// An empty body is JSON `null`.
+    IsNull,
+    /// An empty body is refused with `bad_request`.
+    Refused,
+}
+
+/// Any JSON body.
+async fn any_json(st: &AppState, req: Request, empty: EmptyBody) -> ApiResult<Value> {
     let bytes = Bytes::from_request(req, st)
         .await
         .map_err(|e| body_error(st, e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
+        return match empty {
+            EmptyBody::IsNull => Ok(Value::Null),
+            EmptyBody::Refused => Err(ApiError(Error::BadRequest {
+                message: "this route needs a JSON body".into(),
+            })),
+        };
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError(Error::BadRequest {
@@ -416,7 +430,7 @@ pub(crate) async fn execute(
     ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let input = any_json(&st, req).await?;
+    let input = any_json(&st, req, EmptyBody::IsNull).await?;
     let bytes = serde_json::to_vec(&input).map_err(|e| {
         ApiError(Error::BadRequest {
             message: e.to_string(),
@@ -505,7 +519,7 @@ pub(crate) async fn put_config(
     ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let config = any_json(&st, req).await?;
+    let config = any_json(&st, req, EmptyBody::Refused).await?;
     let saved = blocking(&st, move |m| {
         m.update_settings(&name, |s| {
             let mut s = s.unwrap_or_default();

@@ -1001,6 +1001,19 @@ fn requests_the_schema_refuses_the_server_refuses() {
             json!({"name": "a", "to": "b"}),
             (400, "bad_request"),
         ),
+        // A struct's fields as an array (serde's other form of a struct) is not an object.
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!([hello]),
+            (400, "bad_request"),
+        ),
+        (
+            "EmitRequest",
+            "/api/v1/events",
+            json!(["a"]),
+            (400, "bad_request"),
+        ),
     ];
     for (schema, route, body, answer) in refused {
         assert!(!conforms(&doc, schema, &body), "{schema} allows {body}");
@@ -1017,6 +1030,7 @@ fn requests_the_schema_refuses_the_server_refuses() {
         (json!({"tables": ["Users"]}), (400, "invalid_overrides")),
         (json!({"table_map": {"a": ""}}), (400, "invalid_overrides")),
         (json!({"tables": ["a"], "views": []}), (400, "bad_request")),
+        (json!([]), (400, "bad_request")),
     ] {
         assert!(
             !conforms(&doc, "Overrides", &body),

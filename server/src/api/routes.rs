@@ -95,7 +95,8 @@ fn persist(st: &AppState) {
     }
 }
 
-/// A JSON body whose rejections use the API's error body.
+/// A JSON object body whose rejections use the API's error body. Only an object is taken: serde
+/// would also build a struct from an array of its fields, which no request schema allows.
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -105,11 +106,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(req, st)
             .await
             .map_err(|e| body_error(st, e))?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             ApiError(Error::BadRequest {
                 message: format!("invalid JSON body: {e}"),
             })
-        })
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+        if !value.is_object() {
+            return Err(ApiError(Error::BadRequest {
+                message: "the body must be a JSON object".into(),
+            }));
+        }
+        T::deserialize(value).map(ApiJson).map_err(invalid)
     }
 }
 

@@ -3,25 +3,37 @@
 # (pinned, into its own virtualenv under ~/.cache, only when that version is not there yet),
 # starts the built `target/debug/plugin-host serve` on a free loopback port with an admin token,
 # a temporary data dir and the example plugins `hello` and `greeter`, and runs
-#   st run <url>/api/v1/openapi.json --checks all
-# with the bearer token against it, bounded by MAX_EXAMPLES (default 50) per operation. Any
-# failure fails the script; the server is always stopped. Needs `cargo build --workspace
-# --all-features` first (scripts/test.sh runs it after the tests, which build everything).
-# `--install-only` installs and exits.
+#   st --config-file scripts/schemathesis.toml run <url>/api/v1/openapi.json
+# with the bearer token against it: every check (schemathesis' default, as `--checks all`; that
+# flag would override the config file's per-operation exceptions, each explained there),
+# bounded by MAX_EXAMPLES (default 50) per operation. Any failure fails the script; the server
+# is always stopped; SCHEMATHESIS_SEED replays a run (the seed is printed). Needs
+# `cargo build --workspace --all-features` first (scripts/test.sh runs it after the tests,
+# which build everything). `--install-only` installs and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSION=4.32.5
 MAX_EXAMPLES=${MAX_EXAMPLES:-50}
 venv=${SCHEMATHESIS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/plugin-host/schemathesis-$VERSION}
-st=$venv/bin/st
+# Through `python -m`: the virtualenv's own scripts name its first location, and it is moved.
+st=("$venv/bin/python" -m schemathesis.cli)
 
-if ! "$st" --version 2>/dev/null | grep -q "$VERSION"; then
+# Installed beside the final place and moved in whole, so that a run in another checkout at
+# the same moment never sees a half-made virtualenv.
+if ! "${st[@]}" --version 2>/dev/null | grep -q "$VERSION"; then
   echo "installing schemathesis $VERSION into $venv"
+  mkdir -p "$(dirname "$venv")"
+  fresh=$(mktemp -d "$venv.XXXXXX")
+  python3 -m venv "$fresh" || {
+    echo "python3 cannot make a virtualenv (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+    rm -rf "$fresh"
+    exit 1
+  }
+  "$fresh/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
   rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
-  "$st" --version | grep -q "$VERSION"
+  mv -T "$fresh" "$venv"
+  "${st[@]}" --version | grep -q "$VERSION"
 fi
 if [ "${1:-}" = "--install-only" ]; then
   exit 0
@@ -70,7 +82,7 @@ echo "schemathesis $VERSION against $url (max $MAX_EXAMPLES examples per operati
 # Run from the temporary folder: schemathesis keeps a cache in `.schemathesis/` of its cwd.
 config=$PWD/scripts/schemathesis.toml
 rc=0
-(cd "$work" && "$st" --config-file "$config" run "$url/api/v1/openapi.json" \
+(cd "$work" && "${st[@]}" --config-file "$config" run "$url/api/v1/openapi.json" \
   --header "Authorization: Bearer $token" \
   --max-examples "$MAX_EXAMPLES" \
   --seed "${SCHEMATHESIS_SEED:-$RANDOM}" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite the way CI does: formatting, lints, docs, then every test of the
-# workspace (which builds the real plugins once per test binary). Starts the machine's
-# PostgreSQL first when it is installed and down, for the backend suites that use it.
+# workspace (which builds the real plugins once per test binary), then schemathesis against the
+# served OpenAPI document. Starts the machine's PostgreSQL first when it is installed and down,
+# for the backend suites that use it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,10 @@ if cargo tree -p host -e normal --all-features --prefix none | grep -E '^(axum|c
   exit 1
 fi
 cargo test --workspace --all-features
+
+# The served OpenAPI document tells the truth: schemathesis against the built server (it
+# installs itself on first use).
+scripts/schemathesis.sh
 
 # The embedding example runs against the example plugins.
 mkdir -p target/example-plugins

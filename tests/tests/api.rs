@@ -455,7 +455,8 @@ fn openapi_document_matches_the_routes_that_exist() {
         );
     }
     // Every documented route exists: the router answers it with something other than
-    // "no such route" or "method not allowed".
+    // "no such route" or "method not allowed". (The router is built from the table the
+    // document comes from; this checks that end to end.)
     for (path, methods) in doc["paths"].as_object().unwrap() {
         for method in methods.as_object().unwrap().keys() {
             if path.ends_with("/stream") {
@@ -832,4 +833,248 @@ fn oversized_bodies_get_413_with_the_error_body() {
         r.into_json::<Value>().unwrap()["error"]["code"],
         "payload_too_large"
     );
+}
+
+/// A validator of the component schema `name` of the served OpenAPI document.
+fn component(doc: &Value, name: &str) -> jsonschema::Validator {
+    let schema = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": doc["components"],
+    });
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+/// Checks `value` against the component schema `name` of the served OpenAPI document.
+fn assert_conforms(doc: &Value, name: &str, value: &Value) {
+    let errors: Vec<String> = component(doc, name)
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{name} does not describe {value}: {errors:?}"
+    );
+}
+
+/// Whether `value` is a valid `name` of the served OpenAPI document.
+fn conforms(doc: &Value, name: &str, value: &Value) -> bool {
+    component(doc, name).is_valid(value)
+}
+
+#[test]
+fn openapi_schemas_describe_the_real_answers() {
+    let s = Server::start(&[], &[]);
+    let (_, doc) = s.call("GET", "/api/v1/openapi.json", None);
+    for p in ["hello", "greeter"] {
+        let (st, info) = s.call(
+            "POST",
+            "/api/v1/plugins",
+            Some(json!({"path": path_of(&plugin(p))})),
+        );
+        assert_eq!(st, 201, "{info}");
+        assert_conforms(&doc, "Plugin", &info);
+    }
+    // A plugin without overrides or config sends both as null.
+    let (_, hello) = s.call("GET", "/api/v1/plugins/hello", None);
+    assert_eq!(
+        (&hello["overrides"], &hello["config"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_conforms(&doc, "Plugin", &hello);
+
+    let (st, o) = s.call(
+        "PUT",
+        "/api/v1/plugins/hello/overrides",
+        Some(json!({"tables": ["memos"], "topics": null})),
+    );
+    assert_eq!(st, 200, "{o}");
+    assert_conforms(&doc, "StoredOverrides", &o);
+    let (_, o) = s.call("GET", "/api/v1/plugins/hello/overrides", None);
+    assert_conforms(&doc, "StoredOverrides", &o);
+    let (_, list) = s.call("GET", "/api/v1/plugins", None);
+    assert_eq!(list[0]["overrides"]["tables"], json!(["memos"]));
+    assert_conforms(&doc, "PluginList", &list);
+
+    let (_, disabled) = s.call("POST", "/api/v1/plugins/greeter/disable", None);
+    assert_conforms(&doc, "Plugin", &disabled);
+    let (_, enabled) = s.call("POST", "/api/v1/plugins/greeter/enable", None);
+    assert_conforms(&doc, "Plugin", &enabled);
+    let (_, out) = s.call(
+        "POST",
+        "/api/v1/plugins/greeter/execute",
+        Some(json!({"name": "doc"})),
+    );
+    assert_conforms(&doc, "ExecuteResponse", &out);
+    let (_, health) = s.call("GET", "/health", None);
+    assert_conforms(&doc, "Health", &health);
+    let (_, watch) = s.call("GET", "/api/v1/watch", None);
+    assert_eq!(watch["dir"], Value::Null, "{watch}");
+    assert_conforms(&doc, "WatchStatus", &watch);
+    let (st, emitted) = s.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!({"name": "user:created", "payload": {"id": 1}})),
+    );
+    assert_eq!(st, 202);
+    assert_conforms(&doc, "EmitResponse", &emitted);
+
+    // A folder whose plugins are loaded already: every file is reported failed, name and code.
+    let dir = temp_dir();
+    std::fs::copy(plugin("hello"), dir.path().join(lib_file("hello"))).unwrap();
+    let (st, report) = s.call(
+        "POST",
+        "/api/v1/directory/load",
+        Some(json!({"path": path_of(dir.path())})),
+    );
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["failed"][0]["code"], "already_loaded", "{report}");
+    assert_conforms(&doc, "DirectoryReport", &report);
+
+    let (st, e) = s.call("GET", "/api/v1/plugins/ghost", None);
+    assert_eq!(st, 404);
+    assert_conforms(&doc, "Error", &e);
+    let (st, report) = s.call("DELETE", "/api/v1/plugins/hello?cascade=true", None);
+    assert_eq!(st, 200);
+    assert_conforms(&doc, "UnloadReport", &report);
+}
+
+#[test]
+fn requests_the_schema_refuses_the_server_refuses() {
+    let s = Server::start(&[], &[]);
+    let (_, doc) = s.call("GET", "/api/v1/openapi.json", None);
+    let hello = path_of(&plugin("hello"));
+    let code = |r: (u16, Value)| (r.0, r.1["error"]["code"].as_str().unwrap_or("").to_owned());
+    // (schema, route, body, status and code the server answers)
+    let refused = [
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!({"path": hello, "extra": 1}),
+            (400, "bad_request"),
+        ),
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!({"path": ""}),
+            (400, "invalid_path"),
+        ),
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!({"path": "relative/libplugin_hello.so"}),
+            (400, "invalid_path"),
+        ),
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!({"path": hello, "overrides": {"tables": [""]}}),
+            (400, "invalid_overrides"),
+        ),
+        (
+            "PathRequest",
+            "/api/v1/directory/load",
+            json!({"path": ""}),
+            (400, "invalid_path"),
+        ),
+        (
+            "PathRequest",
+            "/api/v1/directory/load",
+            json!({"path": "/tmp", "recursive": true}),
+            (400, "bad_request"),
+        ),
+        (
+            "EmitRequest",
+            "/api/v1/events",
+            json!({"name": ""}),
+            (400, "invalid_event_name"),
+        ),
+        (
+            "EmitRequest",
+            "/api/v1/events",
+            json!({"name": "a::b"}),
+            (400, "invalid_event_name"),
+        ),
+        (
+            "EmitRequest",
+            "/api/v1/events",
+            json!({"name": "a", "to": "b"}),
+            (400, "bad_request"),
+        ),
+        // A struct's fields as an array (serde's other form of a struct) is not an object.
+        (
+            "LoadRequest",
+            "/api/v1/plugins",
+            json!([hello]),
+            (400, "bad_request"),
+        ),
+        (
+            "EmitRequest",
+            "/api/v1/events",
+            json!(["a"]),
+            (400, "bad_request"),
+        ),
+    ];
+    for (schema, route, body, answer) in refused {
+        assert!(!conforms(&doc, schema, &body), "{schema} allows {body}");
+        assert_eq!(
+            code(s.call("POST", route, Some(body.clone()))),
+            (answer.0, answer.1.to_owned()),
+            "{route} {body}"
+        );
+    }
+    let (st, _) = s.call("POST", "/api/v1/plugins", Some(json!({"path": hello})));
+    assert_eq!(st, 201);
+    for (body, answer) in [
+        (json!({"tables": [""]}), (400, "invalid_overrides")),
+        (json!({"tables": ["Users"]}), (400, "invalid_overrides")),
+        (json!({"table_map": {"a": ""}}), (400, "invalid_overrides")),
+        (json!({"tables": ["a"], "views": []}), (400, "bad_request")),
+        (json!([]), (400, "bad_request")),
+    ] {
+        assert!(
+            !conforms(&doc, "Overrides", &body),
+            "Overrides allows {body}"
+        );
+        assert_eq!(
+            code(s.call("PUT", "/api/v1/plugins/hello/overrides", Some(body.clone()))),
+            (answer.0, answer.1.to_owned()),
+            "{body}"
+        );
+    }
+    // What the schema allows, the server takes: null stands for an absent list.
+    let body = json!({"tables": null, "topics": [], "table_map": {}});
+    assert!(conforms(&doc, "Overrides", &body));
+    let (st, o) = s.call("PUT", "/api/v1/plugins/hello/overrides", Some(body));
+    assert_eq!(st, 200, "{o}");
+    assert_eq!(o["topics"], json!([]));
+
+    // A plugin name outside the rules is refused (or unknown) wherever it appears.
+    let name = &doc["paths"]["/api/v1/plugins/{name}"]["get"]["parameters"][0]["schema"];
+    for bad in ["", "Hello", "9lives", "a b"] {
+        assert!(
+            !jsonschema::is_valid(name, &json!(bad)),
+            "the name schema allows {bad:?}"
+        );
+    }
+    assert_eq!(s.call("GET", "/api/v1/plugins/Hello", None).0, 404);
+    assert_eq!(
+        code(s.call("PUT", "/api/v1/plugins/Hello/config", Some(json!({})))),
+        (400, "invalid_name".to_owned())
+    );
+
+    // PUT config needs a body (the document says so); execute takes none as null.
+    assert_eq!(
+        doc["paths"]["/api/v1/plugins/{name}/config"]["put"]["requestBody"]["required"],
+        true
+    );
+    assert_eq!(
+        code(s.call("PUT", "/api/v1/plugins/hello/config", None)),
+        (400, "bad_request".to_owned())
+    );
+    assert_eq!(
+        doc["paths"]["/api/v1/plugins/{name}/execute"]["post"]["requestBody"]["required"],
+        false
+    );
+    assert_eq!(s.call("POST", "/api/v1/plugins/hello/execute", None).0, 200);
 }

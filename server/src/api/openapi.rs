@@ -1,334 +1,584 @@
-//! The OpenAPI 3 document of the admin API, generated from [`ROUTES`], the table of every
-//! route the router serves. An end-to-end test requests every route of the table and checks that
-//! the router answers it, and that every route of shared/API.md is in the table.
+//! The route table of the admin API, [`ROUTES`], and the OpenAPI 3.1 document generated from
+//! it. The router is built from the same table (`super::router`), so a route cannot be served
+//! without being documented, nor documented without being served. The schemas are written by
+//! hand to say what the server really accepts and answers (name patterns, absolute paths, no
+//! unknown fields, nullable fields); `scripts/schemathesis.sh` checks them against the running
+//! server, and tests/tests/api.rs validates real responses against them.
+//!
+//! Called by `super::router` (the table) and the `GET /api/v1/openapi.json` handler.
 
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde_json::{Map, Value, json};
 
-/// One documented route.
+use super::routes::{self, AppState};
+
+/// An HTTP method of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    /// The lowercase name OpenAPI uses.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Post => "post",
+            Self::Put => "put",
+            Self::Delete => "delete",
+        }
+    }
+
+    pub(crate) fn filter(self) -> MethodFilter {
+        match self {
+            Self::Get => MethodFilter::GET,
+            Self::Post => MethodFilter::POST,
+            Self::Put => MethodFilter::PUT,
+            Self::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// The request body of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// None is read.
+    None,
+    /// Required, with this schema (a component name, or `Any`).
+    Required(&'static str),
+    /// May be absent (an empty body is JSON `null`), with this schema.
+    Optional(&'static str),
+}
+
+/// What a route answers on success.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Success {
+    /// JSON of this component (or `Any`), with this status.
+    Json(u16, &'static str),
+    /// Anything else, with this status and media type.
+    Media(u16, &'static str),
+}
+
+/// A query parameter: name, JSON type, description.
+type QueryParam = (&'static str, &'static str, &'static str);
+
+/// Builds a route's handler for its method.
+type Handler = fn(MethodFilter) -> MethodRouter<AppState>;
+
+/// One route: how it is served and how it is documented.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RouteDoc {
-    pub(crate) method: &'static str,
-    /// Full path, with `{name}` parameters.
+pub(crate) struct Route {
+    pub(crate) verb: Verb,
+    /// Full path, with `{name}`-style parameters.
     pub(crate) path: &'static str,
-    pub(crate) summary: &'static str,
+    summary: &'static str,
     /// Whether it needs the bearer token (when one is configured).
     pub(crate) auth: bool,
-    /// Request body schema, as a component name.
-    pub(crate) body: Option<&'static str>,
-    /// Success status and its response schema (component name, or a media type for text).
-    pub(crate) ok: (u16, &'static str),
+    body: Body,
+    ok: Success,
+    query: &'static [QueryParam],
+    pub(crate) handler: Handler,
 }
 
-const fn r(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    auth: bool,
-    body: Option<&'static str>,
-    ok: (u16, &'static str),
-) -> RouteDoc {
-    RouteDoc {
-        method,
-        path,
-        summary,
-        auth,
-        body,
-        ok,
-    }
-}
+const NONE: &[QueryParam] = &[];
 
-/// Every route of the admin API.
-pub(crate) const ROUTES: &[RouteDoc] = &[
-    r(
-        "get",
-        "/health",
-        "Liveness and backend status",
-        false,
-        None,
-        (200, "Health"),
-    ),
-    r(
-        "get",
-        "/metrics",
-        "Prometheus metrics",
-        false,
-        None,
-        (200, "text/plain"),
-    ),
-    r(
-        "get",
-        "/api/v1/openapi.json",
-        "This document",
-        false,
-        None,
-        (200, "Any"),
-    ),
-    r(
-        "get",
-        "/presigned/{token}",
-        "An object of a plugin's bucket, through a presigned link (the token is the credential)",
-        false,
-        None,
-        (200, "application/octet-stream"),
-    ),
-    r(
-        "get",
-        "/api/v1/plugins",
-        "List plugins in dependency order",
-        true,
-        None,
-        (200, "PluginList"),
-    ),
-    r(
-        "post",
-        "/api/v1/plugins",
-        "Load a plugin file",
-        true,
-        Some("LoadRequest"),
-        (201, "Plugin"),
-    ),
-    r(
-        "get",
-        "/api/v1/plugins/{name}",
-        "One plugin",
-        true,
-        None,
-        (200, "Plugin"),
-    ),
-    r(
-        "delete",
-        "/api/v1/plugins/{name}",
-        "Unload (query cascade=true unloads dependents first)",
-        true,
-        None,
-        (200, "UnloadReport"),
-    ),
-    r(
-        "post",
-        "/api/v1/plugins/{name}/reload",
-        "Atomic reload from the plugin's file",
-        true,
-        None,
-        (200, "Plugin"),
-    ),
-    r(
-        "post",
-        "/api/v1/plugins/{name}/enable",
-        "Enable a disabled plugin",
-        true,
-        None,
-        (200, "Plugin"),
-    ),
-    r(
-        "post",
-        "/api/v1/plugins/{name}/disable",
-        "Disable without unloading",
-        true,
-        None,
-        (200, "Plugin"),
-    ),
-    r(
-        "post",
-        "/api/v1/plugins/{name}/execute",
-        "Call the plugin with any JSON",
-        true,
-        Some("Any"),
-        (200, "ExecuteResponse"),
-    ),
-    r(
-        "get",
-        "/api/v1/plugins/{name}/overrides",
-        "Read overrides",
-        true,
-        None,
-        (200, "Overrides"),
-    ),
-    r(
-        "put",
-        "/api/v1/plugins/{name}/overrides",
-        "Replace overrides (reloads atomically)",
-        true,
-        Some("Overrides"),
-        (200, "Overrides"),
-    ),
-    r(
-        "delete",
-        "/api/v1/plugins/{name}/overrides",
-        "Clear overrides (reloads atomically)",
-        true,
-        None,
-        (200, "Overrides"),
-    ),
-    r(
-        "get",
-        "/api/v1/plugins/{name}/config",
-        "Read the plugin's config",
-        true,
-        None,
-        (200, "Any"),
-    ),
-    r(
-        "put",
-        "/api/v1/plugins/{name}/config",
-        "Replace the config (validated, reloads atomically)",
-        true,
-        Some("Any"),
-        (200, "Any"),
-    ),
-    r(
-        "delete",
-        "/api/v1/plugins/{name}/config",
-        "Clear the config (reloads atomically)",
-        true,
-        None,
-        (200, "Any"),
-    ),
-    r(
-        "post",
-        "/api/v1/directory/load",
-        "Load every plugin in a folder",
-        true,
-        Some("PathRequest"),
-        (200, "DirectoryReport"),
-    ),
-    r(
-        "get",
-        "/api/v1/watch",
-        "The watched plugins folder and the state of each library file in it",
-        true,
-        None,
-        (200, "WatchStatus"),
-    ),
-    r(
-        "post",
-        "/api/v1/events",
-        "Emit an event as the operator",
-        true,
-        Some("EmitRequest"),
-        (202, "EmitResponse"),
-    ),
-    r(
-        "get",
-        "/api/v1/events/stream",
-        "Server-Sent Events of lifecycle and bus events",
-        true,
-        None,
-        (200, "text/event-stream"),
-    ),
+/// Every route of the admin API. `super::router` serves exactly these.
+pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        verb: Verb::Get,
+        path: "/health",
+        summary: "Liveness and backend status (503 when a backend is down)",
+        auth: false,
+        body: Body::None,
+        ok: Success::Json(200, "Health"),
+        query: NONE,
+        handler: |m| on(m, routes::health),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        auth: false,
+        body: Body::None,
+        ok: Success::Media(200, "text/plain"),
+        query: NONE,
+        handler: |m| on(m, routes::metrics),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/openapi.json",
+        summary: "This document",
+        auth: false,
+        body: Body::None,
+        ok: Success::Json(200, "Any"),
+        query: NONE,
+        handler: |m| on(m, routes::openapi),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/presigned/{token}",
+        summary: "An object of a plugin's bucket, through a presigned link (the token is the \
+                  credential)",
+        auth: false,
+        body: Body::None,
+        ok: Success::Media(200, "*/*"),
+        query: NONE,
+        handler: |m| on(m, routes::presigned),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/plugins",
+        summary: "List plugins in dependency order",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "PluginList"),
+        query: NONE,
+        handler: |m| on(m, routes::list),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins",
+        summary: "Load a plugin file (400 file_not_found when there is no such file)",
+        auth: true,
+        body: Body::Required("LoadRequest"),
+        ok: Success::Json(201, "Plugin"),
+        query: NONE,
+        handler: |m| on(m, routes::load),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/plugins/{name}",
+        summary: "One plugin",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Plugin"),
+        query: NONE,
+        handler: |m| on(m, routes::show),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/api/v1/plugins/{name}",
+        summary: "Unload (cascade=true unloads dependents first)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "UnloadReport"),
+        query: &[(
+            "cascade",
+            "boolean",
+            "Unload the plugins that depend on it first",
+        )],
+        handler: |m| on(m, routes::unload),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/reload",
+        summary: "Atomic reload from the plugin's file",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Plugin"),
+        query: NONE,
+        handler: |m| on(m, routes::reload),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/enable",
+        summary: "Enable a disabled plugin",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Plugin"),
+        query: NONE,
+        handler: |m| on(m, routes::enable),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/disable",
+        summary: "Disable without unloading",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Plugin"),
+        query: NONE,
+        handler: |m| on(m, routes::disable),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/execute",
+        summary: "Call the plugin with any JSON (no body is null)",
+        auth: true,
+        body: Body::Optional("Any"),
+        ok: Success::Json(200, "ExecuteResponse"),
+        query: NONE,
+        handler: |m| on(m, routes::execute),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/plugins/{name}/overrides",
+        summary: "Read overrides ({} when there are none)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "StoredOverrides"),
+        query: NONE,
+        handler: |m| on(m, routes::get_overrides),
+    },
+    Route {
+        verb: Verb::Put,
+        path: "/api/v1/plugins/{name}/overrides",
+        summary: "Replace overrides (reloads atomically)",
+        auth: true,
+        body: Body::Required("Overrides"),
+        ok: Success::Json(200, "StoredOverrides"),
+        query: NONE,
+        handler: |m| on(m, routes::put_overrides),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/api/v1/plugins/{name}/overrides",
+        summary: "Clear overrides (reloads atomically)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "StoredOverrides"),
+        query: NONE,
+        handler: |m| on(m, routes::delete_overrides),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/plugins/{name}/config",
+        summary: "Read the plugin's config (null when it has none)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Any"),
+        query: NONE,
+        handler: |m| on(m, routes::get_config),
+    },
+    Route {
+        verb: Verb::Put,
+        path: "/api/v1/plugins/{name}/config",
+        summary: "Replace the config (validated, reloads atomically)",
+        auth: true,
+        body: Body::Required("Any"),
+        ok: Success::Json(200, "Any"),
+        query: NONE,
+        handler: |m| on(m, routes::put_config),
+    },
+    Route {
+        verb: Verb::Delete,
+        path: "/api/v1/plugins/{name}/config",
+        summary: "Clear the config (reloads atomically)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "Null"),
+        query: NONE,
+        handler: |m| on(m, routes::delete_config),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/directory/load",
+        summary: "Load every plugin in a folder (400 file_not_found when there is no such folder)",
+        auth: true,
+        body: Body::Required("PathRequest"),
+        ok: Success::Json(200, "DirectoryReport"),
+        query: NONE,
+        handler: |m| on(m, routes::load_directory),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/watch",
+        summary: "The watched plugins folder and the state of each library file in it",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "WatchStatus"),
+        query: NONE,
+        handler: |m| on(m, routes::watch),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/events",
+        summary: "Emit an event as the operator",
+        auth: true,
+        body: Body::Required("EmitRequest"),
+        ok: Success::Json(202, "EmitResponse"),
+        query: NONE,
+        handler: |m| on(m, routes::emit),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/events/stream",
+        summary: "Server-Sent Events of lifecycle and bus events",
+        auth: true,
+        body: Body::None,
+        ok: Success::Media(200, "text/event-stream"),
+        query: &[(
+            "pattern",
+            "string",
+            "Only events whose name matches this pattern (`user:*`, `**`)",
+        )],
+        handler: |m| on(m, routes::stream),
+    },
 ];
 
+/// A plugin name (host/src/manifest.rs `validate_name`): 1 to 64 of `a-z 0-9 - _`, starting
+/// with a letter.
+const PLUGIN_NAME: &str = "^[a-z][a-z0-9_-]{0,63}$";
+/// A logical resource name (host/src/resources/naming.rs `validate_logical`).
+const RESOURCE_NAME: &str = "^[a-z][a-z0-9_-]{0,62}$";
+/// An event name (host/src/bus.rs): `:`-separated segments of 1 to 64 of `A-Z a-z 0-9 _ - .`.
+const EVENT_NAME: &str = "^[A-Za-z0-9_.-]{1,64}(:[A-Za-z0-9_.-]{1,64})*$";
+/// A path the API accepts: absolute, without NUL (host/src/loader/file.rs `check_path`).
+const ABSOLUTE_PATH: &str = "^/[^\\u0000]*$";
+
 fn schema_ref(name: &str) -> Value {
-    if name == "Any" {
-        json!({})
-    } else {
-        json!({ "$ref": format!("#/components/schemas/{name}") })
+    match name {
+        "Any" => json!({}),
+        "Null" => json!({ "type": "null" }),
+        _ => json!({ "$ref": format!("#/components/schemas/{name}") }),
     }
 }
 
-fn components() -> Value {
-    let string_list = json!({ "type": "array", "items": { "type": "string" } });
-    let string_map = json!({ "type": "object", "additionalProperties": { "type": "string" } });
-    let resources = json!({ "type": "object", "properties": {
-        "tables": string_list, "topics": string_list, "buckets": string_list } });
-    json!({
-        "schemas": {
-            "Error": { "type": "object", "required": ["error"], "properties": { "error": {
-                "type": "object", "required": ["code", "message"],
-                "properties": { "code": { "type": "string" }, "message": { "type": "string" },
-                                "details": { "type": "object" } } } } },
-            "Plugin": { "type": "object", "required": ["name", "version", "state", "generation"], "properties": {
-                "name": { "type": "string" }, "version": { "type": "string" },
-                "description": { "type": "string" },
-                "state": { "type": "string", "enum": ["loading", "active", "disabled", "stopping", "failed", "unloaded", "retained"] },
-                "api_version": { "type": "string" }, "path": { "type": "string" },
-                "dependencies": string_list, "dependents": string_list,
-                "resources": resources, "declared": resources,
-                "overrides": { "$ref": "#/components/schemas/Overrides" }, "config": {},
-                "loaded_at": { "type": "string", "format": "date-time" },
-                "generation": { "type": "integer" }, "error": { "type": ["string", "null"] },
-                "stats": { "type": "object" } } },
-            "PluginList": { "type": "array", "items": { "$ref": "#/components/schemas/Plugin" } },
-            "LoadRequest": { "type": "object", "required": ["path"], "properties": {
-                "path": { "type": "string" }, "overrides": { "$ref": "#/components/schemas/Overrides" },
-                "config": {} } },
-            "PathRequest": { "type": "object", "required": ["path"], "properties": { "path": { "type": "string" } } },
-            "Overrides": { "type": "object", "properties": {
-                "tables": string_list, "topics": string_list, "buckets": string_list,
-                "table_map": string_map, "topic_map": string_map, "bucket_map": string_map } },
-            "UnloadReport": { "type": "object", "properties": {
-                "unloaded": string_list,
-                "outcome": { "type": "object", "additionalProperties": { "type": "string", "enum": ["unmapped", "retained"] } } } },
-            "ExecuteResponse": { "type": "object", "required": ["output"], "properties": { "output": {} } },
-            "DirectoryReport": { "type": "object", "properties": {
-                "loaded": string_list,
-                "failed": { "type": "array", "items": { "type": "object", "properties": {
-                    "path": { "type": "string" }, "name": { "type": ["string", "null"] },
-                    "code": { "type": "string" }, "error": { "type": "string" } } } },
-                "skipped": { "type": "array", "items": { "type": "object", "properties": {
-                    "path": { "type": "string" }, "name": { "type": "string" }, "because": { "type": "string" } } } } } },
-            "WatchStatus": { "type": "object", "required": ["dir", "files"], "properties": {
-                "dir": { "type": ["string", "null"] },
-                "files": { "type": "array", "items": { "type": "object", "required": ["path", "status"], "properties": {
-                    "path": { "type": "string" }, "plugin": { "type": ["string", "null"] },
-                    "status": { "type": "string", "enum": ["loaded", "failed", "pending"] },
-                    "error": { "type": ["string", "null"] }, "code": { "type": ["string", "null"] },
-                    "hash": { "type": ["string", "null"] } } } } } },
-            "EmitRequest": { "type": "object", "required": ["name"], "properties": {
-                "name": { "type": "string" }, "payload": {} } },
-            "EmitResponse": { "type": "object", "properties": { "delivered": { "type": "integer" } } },
-            "Health": { "type": "object", "properties": {
-                "status": { "type": "string", "enum": ["ok", "degraded"] },
-                "backends": { "type": "object" }, "plugins": { "type": "object" } } }
-        },
-        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
-    })
+fn nullable(schema: Value) -> Value {
+    json!({ "anyOf": [schema, { "type": "null" }] })
 }
 
-/// The OpenAPI 3.0 document.
+/// Schemas of what the server sends (every field it always sends is required).
+fn response_schemas() -> Map<String, Value> {
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let string_map = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    let resources = json!({ "type": "object", "required": ["tables", "topics", "buckets"],
+        "properties": { "tables": strings, "topics": strings, "buckets": strings } });
+    let counter = json!({ "type": "integer", "minimum": 0 });
+    let stats: Map<String, Value> = [
+        "executes",
+        "execute_errors",
+        "events_delivered",
+        "events_failed",
+        "events_dropped",
+        "tables_denied",
+        "topics_denied",
+        "buckets_denied",
+        "messages_produced",
+        "messages_consumed",
+        "messages_failed",
+    ]
+    .into_iter()
+    .map(|k| (k.to_owned(), counter.clone()))
+    .collect();
+    let plugin_fields = [
+        ("name", json!({ "type": "string" })),
+        ("version", json!({ "type": "string" })),
+        ("description", json!({ "type": "string" })),
+        (
+            "state",
+            json!({ "type": "string", "enum": ["loading", "active", "disabled", "stopping",
+                    "failed", "unloaded", "retained"] }),
+        ),
+        ("api_version", json!({ "type": "string" })),
+        ("path", json!({ "type": "string" })),
+        ("dependencies", strings.clone()),
+        ("dependents", strings.clone()),
+        ("resources", resources.clone()),
+        ("declared", resources),
+        (
+            "physical",
+            json!({ "type": "object", "required": ["tables", "topics", "buckets"],
+                    "properties": { "tables": string_map, "topics": string_map,
+                                    "buckets": string_map } }),
+        ),
+        ("overrides", nullable(schema_ref("StoredOverrides"))),
+        ("config", json!({})),
+        (
+            "loaded_at",
+            json!({ "type": "string", "format": "date-time" }),
+        ),
+        ("generation", counter.clone()),
+        ("error", json!({ "type": ["string", "null"] })),
+        (
+            "stats",
+            json!({ "type": "object", "required": stats.keys().collect::<Vec<_>>(),
+                    "properties": stats }),
+        ),
+    ];
+    let mut plugin = Map::new();
+    plugin.insert("type".into(), json!("object"));
+    plugin.insert(
+        "required".into(),
+        json!(plugin_fields.iter().map(|(k, _)| *k).collect::<Vec<_>>()),
+    );
+    plugin.insert(
+        "properties".into(),
+        Value::Object(
+            plugin_fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        ),
+    );
+    let schemas = json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message", "details"],
+            "properties": { "code": { "type": "string" }, "message": { "type": "string" },
+                            "details": { "type": "object" } } } } },
+        "Plugin": plugin,
+        "PluginList": { "type": "array", "items": schema_ref("Plugin") },
+        "StoredOverrides": { "type": "object",
+            "required": ["table_map", "topic_map", "bucket_map"], "properties": {
+            "tables": strings, "topics": strings, "buckets": strings,
+            "table_map": string_map, "topic_map": string_map, "bucket_map": string_map } },
+        "UnloadReport": { "type": "object", "required": ["unloaded", "outcome"], "properties": {
+            "unloaded": strings,
+            "outcome": { "type": "object", "additionalProperties": {
+                "type": "string", "enum": ["unmapped", "retained"] } } } },
+        "ExecuteResponse": { "type": "object", "required": ["output"],
+            "properties": { "output": {} } },
+        "DirectoryReport": { "type": "object", "required": ["loaded", "failed", "skipped"],
+            "properties": {
+            "loaded": strings,
+            "failed": { "type": "array", "items": { "type": "object",
+                "required": ["path", "name", "code", "error"], "properties": {
+                "path": { "type": "string" }, "name": { "type": ["string", "null"] },
+                "code": { "type": "string" }, "error": { "type": "string" } } } },
+            "skipped": { "type": "array", "items": { "type": "object",
+                "required": ["path", "name", "because"], "properties": {
+                "path": { "type": "string" }, "name": { "type": "string" },
+                "because": { "type": "string" } } } } } },
+        "WatchStatus": { "type": "object", "required": ["dir", "files"], "properties": {
+            "dir": { "type": ["string", "null"] },
+            "files": { "type": "array", "items": { "type": "object",
+                "required": ["path", "plugin", "status", "error", "code", "hash"], "properties": {
+                "path": { "type": "string" }, "plugin": { "type": ["string", "null"] },
+                "status": { "type": "string", "enum": ["loaded", "failed", "pending"] },
+                "error": { "type": ["string", "null"] }, "code": { "type": ["string", "null"] },
+                "hash": { "type": ["string", "null"] } } } } } },
+        "EmitResponse": { "type": "object", "required": ["delivered"],
+            "properties": { "delivered": counter } },
+        "Health": { "type": "object", "required": ["status", "backends", "plugins"],
+            "properties": {
+            "status": { "type": "string", "enum": ["ok", "degraded"] },
+            "backends": { "type": "object", "additionalProperties": { "type": "string" } },
+            "plugins": { "type": "object", "required": ["active", "disabled", "failed"],
+                "properties": { "active": counter, "disabled": counter, "failed": counter } },
+            "uptime_seconds": counter } }
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Schemas of what the server accepts: unknown fields are refused (`deny_unknown_fields`),
+/// names and paths follow the host's rules, and `null` stands for an absent optional field.
+fn request_schemas() -> Map<String, Value> {
+    let name = |pattern: &str| json!({ "type": "string", "pattern": pattern });
+    let resource_list = nullable(json!({ "type": "array", "uniqueItems": true,
+        "items": name(RESOURCE_NAME) }));
+    let resource_map = json!({ "type": "object", "propertyNames": name(RESOURCE_NAME),
+        "additionalProperties": name(RESOURCE_NAME) });
+    let path = json!({ "type": "string", "minLength": 1, "pattern": ABSOLUTE_PATH });
+    let schemas = json!({
+        "Overrides": { "type": "object", "additionalProperties": false, "properties": {
+            "tables": resource_list, "topics": resource_list, "buckets": resource_list,
+            "table_map": resource_map, "topic_map": resource_map, "bucket_map": resource_map } },
+        "LoadRequest": { "type": "object", "required": ["path"], "additionalProperties": false,
+            "properties": { "path": path, "overrides": nullable(schema_ref("Overrides")),
+                            "config": {} } },
+        "PathRequest": { "type": "object", "required": ["path"], "additionalProperties": false,
+            "properties": { "path": path } },
+        "EmitRequest": { "type": "object", "required": ["name"], "additionalProperties": false,
+            "properties": { "name": { "type": "string", "maxLength": 256,
+                                      "pattern": EVENT_NAME },
+                            "payload": {} } }
+    });
+    match schemas {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn parameters(route: &Route) -> Vec<Value> {
+    let mut params = Vec::new();
+    if route.path.contains("{name}") {
+        params.push(json!({ "name": "name", "in": "path", "required": true,
+            "description": "A plugin name",
+            "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
+    }
+    if route.path.contains("{token}") {
+        params.push(json!({ "name": "token", "in": "path", "required": true,
+            "schema": { "type": "string", "minLength": 1 } }));
+    }
+    for (name, ty, description) in route.query {
+        params.push(json!({ "name": name, "in": "query", "required": false,
+            "description": description, "schema": { "type": ty } }));
+    }
+    params
+}
+
+fn operation(route: &Route) -> Value {
+    let success = match route.ok {
+        Success::Json(status, schema) => (
+            status,
+            json!({ "description": "success", "content": { "application/json": {
+                "schema": schema_ref(schema) } } }),
+        ),
+        Success::Media(status, media) => (
+            status,
+            json!({ "description": "success", "content": { media: {
+                "schema": { "type": "string" } } } }),
+        ),
+    };
+    let mut responses = Map::new();
+    responses.insert(success.0.to_string(), success.1.clone());
+    if route.path == "/health" {
+        responses.insert("503".into(), success.1);
+    }
+    responses.insert(
+        "default".into(),
+        json!({ "description": "error", "content": { "application/json": {
+            "schema": schema_ref("Error") } } }),
+    );
+    let mut op = json!({
+        "summary": route.summary,
+        "operationId": format!("{}{}", route.verb.as_str(),
+            route.path.replace(['/', '{', '}', '.'], "_")),
+        "responses": responses,
+    });
+    let params = parameters(route);
+    if !params.is_empty() {
+        op["parameters"] = Value::Array(params);
+    }
+    let body = match route.body {
+        Body::None => None,
+        Body::Required(schema) => Some((true, schema)),
+        Body::Optional(schema) => Some((false, schema)),
+    };
+    if let Some((required, schema)) = body {
+        op["requestBody"] = json!({ "required": required,
+            "content": { "application/json": { "schema": schema_ref(schema) } } });
+    }
+    if route.auth {
+        op["security"] = json!([{ "bearer": [] }]);
+    }
+    op
+}
+
+/// The OpenAPI 3.1 document.
 pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| json!({}));
-        let mut op = json!({
-            "summary": route.summary,
-            "operationId": format!("{}{}", route.method, route.path.replace(['/', '{', '}', '.'], "_")),
-            "responses": {
-                route.ok.0.to_string(): if route.ok.1.contains('/') {
-                    json!({ "description": "success", "content": { route.ok.1: { "schema": { "type": "string" } } } })
-                } else {
-                    json!({ "description": "success", "content": { "application/json": { "schema": schema_ref(route.ok.1) } } })
-                },
-                "default": { "description": "error", "content": { "application/json": {
-                    "schema": { "$ref": "#/components/schemas/Error" } } } }
-            }
-        });
-        if route.path.contains("{name}") {
-            op["parameters"] = json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }]);
-        }
-        if route.path.contains("{token}") {
-            op["parameters"] = json!([{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }]);
-        }
-        if route.method == "delete"
-            && route.path == "/api/v1/plugins/{name}"
-            && let Some(params) = op["parameters"].as_array_mut()
-        {
-            params.push(json!({ "name": "cascade", "in": "query", "required": false, "schema": { "type": "boolean" } }));
-        }
-        if let Some(body) = route.body {
-            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema_ref(body) } } });
-        }
-        if route.auth {
-            op["security"] = json!([{ "bearer": [] }]);
-        }
-        entry[route.method] = op;
+        entry[route.verb.as_str()] = operation(route);
     }
+    let mut schemas = response_schemas();
+    schemas.extend(request_schemas());
     json!({
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": { "title": "plugin-host admin API", "version": env!("CARGO_PKG_VERSION") },
         "paths": paths,
-        "components": components(),
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } }
+        },
     })
 }
 
@@ -343,10 +593,49 @@ mod tests {
         for (_, methods) in doc["paths"].as_object().unwrap() {
             count += methods.as_object().unwrap().len();
         }
-        assert_eq!(count, ROUTES.len());
-        assert_eq!(doc["openapi"], "3.0.3");
-        assert!(
-            doc["paths"]["/api/v1/plugins/{name}"]["delete"]["parameters"][1]["name"] == "cascade"
+        assert_eq!(
+            count,
+            ROUTES.len(),
+            "a (method, path) is in the table twice"
         );
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(
+            doc["paths"]["/api/v1/plugins/{name}"]["delete"]["parameters"][1]["name"],
+            "cascade"
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    if let Some(Value::String(r)) = m.get("$ref") {
+                        out.push(r.clone());
+                    }
+                    m.values().for_each(|v| refs(v, out));
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for r in found {
+            let name = r.trim_start_matches("#/components/schemas/");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} does not resolve"
+            );
+        }
+    }
+
+    #[test]
+    fn token_routes_are_under_the_api_prefix() {
+        for route in ROUTES.iter().filter(|r| r.auth) {
+            assert!(route.path.starts_with("/api/v1/"), "{}", route.path);
+        }
     }
 }

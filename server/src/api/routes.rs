@@ -95,7 +95,8 @@ fn persist(st: &AppState) {
     }
 }
 
-/// A JSON body whose rejections use the API's error body.
+/// A JSON object body whose rejections use the API's error body. Only an object is taken: serde
+/// would also build a struct from an array of its fields, which no request schema allows.
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
@@ -105,11 +106,18 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         let bytes = Bytes::from_request(req, st)
             .await
             .map_err(|e| body_error(st, e))?;
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             ApiError(Error::BadRequest {
                 message: format!("invalid JSON body: {e}"),
             })
-        })
+        };
+        let value: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+        if !value.is_object() {
+            return Err(ApiError(Error::BadRequest {
+                message: "the body must be a JSON object".into(),
+            }));
+        }
+        T::deserialize(value).map(ApiJson).map_err(invalid)
     }
 }
 
@@ -162,13 +170,27 @@ fn body_error(st: &AppState, e: axum::extract::rejection::BytesRejection) -> Api
     }
 }
 
-/// Any JSON body; an empty body is `null`.
-async fn any_json(st: &AppState, req: Request) -> ApiResult<Value> {
+/// Whether a route takes a request without a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EmptyBody {
+    /// An empty body is JSON `null`.
+    IsNull,
+    /// An empty body is refused with `bad_request`.
+    Refused,
+}
+
+/// Any JSON body.
+async fn any_json(st: &AppState, req: Request, empty: EmptyBody) -> ApiResult<Value> {
     let bytes = Bytes::from_request(req, st)
         .await
         .map_err(|e| body_error(st, e))?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Value::Null);
+        return match empty {
+            EmptyBody::IsNull => Ok(Value::Null),
+            EmptyBody::Refused => Err(ApiError(Error::BadRequest {
+                message: "this route needs a JSON body".into(),
+            })),
+        };
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError(Error::BadRequest {
@@ -416,7 +438,7 @@ pub(crate) async fn execute(
     ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let input = any_json(&st, req).await?;
+    let input = any_json(&st, req, EmptyBody::IsNull).await?;
     let bytes = serde_json::to_vec(&input).map_err(|e| {
         ApiError(Error::BadRequest {
             message: e.to_string(),
@@ -505,7 +527,7 @@ pub(crate) async fn put_config(
     ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let config = any_json(&st, req).await?;
+    let config = any_json(&st, req, EmptyBody::Refused).await?;
     let saved = blocking(&st, move |m| {
         m.update_settings(&name, |s| {
             let mut s = s.unwrap_or_default();

@@ -50,6 +50,17 @@ pub(crate) enum Hook {
 }
 
 impl Hook {
+    /// The operation of this hook, for errors.
+    pub(crate) fn operation(self) -> crate::error::Operation {
+        use crate::error::Operation;
+        match self {
+            Self::Initialize => Operation::Initialize,
+            Self::Enable => Operation::Enable,
+            Self::Disable => Operation::Disable,
+            Self::Cleanup => Operation::Cleanup,
+        }
+    }
+
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Initialize => "initialize",

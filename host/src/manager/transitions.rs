@@ -17,7 +17,7 @@ use super::types::{
     PluginState, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 use super::worker::{CallFailure, Ended, Spawn, Stats, Worker};
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::graph;
 use crate::loader::{Candidate, Hook, HostContext, HostServices, is_mapped};
 use crate::manifest::PluginManifest;
@@ -376,7 +376,7 @@ impl Inner {
             }
             Err(failure) => {
                 let timed_out = matches!(failure, CallFailure::Timeout);
-                let error = self.call_failure(slot.name(), "initialize", failure);
+                let error = self.call_failure(slot.name(), Operation::Initialize, failure);
                 slot.ctx.revoke();
                 self.bus.remove_owner(&slot.owner());
                 if timed_out {
@@ -511,7 +511,8 @@ impl Inner {
         slot.ctx.revoke();
         let outcome = match cleanup {
             Err(CallFailure::Timeout) => {
-                let error = self.call_failure(slot.name(), "cleanup", CallFailure::Timeout);
+                let error =
+                    self.call_failure(slot.name(), Operation::Cleanup, CallFailure::Timeout);
                 if let Some(worker) = slot.take_worker() {
                     let _ = worker.abandon();
                 }
@@ -521,7 +522,7 @@ impl Inner {
             }
             other => {
                 if let Err(failure) = other {
-                    let error = self.call_failure(slot.name(), "cleanup", failure);
+                    let error = self.call_failure(slot.name(), Operation::Cleanup, failure);
                     tracing::warn!(target: "manager", plugin = %slot.name(), error = %error.chain(), "cleanup failed; unloading anyway");
                 }
                 self.close(slot)
@@ -723,13 +724,13 @@ impl Inner {
         if state != from {
             return Err(Error::NotActive {
                 name: name.to_owned(),
-                state: state.to_string(),
+                state,
             });
         }
         gate::commit(hook.name(), || ())?;
         slot.mailbox
             .hook(hook, self.config.execute_timeout)
-            .map_err(|f| self.call_failure(name, hook.name(), f))?;
+            .map_err(|f| self.call_failure(name, hook.operation(), f))?;
         slot.set_state(to);
         self.get(name)
     }
@@ -930,7 +931,7 @@ fn failed_load(path: PathBuf, name: Option<&str>, e: &Error) -> FailedLoad {
     FailedLoad {
         path,
         name: name.map(str::to_owned),
-        code: e.code().as_str().to_owned(),
+        code: e.code(),
         error: e.chain(),
     }
 }

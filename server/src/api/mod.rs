@@ -4,6 +4,10 @@
 //! one is configured. Errors use one body, mapped once in `error.rs`.
 
 mod error;
+#[cfg(test)]
+mod error_doc;
+
+pub use error::ApiCode;
 pub(crate) mod openapi;
 mod routes;
 

@@ -10,5 +10,5 @@ mod table;
 mod variants;
 
 pub use codes::ErrorCode;
-pub use operation::Operation;
+pub use operation::{Change, Operation};
 pub use variants::{Error, Result};

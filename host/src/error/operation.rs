@@ -1,4 +1,5 @@
-//! [`Operation`]: what a plugin was doing when a call into it failed or timed out.
+//! [`Operation`]: what a plugin was doing when a call into it failed or timed out; [`Change`]:
+//! the lifecycle change a requester gave up on.
 
 use serde::Serialize;
 
@@ -39,6 +40,45 @@ impl Operation {
 }
 
 impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A lifecycle change of the manager (the `operation` of an abandoned change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Change {
+    /// Loading a plugin.
+    Load,
+    /// Replacing a plugin by a new instance.
+    Reload,
+    /// Unloading a plugin.
+    Unload,
+    /// Changing a plugin's configuration or overrides.
+    SettingsChange,
+    /// Enabling a plugin.
+    Enable,
+    /// Disabling a plugin.
+    Disable,
+}
+
+impl Change {
+    /// The name, as in messages: `load`, `settings change`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Load => "load",
+            Self::Reload => "reload",
+            Self::Unload => "unload",
+            Self::SettingsChange => "settings change",
+            Self::Enable => "enable",
+            Self::Disable => "disable",
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }

@@ -24,6 +24,18 @@
 /// assert_eq!(MyCode::TooLarge.details_fields(), &[("limit", "the limit in bytes")]);
 /// assert_eq!(MyCode::ALL.len(), 2);
 /// ```
+///
+/// A row without its status or its details does not compile:
+///
+/// ```compile_fail
+/// plugin_host::error_codes! {
+///     /// Codes of a small API.
+///     pub enum MyCode {
+///         /// The token is missing or wrong.
+///         Unauthorized = "unauthorized";
+///     }
+/// }
+/// ```
 #[macro_export]
 macro_rules! error_codes {
     (

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::codes::ErrorCode;
-use super::operation::Operation;
+use super::operation::{Change, Operation};
 use crate::manager::PluginState;
 
 /// `Result` with the host's [`Error`] as the default error.
@@ -386,8 +386,8 @@ pub enum Error {
     /// `CommitGate`): nothing of it took effect.
     #[error("{operation} not done: its request timed out before it took effect; nothing changed")]
     Abandoned {
-        /// What was asked: `load`, `reload`, `unload`, ...
-        operation: &'static str,
+        /// What was asked.
+        operation: Change,
     },
     /// A path that cannot name a plugin file or folder: a NUL byte, a component or the whole
     /// path too long, relative where an absolute path is required, or not a regular file (a

@@ -60,15 +60,6 @@ impl Hook {
             Self::Cleanup => Operation::Cleanup,
         }
     }
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Initialize => "initialize",
-            Self::Enable => "enable",
-            Self::Disable => "disable",
-            Self::Cleanup => "cleanup",
-        }
-    }
 }
 
 /// An opened plugin library; closed on drop, after every instance it produced (they borrow it).

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Error, ErrorCode, Operation};
+use super::{Error, ErrorCode, Operation, ResultLimit};
 use crate::manager::PluginState;
 
 fn s(v: &str) -> String {
@@ -132,7 +132,7 @@ impl ErrorCode {
             },
             Self::ResultTooLarge => Error::ResultTooLarge {
                 plugin,
-                limit: "limits.tables_max_rows",
+                limit: ResultLimit::MaxRows,
                 max: 10_000,
             },
             Self::BackendUnavailable => Error::BackendUnavailable {

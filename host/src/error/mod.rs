@@ -5,10 +5,10 @@
 
 mod codes;
 mod examples;
-mod operation;
+mod kinds;
 mod table;
 mod variants;
 
 pub use codes::ErrorCode;
-pub use operation::{Change, Operation};
+pub use kinds::{Change, Operation, ResultLimit};
 pub use variants::{Error, Result};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::codes::ErrorCode;
-use super::operation::{Change, Operation};
+use super::kinds::{Change, Operation, ResultLimit};
 use crate::manager::PluginState;
 
 /// `Result` with the host's [`Error`] as the default error.
@@ -344,8 +344,8 @@ pub enum Error {
     ResultTooLarge {
         /// The plugin.
         plugin: String,
-        /// The limit's key: `limits.tables_max_rows` or `limits.tables_max_bytes`.
-        limit: &'static str,
+        /// The limit.
+        limit: ResultLimit,
         /// Its value.
         max: u64,
     },

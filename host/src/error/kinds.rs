@@ -1,5 +1,6 @@
-//! [`Operation`]: what a plugin was doing when a call into it failed or timed out; [`Change`]:
-//! the lifecycle change a requester gave up on.
+//! The enumerations errors carry instead of strings: [`Operation`], what a plugin was doing
+//! when a call into it failed or timed out; [`Change`], the lifecycle change a requester gave up
+//! on; [`ResultLimit`], the limit a statement's result went over.
 
 use serde::Serialize;
 
@@ -84,6 +85,35 @@ impl std::fmt::Display for Change {
     }
 }
 
+/// A limit on one tables statement's result (the `limit` of `result_too_large`), serialised as
+/// its configuration key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub enum ResultLimit {
+    /// `limits.tables_max_rows`.
+    #[serde(rename = "limits.tables_max_rows")]
+    MaxRows,
+    /// `limits.tables_max_bytes`.
+    #[serde(rename = "limits.tables_max_bytes")]
+    MaxBytes,
+}
+
+impl ResultLimit {
+    /// Its configuration key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::MaxRows => "limits.tables_max_rows",
+            Self::MaxBytes => "limits.tables_max_bytes",
+        }
+    }
+}
+
+impl std::fmt::Display for ResultLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +130,9 @@ mod tests {
             Operation::Cleanup,
         ] {
             assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
+        for limit in [ResultLimit::MaxRows, ResultLimit::MaxBytes] {
+            assert_eq!(serde_json::to_value(limit).unwrap(), limit.key());
         }
     }
 }

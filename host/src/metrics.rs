@@ -109,47 +109,28 @@ pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[S
 
 /// Renders the manager's counters and histograms.
 pub fn render(out: &mut String, m: &ManagerMetrics) {
-    let c = |a: &AtomicU64| {
-        vec![Sample {
+    let counters = [
+        ("plugin_host_loads_total", "Plugins loaded.", &m.loads),
+        (
+            "plugin_host_load_failures_total",
+            "Plugin loads that failed.",
+            &m.load_failures,
+        ),
+        ("plugin_host_unloads_total", "Plugins unloaded.", &m.unloads),
+        ("plugin_host_reloads_total", "Plugins reloaded.", &m.reloads),
+        (
+            "plugin_host_reload_failures_total",
+            "Reloads that failed; the old version kept running.",
+            &m.reload_failures,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        let sample = Sample {
             labels: vec![],
-            value: a.load(Ordering::Relaxed) as f64,
-        }]
-    };
-    family(
-        out,
-        "plugin_host_loads_total",
-        "counter",
-        "Plugins loaded.",
-        &c(&m.loads),
-    );
-    family(
-        out,
-        "plugin_host_load_failures_total",
-        "counter",
-        "Plugin loads that failed.",
-        &c(&m.load_failures),
-    );
-    family(
-        out,
-        "plugin_host_unloads_total",
-        "counter",
-        "Plugins unloaded.",
-        &c(&m.unloads),
-    );
-    family(
-        out,
-        "plugin_host_reloads_total",
-        "counter",
-        "Plugins reloaded.",
-        &c(&m.reloads),
-    );
-    family(
-        out,
-        "plugin_host_reload_failures_total",
-        "counter",
-        "Reloads that failed; the old version kept running.",
-        &c(&m.reload_failures),
-    );
+            value: counter.load(Ordering::Relaxed) as f64,
+        };
+        family(out, name, "counter", help, &[sample]);
+    }
     m.load_seconds.write(
         out,
         "plugin_host_load_seconds",

@@ -7,4 +7,5 @@ mod api;
 pub mod cli;
 mod server;
 
+pub use api::ApiCode;
 pub use server::serve;

@@ -176,7 +176,11 @@ fn restore_and_load(
     let Some(dir) = plugins_dir else { return };
     match manager.load_dir(&dir) {
         Ok(r) => {
-            for f in r.failed.iter().filter(|f| f.code != "already_loaded") {
+            for f in r
+                .failed
+                .iter()
+                .filter(|f| f.code != plugin_host::ErrorCode::AlreadyLoaded)
+            {
                 tracing::warn!(target: "server", path = %f.path.display(), code = %f.code, "{}", f.error);
             }
             tracing::info!(target: "server", loaded = ?r.loaded, dir = %dir.display(), "plugins folder loaded");

@@ -8,13 +8,14 @@ use integration::*;
 use plugin_host::ErrorCode;
 use serde_json::json;
 
-fn code_of<'a>(report: &'a plugin_host::DirectoryReport, name: &str) -> &'a str {
-    &report
+fn code_of(report: &plugin_host::DirectoryReport, name: &str) -> &'static str {
+    report
         .failed
         .iter()
         .find(|f| f.name.as_deref() == Some(name))
         .unwrap_or_else(|| panic!("{name} not in failed: {:?}", report.failed))
         .code
+        .as_str()
 }
 
 #[test]
@@ -56,7 +57,7 @@ fn directory_report_covers_every_outcome() {
         cycle.error
     );
     let garbage = report.failed.iter().find(|f| f.name.is_none()).unwrap();
-    assert_eq!(garbage.code, "invalid_plugin");
+    assert_eq!(garbage.code, ErrorCode::InvalidPlugin);
     assert!(garbage.path.ends_with(lib_file("garbage")));
     assert_eq!(report.failed.len(), 5, "{:?}", report.failed);
     assert_eq!(report.skipped.len(), 1);
@@ -83,7 +84,7 @@ fn two_files_with_one_name_are_both_refused_and_named() {
     let dups: Vec<_> = report
         .failed
         .iter()
-        .filter(|f| f.code == "duplicate_plugin")
+        .filter(|f| f.code == ErrorCode::DuplicatePlugin)
         .collect();
     assert_eq!(dups.len(), 2);
     assert!(
@@ -106,7 +107,7 @@ fn plugins_already_loaded_satisfy_dependencies() {
     // Loading the same folder again: everything is already loaded, nothing changes.
     let again = m.load_dir(dir.path()).unwrap();
     assert!(again.loaded.is_empty());
-    assert_eq!(again.failed[0].code, "already_loaded");
+    assert_eq!(again.failed[0].code, ErrorCode::AlreadyLoaded);
 }
 
 #[test]

@@ -203,7 +203,7 @@ fn a_broken_replacement_keeps_the_old_version_and_is_reported_until_fixed() {
     assert_eq!(failed["path"], json!(path));
     let file = w.file(&path).unwrap();
     assert_eq!(file.status, FileStatus::Failed);
-    assert_eq!(file.code.as_deref(), Some("invalid_plugin"));
+    assert_eq!(file.code.map(ErrorCode::as_str), Some("invalid_plugin"));
     assert_eq!(file.plugin.as_deref(), Some("versioned"));
     assert!(file.error.is_some());
     // The running version is untouched.
@@ -232,7 +232,7 @@ fn a_plugin_that_fails_to_initialize_is_reported_and_retried_when_replaced() {
     assert_eq!(failed["plugin"], "fail-init");
     let file = w.file(&path).unwrap();
     assert_eq!(
-        (file.status, file.code.as_deref()),
+        (file.status, file.code.map(ErrorCode::as_str)),
         (FileStatus::Failed, Some("initialize_failed"))
     );
     assert!(w.manager.get("fail-init").is_err(), "nothing of it stays");
@@ -259,7 +259,7 @@ fn a_library_for_another_abi_is_reported() {
     );
     let file = w.file(&path).unwrap();
     assert_eq!(
-        (file.status, file.code.as_deref()),
+        (file.status, file.code.map(ErrorCode::as_str)),
         (FileStatus::Failed, Some("incompatible_abi"))
     );
     assert!(w.manager.get("hello").is_err());
@@ -275,7 +275,10 @@ fn a_dependent_dropped_alone_waits_for_its_dependency() {
         ErrorCode::DependencyNotFound.as_str()
     );
     assert_eq!(
-        w.file(&w.path("greeter")).unwrap().code.as_deref(),
+        w.file(&w.path("greeter"))
+            .unwrap()
+            .code
+            .map(ErrorCode::as_str),
         Some("dependency_not_found")
     );
 
@@ -426,7 +429,7 @@ fn removing_a_library_with_dependents_is_refused_and_reported() {
     assert_eq!(failed["plugin"], "hello");
     let file = w.file(&hello).unwrap();
     assert_eq!(
-        (file.status, file.code.as_deref()),
+        (file.status, file.code.map(ErrorCode::as_str)),
         (FileStatus::Failed, Some("has_dependents"))
     );
     assert!(
@@ -456,7 +459,7 @@ fn removing_a_library_with_dependents_cascades_when_configured() {
     assert!(w.manager.get("hello").is_err() && w.manager.get("greeter").is_err());
     let greeter = w.file(&w.path("greeter")).unwrap();
     assert_eq!(
-        (greeter.status, greeter.code.as_deref()),
+        (greeter.status, greeter.code.map(ErrorCode::as_str)),
         (FileStatus::Failed, Some("dependency_not_found")),
         "the dependent's file waits for its dependency"
     );

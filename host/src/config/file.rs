@@ -383,14 +383,15 @@ impl HostConfig {
     /// # Errors
     /// `invalid_config` naming the variable.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
-        fn parse<T: std::str::FromStr>(var: &str, v: &str) -> Result<T>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.parse().map_err(|e| invalid(var, format!("{v:?}: {e}")))
-        }
+        self.apply_env_server(&get)?;
+        self.apply_env_backends(&get)?;
+        self.apply_env_limits(&get)
+    }
+
+    /// The server's own variables: address, token, folders, watching and logging.
+    fn apply_env_server(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(v) = get("PLUGIN_HOST_LISTEN") {
-            self.listen = parse("PLUGIN_HOST_LISTEN", &v)?;
+            self.listen = parse_var("PLUGIN_HOST_LISTEN", &v)?;
         }
         if let Some(v) = get("PLUGIN_HOST_ADMIN_TOKEN") {
             self.admin_token = Some(v);
@@ -416,6 +417,14 @@ impl HostConfig {
                 }
             };
         }
+        if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
+            self.log.level = v;
+        }
+        Ok(())
+    }
+
+    /// The backends: tables, topics, and buckets (with the standard AWS variables).
+    fn apply_env_backends(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(v) = get("PLUGIN_HOST_TABLES_BACKEND") {
             self.backends.tables.backend = v;
         }
@@ -467,6 +476,11 @@ impl HostConfig {
                 .take()
                 .or_else(|| aws("AWS_SESSION_TOKEN"));
         }
+        Ok(())
+    }
+
+    /// The numeric limits and timeouts.
+    fn apply_env_limits(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
         for (var, field) in [
             (
                 "PLUGIN_HOST_TABLES_MAX_ROWS",
@@ -476,15 +490,6 @@ impl HostConfig {
                 "PLUGIN_HOST_TABLES_MAX_BYTES",
                 &mut self.limits.tables_max_bytes,
             ),
-        ] {
-            if let Some(v) = get(var) {
-                *field = parse(var, &v)?;
-            }
-        }
-        if let Some(v) = get("PLUGIN_HOST_LOG").or_else(|| get("PLUGIN_HOST_LOG_LEVEL")) {
-            self.log.level = v;
-        }
-        for (var, field) in [
             (
                 "PLUGIN_HOST_INITIALIZE_TIMEOUT_MS",
                 &mut self.timeouts.initialize_ms,
@@ -507,7 +512,7 @@ impl HostConfig {
             ),
         ] {
             if let Some(v) = get(var) {
-                *field = parse(var, &v)?;
+                *field = parse_var(var, &v)?;
             }
         }
         Ok(())
@@ -752,6 +757,14 @@ impl HostConfig {
         }
         Ok(())
     }
+}
+
+/// Parses the value of the environment variable `var`.
+fn parse_var<T: std::str::FromStr>(var: &str, v: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e| invalid(var, format!("{v:?}: {e}")))
 }
 
 fn parse_bool(var: &str, v: &str) -> Result<bool> {

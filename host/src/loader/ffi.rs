@@ -50,12 +50,14 @@ pub(crate) enum Hook {
 }
 
 impl Hook {
-    pub(crate) fn name(self) -> &'static str {
+    /// The operation of this hook, for errors.
+    pub(crate) fn operation(self) -> crate::error::Operation {
+        use crate::error::Operation;
         match self {
-            Self::Initialize => "initialize",
-            Self::Enable => "enable",
-            Self::Disable => "disable",
-            Self::Cleanup => "cleanup",
+            Self::Initialize => Operation::Initialize,
+            Self::Enable => Operation::Enable,
+            Self::Disable => Operation::Disable,
+            Self::Cleanup => Operation::Cleanup,
         }
     }
 }

@@ -15,7 +15,7 @@ use super::types::{
 use super::worker::{CallFailure, MailboxHandle, Stats, Worker};
 use crate::bus::{EventBus, Owner};
 use crate::config::ManagerConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::graph;
 use crate::loader::{CallError, HostContext, Library};
 use crate::manifest::PluginManifest;
@@ -487,7 +487,7 @@ impl Inner {
         }
         Err(Error::NotActive {
             name: slot.name().to_owned(),
-            state: slot.state().to_string(),
+            state: slot.state(),
         })
     }
 
@@ -513,7 +513,7 @@ impl Inner {
             PluginState::Loading => {
                 return Ok(Err(Error::NotActive {
                     name: slot.name().to_owned(),
-                    state: PluginState::Loading.to_string(),
+                    state: PluginState::Loading,
                 }));
             }
             _ => return Err(input),
@@ -527,13 +527,13 @@ impl Inner {
         {
             tables.cancel();
         }
-        Ok(result.map_err(|f| self.call_failure(slot.name(), "execute", f)))
+        Ok(result.map_err(|f| self.call_failure(slot.name(), Operation::Execute, f)))
     }
 
     pub(crate) fn call_failure(
         &self,
         plugin: &str,
-        operation: &'static str,
+        operation: Operation,
         failure: CallFailure,
     ) -> Error {
         match failure {
@@ -542,14 +542,18 @@ impl Inner {
                 plugin: plugin.to_owned(),
                 operation,
                 after: match operation {
-                    "initialize" => self.config.initialize_timeout,
-                    "cleanup" => self.config.cleanup_timeout,
-                    _ => self.config.execute_timeout,
+                    Operation::Initialize => self.config.initialize_timeout,
+                    Operation::Cleanup => self.config.cleanup_timeout,
+                    Operation::Open
+                    | Operation::Create
+                    | Operation::Execute
+                    | Operation::Enable
+                    | Operation::Disable => self.config.execute_timeout,
                 },
             },
             CallFailure::Gone => Error::NotActive {
                 name: plugin.to_owned(),
-                state: PluginState::Stopping.to_string(),
+                state: PluginState::Stopping,
             },
         }
     }
@@ -738,14 +742,14 @@ fn declared(m: &PluginManifest) -> Resources {
 }
 
 /// Maps a plugin-side failure of `operation` to the host error.
-pub(crate) fn plugin_error(plugin: &str, operation: &str, e: CallError) -> Error {
+pub(crate) fn plugin_error(plugin: &str, operation: Operation, e: CallError) -> Error {
     let (plugin_code, message, panicked) = match e {
         CallError::Failed { code, message } => (code, message, false),
         CallError::Panicked { message } => {
             ("panicked".to_owned(), format!("panicked: {message}"), true)
         }
     };
-    if operation == "initialize" || operation == "create" {
+    if matches!(operation, Operation::Initialize | Operation::Create) {
         Error::InitializeFailed {
             plugin: plugin.to_owned(),
             plugin_code,

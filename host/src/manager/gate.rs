@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::{Error, Result};
+use crate::error::{Change, Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum GateState {
@@ -99,12 +99,12 @@ fn current() -> Option<Arc<CommitGate>> {
 }
 
 /// The error of an operation whose requester gave up before it took effect.
-pub(crate) fn abandoned(operation: &'static str) -> Error {
+pub(crate) fn abandoned(operation: Change) -> Error {
     Error::Abandoned { operation }
 }
 
 /// Fails early when the requester already gave up (before starting work it would roll back).
-pub(crate) fn check(operation: &'static str) -> Result<()> {
+pub(crate) fn check(operation: Change) -> Result<()> {
     match current() {
         Some(gate) if gate.is_abandoned() => Err(abandoned(operation)),
         _ => Ok(()),
@@ -113,7 +113,7 @@ pub(crate) fn check(operation: &'static str) -> Result<()> {
 
 /// Runs `change` (the step that makes an operation take effect) unless the calling thread's
 /// requester gave up; without a gate, always runs it.
-pub(crate) fn commit<T>(operation: &'static str, change: impl FnOnce() -> T) -> Result<T> {
+pub(crate) fn commit<T>(operation: Change, change: impl FnOnce() -> T) -> Result<T> {
     match current() {
         Some(gate) => gate.commit(change).ok_or_else(|| abandoned(operation)),
         None => Ok(change()),
@@ -127,19 +127,22 @@ mod tests {
     #[test]
     fn abandoned_gate_refuses_commits_and_committed_gate_refuses_abandon() {
         let gate = Arc::new(CommitGate::new());
-        assert_eq!(with_gate(&gate, || commit("load", || 1)).unwrap(), 1);
+        assert_eq!(with_gate(&gate, || commit(Change::Load, || 1)).unwrap(), 1);
         assert!(!gate.abandon(), "already committed");
-        assert_eq!(with_gate(&gate, || commit("reload", || 2)).unwrap(), 2);
+        assert_eq!(
+            with_gate(&gate, || commit(Change::Reload, || 2)).unwrap(),
+            2
+        );
 
         let gate = Arc::new(CommitGate::new());
         assert!(gate.abandon());
         let mut ran = false;
-        let r = with_gate(&gate, || commit("load", || ran = true));
+        let r = with_gate(&gate, || commit(Change::Load, || ran = true));
         assert_eq!(r.unwrap_err().code().as_str(), "timeout");
         assert!(!ran);
-        assert!(with_gate(&gate, || check("load")).is_err());
+        assert!(with_gate(&gate, || check(Change::Load)).is_err());
         // Outside the gate's scope, no gate applies.
-        assert!(check("load").is_ok());
-        assert_eq!(commit("load", || 3).unwrap(), 3);
+        assert!(check(Change::Load).is_ok());
+        assert_eq!(commit(Change::Load, || 3).unwrap(), 3);
     }
 }

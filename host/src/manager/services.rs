@@ -62,7 +62,7 @@ impl HostServices for Inner {
             PluginState::Active | PluginState::Disabled => Ok(slot.generation),
             state => Err(to_plugin(&Error::NotActive {
                 name: name.to_owned(),
-                state: state.to_string(),
+                state,
             })),
         }
     }

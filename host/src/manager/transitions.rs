@@ -17,7 +17,7 @@ use super::types::{
     PluginState, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 use super::worker::{CallFailure, Ended, Spawn, Stats, Worker};
-use crate::error::{Error, Result};
+use crate::error::{Change, Error, Operation, Result};
 use crate::graph;
 use crate::loader::{Candidate, Hook, HostContext, HostServices, is_mapped};
 use crate::manifest::PluginManifest;
@@ -100,7 +100,7 @@ impl Inner {
         let read = Candidate::read(path, self.config.max_plugin_bytes);
         let _ops = self.lock_ops();
         let result = read.and_then(|candidate| {
-            gate::check("load")?;
+            gate::check(Change::Load)?;
             let name = candidate.name().to_owned();
             let previous = settings.map(|s| (self.put_settings(&name, Some(s)), ()));
             let loaded = self.load_candidate(candidate);
@@ -149,7 +149,7 @@ impl Inner {
     /// `failed`, a failed record).
     fn read_then_lock(
         &self,
-        operation: &'static str,
+        operation: Change,
         name: &str,
         failed: bool,
     ) -> Result<(MutexGuard<'_, ()>, Option<Result<Candidate>>)> {
@@ -165,7 +165,7 @@ impl Inner {
                 return Ok((ops, read));
             }
             drop(ops);
-            tracing::debug!(target: "manager", plugin = %name, operation, "plugin changed while its file was read; reading it again");
+            tracing::debug!(target: "manager", plugin = %name, %operation, "plugin changed while its file was read; reading it again");
         }
         Err(Error::ConcurrentChange {
             plugin: name.to_owned(),
@@ -185,7 +185,7 @@ impl Inner {
         change: impl FnOnce(Option<PluginSettings>) -> Result<Option<PluginSettings>>,
     ) -> Result<Option<PluginSettings>> {
         let _owned = self.own_plugin(name);
-        let (_ops, read) = self.read_then_lock("settings change", name, false)?;
+        let (_ops, read) = self.read_then_lock(Change::SettingsChange, name, false)?;
         let stored = self.has_settings(name).then(|| self.settings_for(name));
         let settings = change(stored)?;
         if let Some(s) = settings.as_ref().and_then(|s| s.overrides.as_ref()) {
@@ -195,7 +195,7 @@ impl Inner {
         let Some(read) = read else {
             // Not loaded (the lock has been held since that was checked): the settings take
             // effect by being stored, unless the requester gave up (see gate.rs).
-            if let Err(e) = gate::commit("settings change", || ()) {
+            if let Err(e) = gate::commit(Change::SettingsChange, || ()) {
                 self.put_settings(name, previous);
                 return Err(e);
             }
@@ -227,7 +227,7 @@ impl Inner {
         let slot = self.start_instance(candidate, None)?;
         // Registering is the commit point: if the requester gave up meanwhile (see gate.rs),
         // the new instance is retired and nothing of the load took effect.
-        let registered = gate::commit("load", || {
+        let registered = gate::commit(Change::Load, || {
             let mut reg = self.write();
             reg.failed.remove(&name);
             reg.plugins.insert(name, Arc::clone(&slot));
@@ -376,7 +376,7 @@ impl Inner {
             }
             Err(failure) => {
                 let timed_out = matches!(failure, CallFailure::Timeout);
-                let error = self.call_failure(slot.name(), "initialize", failure);
+                let error = self.call_failure(slot.name(), Operation::Initialize, failure);
                 slot.ctx.revoke();
                 self.bus.remove_owner(&slot.owner());
                 if timed_out {
@@ -511,7 +511,8 @@ impl Inner {
         slot.ctx.revoke();
         let outcome = match cleanup {
             Err(CallFailure::Timeout) => {
-                let error = self.call_failure(slot.name(), "cleanup", CallFailure::Timeout);
+                let error =
+                    self.call_failure(slot.name(), Operation::Cleanup, CallFailure::Timeout);
                 if let Some(worker) = slot.take_worker() {
                     let _ = worker.abandon();
                 }
@@ -521,7 +522,7 @@ impl Inner {
             }
             other => {
                 if let Err(failure) = other {
-                    let error = self.call_failure(slot.name(), "cleanup", failure);
+                    let error = self.call_failure(slot.name(), Operation::Cleanup, failure);
                     tracing::warn!(target: "manager", plugin = %slot.name(), error = %error.chain(), "cleanup failed; unloading anyway");
                 }
                 self.close(slot)
@@ -538,11 +539,11 @@ impl Inner {
     /// Unloads a plugin; with `cascade`, its dependents first (reverse dependency order).
     pub(crate) fn unload(&self, name: &str, cascade: bool) -> Result<UnloadReport> {
         let _ops = self.lock_ops();
-        gate::check("unload")?;
+        gate::check(Change::Unload)?;
         let mut report = UnloadReport::default();
         if !self.read().plugins.contains_key(name) {
             // A failed record holds nothing but a leaked library; forgetting it is the unload.
-            return match gate::commit("unload", || self.write().failed.remove(name))? {
+            return match gate::commit(Change::Unload, || self.write().failed.remove(name))? {
                 Some(_) => {
                     report.unloaded.push(name.to_owned());
                     report
@@ -564,7 +565,7 @@ impl Inner {
             });
         }
         // The commit point of an unload (see gate.rs): once started, it is carried through.
-        gate::commit("unload", || ())?;
+        gate::commit(Change::Unload, || ())?;
         for plugin in dependents.iter().map(String::as_str).chain([name]) {
             let Ok(slot) = self.slot(plugin) else {
                 continue;
@@ -598,7 +599,7 @@ impl Inner {
     pub(crate) fn reload(&self, name: &str) -> Result<PluginInfo> {
         // The file is read before the transition lock is taken (see `read_then_lock`).
         let owned = self.own_plugin(name);
-        let (ops, read) = self.read_then_lock("reload", name, true)?;
+        let (ops, read) = self.read_then_lock(Change::Reload, name, true)?;
         let Some(read) = read else {
             return Err(Error::NotFound {
                 name: name.to_owned(),
@@ -690,7 +691,7 @@ impl Inner {
         }
         // The swap is the commit point: if the requester gave up meanwhile (see gate.rs), the
         // new instance is retired and the old one keeps running.
-        let swapped = gate::commit("reload", || {
+        let swapped = gate::commit(Change::Reload, || {
             self.write().plugins.insert(name.clone(), Arc::clone(&new));
         });
         if let Err(e) = swapped {
@@ -711,10 +712,12 @@ impl Inner {
     pub(crate) fn set_enabled(&self, name: &str, enabled: bool) -> Result<PluginInfo> {
         let _ops = self.lock_ops();
         let slot = self.slot(name)?;
-        let (from, to, hook) = if enabled {
-            (PluginState::Disabled, PluginState::Active, Hook::Enable)
+        let (from, to, hook, change) = if enabled {
+            let (from, to) = (PluginState::Disabled, PluginState::Active);
+            (from, to, Hook::Enable, Change::Enable)
         } else {
-            (PluginState::Active, PluginState::Disabled, Hook::Disable)
+            let (from, to) = (PluginState::Active, PluginState::Disabled);
+            (from, to, Hook::Disable, Change::Disable)
         };
         let state = slot.state();
         if state == to {
@@ -723,13 +726,13 @@ impl Inner {
         if state != from {
             return Err(Error::NotActive {
                 name: name.to_owned(),
-                state: state.to_string(),
+                state,
             });
         }
-        gate::commit(hook.name(), || ())?;
+        gate::commit(change, || ())?;
         slot.mailbox
             .hook(hook, self.config.execute_timeout)
-            .map_err(|f| self.call_failure(name, hook.name(), f))?;
+            .map_err(|f| self.call_failure(name, hook.operation(), f))?;
         slot.set_state(to);
         self.get(name)
     }
@@ -855,7 +858,7 @@ impl Inner {
                 continue;
             }
             let started = Instant::now();
-            let result = gate::check("load")
+            let result = gate::check(Change::Load)
                 .and_then(|()| c.reread(self.config.max_plugin_bytes))
                 .and_then(|c| {
                     let _ops = self.lock_ops();
@@ -979,7 +982,7 @@ fn failed_load(path: PathBuf, name: Option<&str>, e: &Error) -> FailedLoad {
     FailedLoad {
         path,
         name: name.map(str::to_owned),
-        code: e.code().as_str().to_owned(),
+        code: e.code(),
         error: e.chain(),
     }
 }

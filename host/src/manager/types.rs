@@ -212,7 +212,7 @@ pub struct FailedLoad {
     /// The plugin name, when the manifest could be read.
     pub name: Option<String>,
     /// Stable error code.
-    pub code: String,
+    pub code: crate::error::ErrorCode,
     /// The full error message.
     pub error: String,
 }

@@ -16,7 +16,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
 use plugin_api::ffi::DeclarationHeader;
 
 use crate::bus::{BusEvent, Delivery, Mailbox};
-use crate::error::{Error, Result};
+use crate::error::{Error, Operation, Result};
 use crate::loader::{CallError, Hook, HostContext, Library, TrustedPath};
 
 /// Per-instance counters, shared by the worker, the bus and the manager.
@@ -137,7 +137,7 @@ impl Worker {
                 worker.abandon();
                 Err(Error::Timeout {
                     plugin,
-                    operation: "open",
+                    operation: Operation::Open,
                     after: timeout,
                 })
             }
@@ -373,7 +373,7 @@ fn serve(
             let error = match e {
                 crate::loader::InstantiateError::Host(e) => e,
                 crate::loader::InstantiateError::Plugin(e) => {
-                    super::core::plugin_error(&spawn.ctx.plugin, "create", e)
+                    super::core::plugin_error(&spawn.ctx.plugin, Operation::Create, e)
                 }
             };
             let _ = ready.send(Err(error));

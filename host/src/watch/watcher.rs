@@ -124,7 +124,7 @@ pub struct WatchedFile {
     /// The full error message, for `failed`.
     pub error: Option<String>,
     /// The stable error code (docs/error-codes.md), for `failed`.
-    pub code: Option<String>,
+    pub code: Option<crate::error::ErrorCode>,
     /// 64-bit content hash (hex) of the content last acted on.
     pub hash: Option<String>,
 }

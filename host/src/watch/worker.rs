@@ -401,7 +401,7 @@ impl Worker {
             self.report_failure(
                 &f.path,
                 f.name.as_deref(),
-                &f.code,
+                f.code,
                 &f.error,
                 hash_of(&f.path),
             );
@@ -422,7 +422,7 @@ impl Worker {
         let mut retry = Vec::new();
         for f in self.files.values() {
             if f.status != FileStatus::Failed
-                || f.code.as_deref() != Some(ErrorCode::DependencyNotFound.as_str())
+                || f.code != Some(ErrorCode::DependencyNotFound)
                 || self.pending.contains_key(&f.path)
             {
                 continue;
@@ -500,22 +500,22 @@ impl Worker {
     }
 
     fn fail(&mut self, path: &Path, plugin: Option<&str>, error: &Error, hash: Option<u64>) {
-        self.report_failure(path, plugin, error.code().as_str(), &error.chain(), hash);
+        self.report_failure(path, plugin, error.code(), &error.chain(), hash);
     }
 
     fn report_failure(
         &mut self,
         path: &Path,
         plugin: Option<&str>,
-        code: &str,
+        code: ErrorCode,
         error: &str,
         hash: Option<u64>,
     ) {
-        tracing::warn!(target: "watch", path = %path.display(), plugin = plugin.unwrap_or("?"), code, error, "plugin file failed");
+        tracing::warn!(target: "watch", path = %path.display(), plugin = plugin.unwrap_or("?"), %code, error, "plugin file failed");
         let entry = self.entry(path);
         entry.plugin = plugin.map(str::to_owned).or(entry.plugin.take());
         entry.status = FileStatus::Failed;
-        entry.code = Some(code.to_owned());
+        entry.code = Some(code);
         entry.error = Some(error.to_owned());
         entry.hash = hash.map(hex);
         let plugin = entry.plugin.clone();
@@ -549,7 +549,7 @@ impl Worker {
         let entry = self.entry(path);
         entry.plugin = plugin.map(str::to_owned).or(entry.plugin.take());
         entry.status = status;
-        entry.code = error.map(|e| e.code().as_str().to_owned());
+        entry.code = error.map(Error::code);
         entry.error = error.map(Error::chain);
         if hash.is_some() {
             entry.hash = hash.map(hex);

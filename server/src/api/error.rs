@@ -1,87 +1,148 @@
-//! The one place where errors become HTTP: [`ErrorCode`] → status, and the body
+//! The one place where errors become HTTP: an [`ApiError`] is either a library [`Error`] or one
+//! of the HTTP layer's own refusals, each with a code defined once (with its status) in a table:
+//! [`ErrorCode`] in the library, [`ApiCode`] here. The body is
 //! `{"error": {"code", "message", "details"}}` of shared/API.md.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use plugin_host::{Error, ErrorCode};
 
-/// An error on its way to an HTTP client.
-#[derive(Debug)]
-pub(crate) struct ApiError(pub(crate) Error);
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        Self(e)
+plugin_host::error_codes! {
+    /// The codes only the admin API answers with: refusals of the HTTP layer, which the core
+    /// library never raises. Like [`ErrorCode`], stable across releases.
+    pub enum ApiCode {
+        /// The admin token is missing or wrong (`Authorization: Bearer <token>` on `/api/v1`
+        /// when a token is configured).
+        Unauthorized = "unauthorized", 401, {};
+        /// The request body is over `limits.body_bytes`.
+        PayloadTooLarge = "payload_too_large", 413, {
+            limit: "the limit in bytes",
+        };
+        /// The route exists, the method does not.
+        MethodNotAllowed = "method_not_allowed", 405, {};
     }
 }
 
-/// The HTTP status of an error code: 400 bad input, 401 auth, 403 a refused presigned link,
-/// 404 unknown plugin, path or object, 409 conflict, 413 too large, 422 a plugin-level failure,
-/// 504 timeout.
-pub(crate) fn status(code: ErrorCode) -> StatusCode {
-    use ErrorCode as C;
-    match code {
-        C::BadRequest
-        | C::FileNotFound
-        | C::InvalidPlugin
-        | C::IncompatibleAbi
-        | C::UnsupportedPanicStrategy
-        | C::InvalidName
-        | C::SelfDependency
-        | C::InvalidEventName
-        | C::InvalidPattern
-        | C::InvalidConfig
-        | C::InvalidOverrides
-        | C::InvalidKey
-        | C::InvalidPath
-        | C::FileTooLarge => StatusCode::BAD_REQUEST,
-        C::Unauthorized => StatusCode::UNAUTHORIZED,
-        C::PresignedUrlInvalid => StatusCode::FORBIDDEN,
-        C::NotFound | C::SubscriptionNotFound => StatusCode::NOT_FOUND,
-        C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        C::AlreadyLoaded
-        | C::HasDependents
-        | C::CircularDependency
-        | C::DependencyNotFound
-        | C::DependencyVersionMismatch
-        | C::DuplicatePlugin
-        | C::PluginDisabled
-        | C::PluginNotActive
-        | C::StaleHandle
-        | C::DataDirInUse
-        | C::ConcurrentChange => StatusCode::CONFLICT,
-        C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        C::InitializeFailed
-        | C::PluginFailed
-        | C::DependencyNotDeclared
-        | C::InvalidPluginConfig
-        | C::TableAccessDenied
-        | C::SqlAccessDenied
-        | C::ResultTooLarge
-        | C::TopicAccessDenied
-        | C::BucketAccessDenied
-        | C::SqlError => StatusCode::UNPROCESSABLE_ENTITY,
-        C::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        C::BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+/// The code of an error response: the library's or the API layer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Code {
+    /// A code of the core library.
+    Host(ErrorCode),
+    /// A code of the API layer.
+    Api(ApiCode),
+}
+
+impl Code {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Host(c) => c.as_str(),
+            Self::Api(c) => c.as_str(),
+        }
+    }
+
+    pub(crate) fn status(self) -> StatusCode {
+        let status = match self {
+            Self::Host(c) => c.http_status(),
+            Self::Api(c) => c.http_status(),
+        };
+        // Every table status is a valid error status (a unit test checks them all).
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+/// An error on its way to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// What the core library failed with.
+    #[error(transparent)]
+    Host(#[from] Error),
+    /// The admin token is missing or wrong.
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// What was wrong (never the token itself).
+        message: String,
+    },
+    /// The request body is larger than the configured limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The path exists but not with this method.
+    #[error("{method} is not allowed on {path}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// No route has this path.
+    #[error("no route {method} {path}")]
+    RouteNotFound {
+        /// The method used.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// An admin request did not finish within the configured time.
+    #[error("request did not finish within {after:?}")]
+    RequestTimeout {
+        /// The limit.
+        after: Duration,
+    },
+}
+
+impl ApiError {
+    /// The code of the response body.
+    pub(crate) fn code(&self) -> Code {
+        match self {
+            Self::Host(e) => Code::Host(e.code()),
+            Self::Unauthorized { .. } => Code::Api(ApiCode::Unauthorized),
+            Self::PayloadTooLarge { .. } => Code::Api(ApiCode::PayloadTooLarge),
+            Self::MethodNotAllowed { .. } => Code::Api(ApiCode::MethodNotAllowed),
+            Self::RouteNotFound { .. } => Code::Host(ErrorCode::NotFound),
+            Self::RequestTimeout { .. } => Code::Host(ErrorCode::Timeout),
+        }
+    }
+
+    /// The body's `details`; no wildcard, so a new variant must say what it gives.
+    pub(crate) fn details(&self) -> Value {
+        match self {
+            Self::Host(e) => e.details(),
+            Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            Self::Unauthorized { .. }
+            | Self::MethodNotAllowed { .. }
+            | Self::RouteNotFound { .. }
+            | Self::RequestTimeout { .. } => json!({}),
+        }
+    }
+
+    /// The message with its causes (the library's chain, where dlerror's text lives).
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Self::Host(e) => e.chain(),
+            other => other.to_string(),
+        }
     }
 }
 
 /// The code for an error status that did not come from an [`ApiError`] (an extractor or layer
 /// of the HTTP stack answered on its own).
-fn code_of_status(status: StatusCode) -> ErrorCode {
+fn code_of_status(status: StatusCode) -> Code {
     match status {
-        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
-        StatusCode::NOT_FOUND => ErrorCode::NotFound,
-        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Timeout,
-        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::BackendUnavailable,
-        s if s.is_server_error() => ErrorCode::Internal,
-        _ => ErrorCode::BadRequest,
+        StatusCode::UNAUTHORIZED => Code::Api(ApiCode::Unauthorized),
+        StatusCode::NOT_FOUND => Code::Host(ErrorCode::NotFound),
+        StatusCode::METHOD_NOT_ALLOWED => Code::Api(ApiCode::MethodNotAllowed),
+        StatusCode::PAYLOAD_TOO_LARGE => Code::Api(ApiCode::PayloadTooLarge),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => Code::Host(ErrorCode::Timeout),
+        StatusCode::SERVICE_UNAVAILABLE => Code::Host(ErrorCode::BackendUnavailable),
+        s if s.is_server_error() => Code::Host(ErrorCode::Internal),
+        _ => Code::Host(ErrorCode::BadRequest),
     }
 }
 
@@ -127,16 +188,17 @@ pub(crate) async fn json_errors(
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let code = self.0.code();
-        let status = status(code);
+        let code = self.code();
+        let status = code.status();
+        let message = self.message();
         if status.is_server_error() {
-            tracing::error!(target: "api", code = %code, error = %self.0.chain(), "request failed");
+            tracing::error!(target: "api", code = code.as_str(), error = %message, "request failed");
         }
         let body = json!({
             "error": {
                 "code": code.as_str(),
-                "message": self.0.chain(),
-                "details": self.0.details(),
+                "message": message,
+                "details": self.details(),
             }
         });
         (status, Json(body)).into_response()
@@ -148,21 +210,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_code_has_a_deliberate_status() {
-        for code in ErrorCode::ALL {
-            let s = status(*code);
-            if *code != ErrorCode::Internal {
-                assert_ne!(
-                    s,
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "{code} falls through to 500"
-                );
-            }
+    fn every_status_in_the_tables_is_an_error_status() {
+        let codes = ErrorCode::ALL
+            .iter()
+            .map(|c| Code::Host(*c))
+            .chain(ApiCode::ALL.iter().map(|c| Code::Api(*c)));
+        for code in codes {
+            let s = code.status();
+            assert!(s.is_client_error() || s.is_server_error(), "{code:?}");
+            assert_eq!(
+                s == StatusCode::INTERNAL_SERVER_ERROR,
+                code == Code::Host(ErrorCode::Internal),
+                "{code:?} answers {s}"
+            );
         }
-        assert_eq!(status(ErrorCode::CircularDependency), StatusCode::CONFLICT);
         assert_eq!(
-            status(ErrorCode::InitializeFailed),
-            StatusCode::UNPROCESSABLE_ENTITY
+            Code::Host(ErrorCode::CircularDependency).status(),
+            StatusCode::CONFLICT
         );
+        assert_eq!(
+            Code::Api(ApiCode::Unauthorized).status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn api_codes_do_not_reuse_library_codes() {
+        for api in ApiCode::ALL {
+            assert!(
+                ErrorCode::ALL.iter().all(|c| c.as_str() != api.as_str()),
+                "{api} is also a library code"
+            );
+        }
     }
 }

@@ -70,16 +70,16 @@ async fn blocking<T: Send + 'static>(
     let joined = match tokio::time::timeout(st.request_timeout, &mut task).await {
         Ok(joined) => joined,
         Err(_) if gate.abandon() => {
-            return Err(ApiError(Error::RequestTimeout {
+            return Err(ApiError::RequestTimeout {
                 after: st.request_timeout,
-            }));
+            });
         }
         // Committed before the deadline: the change happened, report how it ended.
         Err(_) => task.await,
     };
     match joined {
-        Ok(result) => result.map_err(ApiError),
-        Err(join) => Err(ApiError(Error::Internal {
+        Ok(result) => result.map_err(ApiError::Host),
+        Err(join) => Err(ApiError::Host(Error::Internal {
             message: format!("request task failed: {join}"),
         })),
     }
@@ -107,13 +107,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
             .await
             .map_err(|e| body_error(st, e))?;
         let invalid = |e: serde_json::Error| {
-            ApiError(Error::BadRequest {
+            ApiError::Host(Error::BadRequest {
                 message: format!("invalid JSON body: {e}"),
             })
         };
         let value: Value = serde_json::from_slice(&bytes).map_err(invalid)?;
         if !value.is_object() {
-            return Err(ApiError(Error::BadRequest {
+            return Err(ApiError::Host(Error::BadRequest {
                 message: "the body must be a JSON object".into(),
             }));
         }
@@ -133,7 +133,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|Path(v)| ApiPath(v))
             .map_err(|e| {
-                ApiError(Error::BadRequest {
+                ApiError::Host(Error::BadRequest {
                     message: e.body_text(),
                 })
             })
@@ -151,7 +151,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
             .await
             .map(|Query(v)| ApiQuery(v))
             .map_err(|e| {
-                ApiError(Error::BadRequest {
+                ApiError::Host(Error::BadRequest {
                     message: e.body_text(),
                 })
             })
@@ -160,11 +160,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
 fn body_error(st: &AppState, e: axum::extract::rejection::BytesRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError(Error::PayloadTooLarge {
+        ApiError::PayloadTooLarge {
             limit: st.body_limit,
-        })
+        }
     } else {
-        ApiError(Error::BadRequest {
+        ApiError::Host(Error::BadRequest {
             message: e.body_text(),
         })
     }
@@ -187,13 +187,13 @@ async fn any_json(st: &AppState, req: Request, empty: EmptyBody) -> ApiResult<Va
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return match empty {
             EmptyBody::IsNull => Ok(Value::Null),
-            EmptyBody::Refused => Err(ApiError(Error::BadRequest {
+            EmptyBody::Refused => Err(ApiError::Host(Error::BadRequest {
                 message: "this route needs a JSON body".into(),
             })),
         };
     }
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(Error::BadRequest {
+        ApiError::Host(Error::BadRequest {
             message: format!("invalid JSON body: {e}"),
         })
     })
@@ -232,9 +232,9 @@ pub(crate) async fn auth(State(st): State<AppState>, req: Request, next: Next) -
             Some(_) => None,
         };
         if let Some(message) = message {
-            return ApiError(Error::Unauthorized {
+            return ApiError::Unauthorized {
                 message: message.into(),
-            })
+            }
             .into_response();
         }
     }
@@ -242,17 +242,17 @@ pub(crate) async fn auth(State(st): State<AppState>, req: Request, next: Next) -
 }
 
 pub(crate) async fn not_found(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError(Error::RouteNotFound {
+    ApiError::RouteNotFound {
         method: method.to_string(),
         path: uri.path().to_owned(),
-    })
+    }
 }
 
 pub(crate) async fn method_not_allowed(method: Method, OriginalUri(uri): OriginalUri) -> ApiError {
-    ApiError(Error::MethodNotAllowed {
+    ApiError::MethodNotAllowed {
         method: method.to_string(),
         path: uri.path().to_owned(),
-    })
+    }
 }
 
 pub(crate) async fn health(State(st): State<AppState>) -> Response {
@@ -361,7 +361,7 @@ pub(crate) struct LoadBody {
 fn client_path(path: &std::path::Path) -> ApiResult<()> {
     plugin_host::check_path(path)?;
     if !path.is_absolute() {
-        return Err(ApiError(Error::InvalidPath {
+        return Err(ApiError::Host(Error::InvalidPath {
             path: path.to_owned(),
             reason: "the admin API takes absolute paths only (relative to what? the server's \
                      working directory is not the client's); `plugin-host plugins load` makes \
@@ -440,13 +440,13 @@ pub(crate) async fn execute(
 ) -> ApiResult<Response> {
     let input = any_json(&st, req, EmptyBody::IsNull).await?;
     let bytes = serde_json::to_vec(&input).map_err(|e| {
-        ApiError(Error::BadRequest {
+        ApiError::Host(Error::BadRequest {
             message: e.to_string(),
         })
     })?;
     let out = blocking(&st, move |m| m.execute_bytes(&name, bytes)).await?;
     let output: Value = serde_json::from_slice(&out).map_err(|e| {
-        ApiError(Error::Internal {
+        ApiError::Host(Error::Internal {
             message: format!("plugin returned invalid JSON: {e}"),
         })
     })?;
@@ -594,7 +594,7 @@ pub(crate) async fn emit(
     ApiJson(body): ApiJson<EmitBody>,
 ) -> ApiResult<Response> {
     let payload = serde_json::to_vec(&body.payload).map_err(|e| {
-        ApiError(Error::BadRequest {
+        ApiError::Host(Error::BadRequest {
             message: e.to_string(),
         })
     })?;
@@ -612,7 +612,7 @@ pub(crate) async fn stream(
     _headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
     let pattern = match q.get("pattern") {
-        Some(p) => Some(Pattern::parse(p).map_err(ApiError)?),
+        Some(p) => Some(Pattern::parse(p).map_err(ApiError::Host)?),
         None => None,
     };
     let rx = st.events.subscribe();

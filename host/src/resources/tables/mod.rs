@@ -25,7 +25,7 @@ use serde_json::{Map, Value, json};
 
 use super::naming::{Kind, PhysicalTable};
 use super::scope::Scope;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ResultLimit};
 
 /// SQL flavour of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,11 +185,11 @@ impl Collector<'_> {
             max,
         };
         if self.rows.len() as u64 >= limits.max_rows {
-            return Err(too_large("limits.tables_max_rows", limits.max_rows));
+            return Err(too_large(ResultLimit::MaxRows, limits.max_rows));
         }
         self.bytes += json_size(&row);
         if self.bytes > limits.max_bytes {
-            return Err(too_large("limits.tables_max_bytes", limits.max_bytes));
+            return Err(too_large(ResultLimit::MaxBytes, limits.max_bytes));
         }
         self.rows.push(row);
         Ok(())

@@ -113,7 +113,7 @@ fn sql_error(
         if f.code == rusqlite::ErrorCode::TooBig {
             return Error::ResultTooLarge {
                 plugin: plugin.to_owned(),
-                limit: "limits.tables_max_bytes",
+                limit: crate::error::ResultLimit::MaxBytes,
                 max: control.limits.max_bytes,
             };
         }

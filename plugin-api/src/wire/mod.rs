@@ -20,7 +20,7 @@
 //! example, a host-side match that misses an operation (as the host's would, had `Sql` just been
 //! added to [`tables::Request`]) is refused:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0004
 //! use plugin_api::wire::tables::Request;
 //!
 //! fn handle(request: Request) -> &'static str {
@@ -35,7 +35,8 @@
 //! }
 //! ```
 //!
-//! while the same match with every operation compiles:
+//! while the same match with every operation compiles (stable rustdoc does not check the error
+//! code of a `compile_fail` example, so this twin is what shows the missing arm is the reason):
 //!
 //! ```
 //! use plugin_api::wire::tables::Request;
@@ -57,7 +58,7 @@
 //! Likewise a handler that answers an operation with another type than its `Response` does not
 //! compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! use plugin_api::wire::{Op, tables::{Affected, Insert}};
 //!
 //! fn insert(_op: Insert) -> <Insert as Op>::Response {

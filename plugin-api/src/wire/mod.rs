@@ -66,6 +66,17 @@
 //! }
 //! ```
 //!
+//! while answering it with its own answer type compiles:
+//!
+//! ```
+//! use plugin_api::wire::{Op, tables::{Insert, Inserted}};
+//!
+//! fn insert(_op: Insert) -> <Insert as Op>::Response {
+//!     Inserted { rows_affected: 1, row: None }
+//! }
+//! # let _ = insert;
+//! ```
+//!
 //! The enums are deliberately not `#[non_exhaustive]`: that would force the host's matches to
 //! end in a wildcard arm and lose exactly this check.
 

@@ -43,7 +43,7 @@ pub use manager::{
 };
 pub use manifest::{DependencySpec, PluginManifest, validate_name};
 pub use resources::buckets::DEFAULT_CONTENT_TYPE;
-pub use resources::{EffectiveResources, Overrides};
+pub use resources::{DeniedTable, EffectiveResources, Overrides};
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{
     Board as WatchBoard, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile,

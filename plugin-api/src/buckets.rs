@@ -16,8 +16,8 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
+use crate::wire::buckets::{Delete, Exists, Get, List, PresignGet, Put};
+use crate::wire::{Op, Service};
 use crate::{Context, Error, Result, envelope};
 
 /// An object read back from a bucket.
@@ -44,23 +44,22 @@ pub struct Buckets {
     ctx: Context,
 }
 
-fn malformed(what: &str) -> Error {
-    Error::new(
-        "internal",
-        format!("the host answered a buckets {what} without its fields"),
-    )
-}
-
 impl Buckets {
     pub(crate) fn new(ctx: Context) -> Self {
         Self { ctx }
     }
 
-    fn call(&self, header: &Value, body: &[u8]) -> Result<(Value, Vec<u8>)> {
-        let out = self
-            .ctx
-            .call_raw("buckets", &envelope::encode(header, body))?;
-        let (header, body) = envelope::decode(&out)?;
+    /// Sends one operation with `body` as the envelope's body; answers with the decoded
+    /// header and the answer's body.
+    fn call<O: Op>(&self, op: O, body: &[u8]) -> Result<(O::Response, Vec<u8>)> {
+        let request = envelope::encode(&O::Request::from(op), body)?;
+        let out = self.ctx.call_raw(Service::Buckets, &request)?;
+        let (header, body) = envelope::decode(&out).map_err(|e| {
+            Error::new(
+                "internal",
+                format!("the host's buckets answer is malformed: {}", e.message),
+            )
+        })?;
         Ok((header, body.to_vec()))
     }
 
@@ -78,9 +77,12 @@ impl Buckets {
         bytes: &[u8],
         content_type: Option<&str>,
     ) -> Result<()> {
-        let header =
-            json!({ "op": "put", "bucket": bucket, "key": key, "content_type": content_type });
-        self.call(&header, bytes).map(drop)
+        let op = Put {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            content_type: content_type.map(str::to_owned),
+        };
+        self.call(op, bytes).map(drop)
     }
 
     /// Reads an object; `None` when there is none under `key`.
@@ -88,15 +90,20 @@ impl Buckets {
     /// # Errors
     /// `bucket_access_denied`, `invalid_key`, `backend_unavailable`.
     pub fn get(&self, bucket: &str, key: &str) -> Result<Option<Object>> {
-        let (header, bytes) =
-            self.call(&json!({ "op": "get", "bucket": bucket, "key": key }), &[])?;
-        if !header["found"].as_bool().ok_or_else(|| malformed("get"))? {
+        let op = Get {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        let (header, bytes) = self.call(op, &[])?;
+        if !header.found {
             return Ok(None);
         }
-        let content_type = header["content_type"]
-            .as_str()
-            .ok_or_else(|| malformed("get"))?
-            .to_owned();
+        let content_type = header.content_type.ok_or_else(|| {
+            Error::new(
+                "internal",
+                "the host answered a found object without its content type",
+            )
+        })?;
         Ok(Some(Object {
             bytes,
             content_type,
@@ -108,13 +115,11 @@ impl Buckets {
     /// # Errors
     /// `bucket_access_denied`, `invalid_key`, `backend_unavailable`.
     pub fn delete(&self, bucket: &str, key: &str) -> Result<bool> {
-        let (header, _) = self.call(
-            &json!({ "op": "delete", "bucket": bucket, "key": key }),
-            &[],
-        )?;
-        header["deleted"]
-            .as_bool()
-            .ok_or_else(|| malformed("delete"))
+        let op = Delete {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        Ok(self.call(op, &[])?.0.deleted)
     }
 
     /// Whether an object exists under `key`.
@@ -122,13 +127,11 @@ impl Buckets {
     /// # Errors
     /// `bucket_access_denied`, `invalid_key`, `backend_unavailable`.
     pub fn exists(&self, bucket: &str, key: &str) -> Result<bool> {
-        let (header, _) = self.call(
-            &json!({ "op": "exists", "bucket": bucket, "key": key }),
-            &[],
-        )?;
-        header["exists"]
-            .as_bool()
-            .ok_or_else(|| malformed("exists"))
+        let op = Exists {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        };
+        Ok(self.call(op, &[])?.0.exists)
     }
 
     /// One page of the keys starting with `prefix` (`""` for all), sorted. `page_token` is the
@@ -145,24 +148,16 @@ impl Buckets {
         page_token: Option<&str>,
         limit: usize,
     ) -> Result<Page> {
-        let (header, _) = self.call(
-            &json!({ "op": "list", "bucket": bucket, "prefix": prefix,
-                     "page_token": page_token, "limit": limit }),
-            &[],
-        )?;
-        let keys = header["keys"]
-            .as_array()
-            .ok_or_else(|| malformed("list"))?
-            .iter()
-            .map(|k| {
-                k.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| malformed("list"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let op = List {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+            page_token: page_token.map(str::to_owned),
+            limit: Some(u64::try_from(limit).unwrap_or(u64::MAX)),
+        };
+        let (header, _) = self.call(op, &[])?;
         Ok(Page {
-            keys,
-            next_page_token: header["next_page_token"].as_str().map(str::to_owned),
+            keys: header.keys,
+            next_page_token: header.next_page_token,
         })
     }
 
@@ -173,14 +168,11 @@ impl Buckets {
     /// `bucket_access_denied`, `invalid_key`, `bad_request` for an expiry outside 1 s to
     /// 7 days, `invalid_config` when the host has no public URL, `backend_unavailable`.
     pub fn presign_get(&self, bucket: &str, key: &str, expires: Duration) -> Result<String> {
-        let (header, _) = self.call(
-            &json!({ "op": "presign_get", "bucket": bucket, "key": key,
-                     "expires_secs": expires.as_secs() }),
-            &[],
-        )?;
-        header["url"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| malformed("presign_get"))
+        let op = PresignGet {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            expires_secs: expires.as_secs(),
+        };
+        Ok(self.call(op, &[])?.0.url)
     }
 }

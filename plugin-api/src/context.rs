@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use crate::Result;
 use crate::abi::HostRef;
+use crate::wire::{Op, Service};
 
 /// Log levels for [`Context::log`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,8 +249,15 @@ impl Context {
     }
 
     /// Calls a host service with raw bytes (an envelope), returning raw bytes.
-    pub(crate) fn call_raw(&self, service: &str, input: &[u8]) -> Result<Vec<u8>> {
-        self.inner.host.call(service, input)
+    pub(crate) fn call_raw(&self, service: Service, input: &[u8]) -> Result<Vec<u8>> {
+        self.inner.host.call(service.name(), input)
+    }
+
+    /// Sends one operation of a JSON service and decodes its answer.
+    pub(crate) fn request<O: Op>(&self, op: O) -> Result<O::Response> {
+        let bytes = serde_json::to_vec(&O::Request::from(op))?;
+        let out = self.call_raw(O::SERVICE, &bytes)?;
+        Ok(serde_json::from_slice(&out)?)
     }
 
     fn subscribe(&self, pattern: &str, once: bool, handler: Handler) -> Result<SubscriptionId> {
@@ -283,7 +291,7 @@ impl Context {
     /// # Errors
     /// `stale_context` after this instance was unloaded or replaced.
     pub fn config(&self) -> Result<Value> {
-        self.call_service("config", &Value::Null)
+        self.request(crate::wire::config::Get)
     }
 
     /// The plugin's topics (see [`Topics`](crate::Topics)).
@@ -301,7 +309,8 @@ impl Context {
         crate::Buckets::new(self.clone())
     }
 
-    /// Calls a host service by name with a JSON request (the resource repositories use this).
+    /// Calls a host service by name with a JSON request, as it is: the typed repositories
+    /// ([`Context::tables`], ...) build their requests from the shared wire types instead.
     ///
     /// # Errors
     /// Whatever the service reports, for example `table_access_denied`.

@@ -1,29 +1,35 @@
-//! Wire format of the host services that carry bytes (buckets, topics): a JSON header and a raw
-//! body in one buffer — `u32` little-endian header length, the header, then the body — so
-//! payloads cross the boundary without base64; a batch of records is a body of length-prefixed
+//! Framing of the host services that carry bytes (buckets, topics): a JSON header (a typed
+//! request or answer of [`wire`](crate::wire)) and a raw body in one buffer — `u32`
+//! little-endian header length, the header, then the body — so payloads cross the boundary
+//! without base64; a batch of records is a body of length-prefixed
 //! fields ([`encode_record`]). Used by this crate's typed APIs and by the host; plugin authors
 //! never see it.
 
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
-/// Encodes a header and a body.
-pub fn encode(header: &Value, body: &[u8]) -> Vec<u8> {
-    let head = header.to_string().into_bytes();
-    let len = u32::try_from(head.len()).unwrap_or(u32::MAX);
+/// Encodes a header (one of the [`wire`](crate::wire) types) and a body.
+///
+/// # Errors
+/// `serialization` when the header cannot be written as JSON (the wire types always can).
+pub fn encode<H: Serialize + ?Sized>(header: &H, body: &[u8]) -> Result<Vec<u8>> {
+    let head = serde_json::to_vec(header)?;
+    let len = u32::try_from(head.len())
+        .map_err(|_| Error::new("bad_request", "an envelope header of 4 GiB or more"))?;
     let mut out = Vec::with_capacity(4 + head.len() + body.len());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&head);
     out.extend_from_slice(body);
-    out
+    Ok(out)
 }
 
-/// Splits a buffer into its header and body.
+/// Splits a buffer into its header, decoded as `H`, and its body.
 ///
 /// # Errors
-/// `bad_request` when the buffer is not an envelope.
-pub fn decode(bytes: &[u8]) -> Result<(Value, &[u8])> {
+/// `bad_request` when the buffer is not an envelope or its header is not an `H`.
+pub fn decode<H: DeserializeOwned>(bytes: &[u8]) -> Result<(H, &[u8])> {
     let bad = || Error::new("bad_request", "malformed envelope");
     let len_bytes: [u8; 4] = bytes
         .get(..4)
@@ -31,7 +37,8 @@ pub fn decode(bytes: &[u8]) -> Result<(Value, &[u8])> {
         .ok_or_else(bad)?;
     let len = u32::from_le_bytes(len_bytes) as usize;
     let head = bytes.get(4..4 + len).ok_or_else(bad)?;
-    let header: Value = serde_json::from_slice(head).map_err(|_| bad())?;
+    let header: H = serde_json::from_slice(head)
+        .map_err(|e| Error::new("bad_request", format!("invalid envelope header: {e}")))?;
     Ok((header, &bytes[4 + len..]))
 }
 
@@ -174,12 +181,20 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let h = serde_json::json!({"op": "put", "key": "a/b"});
-        let bytes = encode(&h, b"\x00\xffbody");
-        let (h2, body) = decode(&bytes).unwrap();
+        use crate::wire::buckets::{Put, Request};
+        let h = Request::Put(Put {
+            bucket: "files".into(),
+            key: "a/b".into(),
+            content_type: None,
+        });
+        let bytes = encode(&h, b"\x00\xffbody").unwrap();
+        let (h2, body) = decode::<Request>(&bytes).unwrap();
         assert_eq!(h2, h);
         assert_eq!(body, b"\x00\xffbody");
-        assert!(decode(b"\x09\x00\x00\x00{}").is_err());
-        assert!(decode(b"").is_err());
+        assert!(decode::<serde_json::Value>(b"\x09\x00\x00\x00{}").is_err());
+        assert!(decode::<serde_json::Value>(b"").is_err());
+        let e = decode::<Request>(&encode(&serde_json::json!({"op": "nope"}), b"").unwrap())
+            .unwrap_err();
+        assert_eq!(e.code, "bad_request");
     }
 }

@@ -39,6 +39,8 @@ mod export;
 mod manifest;
 mod tables;
 mod topics;
+#[doc(hidden)]
+pub mod wire;
 
 pub use buckets::{Buckets, Object, Page};
 pub use context::{Context, DependencyHandle, Event, Level, SubscriptionId};

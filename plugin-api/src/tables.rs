@@ -12,120 +12,132 @@
 //! let out = t.sql("SELECT count(*) AS n FROM users WHERE email LIKE $1", &[json!("%@example.com")])?;
 //! ```
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::wire::tables::{
+    ColumnSpec, ColumnType, Count, Create, Delete, FilterOp, Insert, Order, Select, Sql, Update,
+};
 use crate::{Context, Error, Result};
 
 /// A column of a table to create.
 #[derive(Debug, Clone)]
 pub struct Column {
-    spec: Map<String, Value>,
+    spec: ColumnSpec,
 }
 
 impl Column {
-    fn of(name: &str, ty: &str) -> Self {
-        let mut spec = Map::new();
-        spec.insert("name".into(), json!(name));
-        spec.insert("type".into(), json!(ty));
-        Self { spec }
+    fn of(name: &str, ty: ColumnType) -> Self {
+        Self {
+            spec: ColumnSpec {
+                name: name.to_owned(),
+                ty,
+                primary_key: false,
+                not_null: false,
+                unique: false,
+            },
+        }
     }
 
     /// A 64-bit integer column.
     pub fn integer(name: &str) -> Self {
-        Self::of(name, "integer")
+        Self::of(name, ColumnType::Integer)
     }
 
     /// A floating-point column.
     pub fn real(name: &str) -> Self {
-        Self::of(name, "real")
+        Self::of(name, ColumnType::Real)
     }
 
     /// A text column.
     pub fn text(name: &str) -> Self {
-        Self::of(name, "text")
+        Self::of(name, ColumnType::Text)
     }
 
     /// A boolean column.
     pub fn boolean(name: &str) -> Self {
-        Self::of(name, "boolean")
+        Self::of(name, ColumnType::Boolean)
     }
 
     /// A JSON column.
     pub fn json(name: &str) -> Self {
-        Self::of(name, "json")
+        Self::of(name, ColumnType::Json)
     }
 
     /// Makes it the primary key (an integer primary key is generated when not given).
     pub fn primary_key(mut self) -> Self {
-        self.spec.insert("primary_key".into(), json!(true));
+        self.spec.primary_key = true;
         self
     }
 
     /// Forbids nulls.
     pub fn not_null(mut self) -> Self {
-        self.spec.insert("not_null".into(), json!(true));
+        self.spec.not_null = true;
         self
     }
 
     /// Forbids duplicates.
     pub fn unique(mut self) -> Self {
-        self.spec.insert("unique".into(), json!(true));
+        self.spec.unique = true;
         self
     }
 }
 
 /// A condition on one column; conditions of one call are combined with AND.
 #[derive(Debug, Clone)]
-pub struct Filter(Value);
+pub struct Filter(crate::wire::tables::Filter);
 
 impl Filter {
-    fn op(column: &str, op: &str, value: Value) -> Self {
-        Self(json!({ "column": column, "op": op, "value": value }))
+    fn op(column: &str, op: FilterOp, value: Value) -> Self {
+        Self(crate::wire::tables::Filter {
+            column: column.to_owned(),
+            op,
+            value,
+        })
     }
 
     /// `column = value` (`IS NULL` for a null value).
     pub fn eq(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "eq", value.into())
+        Self::op(column, FilterOp::Eq, value.into())
     }
 
     /// `column <> value`.
     pub fn ne(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "ne", value.into())
+        Self::op(column, FilterOp::Ne, value.into())
     }
 
     /// `column < value`.
     pub fn lt(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "lt", value.into())
+        Self::op(column, FilterOp::Lt, value.into())
     }
 
     /// `column <= value`.
     pub fn le(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "le", value.into())
+        Self::op(column, FilterOp::Le, value.into())
     }
 
     /// `column > value`.
     pub fn gt(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "gt", value.into())
+        Self::op(column, FilterOp::Gt, value.into())
     }
 
     /// `column >= value`.
     pub fn ge(column: &str, value: impl Into<Value>) -> Self {
-        Self::op(column, "ge", value.into())
+        Self::op(column, FilterOp::Ge, value.into())
     }
 
     /// `column LIKE pattern`.
     pub fn like(column: &str, pattern: &str) -> Self {
-        Self::op(column, "like", json!(pattern))
+        Self::op(column, FilterOp::Like, json!(pattern))
     }
 
     /// `column IN (values...)`.
     pub fn is_in(column: &str, values: Vec<Value>) -> Self {
-        Self::op(column, "in", Value::Array(values))
+        Self::op(column, FilterOp::In, Value::Array(values))
     }
 
     /// `column IS NULL`.
     pub fn is_null(column: &str) -> Self {
-        Self::op(column, "is_null", Value::Null)
+        Self::op(column, FilterOp::IsNull, Value::Null)
     }
 }
 
@@ -133,8 +145,8 @@ impl Filter {
 #[derive(Debug, Clone, Default)]
 pub struct Query {
     columns: Vec<String>,
-    filter: Vec<Value>,
-    order_by: Vec<Value>,
+    filter: Vec<crate::wire::tables::Filter>,
+    order_by: Vec<Order>,
     limit: Option<u64>,
     offset: Option<u64>,
 }
@@ -159,14 +171,19 @@ impl Query {
 
     /// Orders by a column (ascending).
     pub fn order_by(mut self, column: &str) -> Self {
-        self.order_by.push(json!({ "column": column }));
+        self.order_by.push(Order {
+            column: column.to_owned(),
+            desc: false,
+        });
         self
     }
 
     /// Orders by a column, descending.
     pub fn order_by_desc(mut self, column: &str) -> Self {
-        self.order_by
-            .push(json!({ "column": column, "desc": true }));
+        self.order_by.push(Order {
+            column: column.to_owned(),
+            desc: true,
+        });
         self
     }
 
@@ -198,12 +215,12 @@ pub struct Tables {
     ctx: Context,
 }
 
-fn filters(f: &[Filter]) -> Vec<Value> {
+fn filters(f: &[Filter]) -> Vec<crate::wire::tables::Filter> {
     f.iter().map(|x| x.0.clone()).collect()
 }
 
-fn as_u64(v: &Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or(0)
+fn objects(rows: Vec<crate::wire::tables::Row>) -> Vec<Value> {
+    rows.into_iter().map(Value::Object).collect()
 }
 
 impl Tables {
@@ -211,20 +228,17 @@ impl Tables {
         Self { ctx }
     }
 
-    fn call(&self, request: Value) -> Result<Value> {
-        self.ctx.call_service("tables", &request)
-    }
-
     /// Creates a declared table if it does not exist.
     ///
     /// # Errors
     /// `table_access_denied` for a table the plugin may not use; `bad_request`; `sql_error`.
     pub fn create(&self, table: &str, columns: &[Column]) -> Result<()> {
-        let columns: Vec<Value> = columns
-            .iter()
-            .map(|c| Value::Object(c.spec.clone()))
-            .collect();
-        self.call(json!({ "op": "create", "table": table, "columns": columns }))
+        let columns = columns.iter().map(|c| c.spec.clone()).collect();
+        self.ctx
+            .request(Create {
+                table: table.to_owned(),
+                columns,
+            })
             .map(drop)
     }
 
@@ -233,14 +247,17 @@ impl Tables {
     /// # Errors
     /// `table_access_denied`, `bad_request`, `sql_error` (a unique violation, say).
     pub fn insert(&self, table: &str, row: Value) -> Result<Value> {
-        if !row.is_object() {
+        let Value::Object(row) = row else {
             return Err(Error::new(
                 "bad_request",
                 "a row is a JSON object of column names to values",
             ));
-        }
-        let out = self.call(json!({ "op": "insert", "table": table, "row": row }))?;
-        Ok(out["row"].clone())
+        };
+        let out = self.ctx.request(Insert {
+            table: table.to_owned(),
+            row,
+        })?;
+        Ok(out.row.map_or(Value::Null, Value::Object))
     }
 
     /// Selects rows.
@@ -248,18 +265,15 @@ impl Tables {
     /// # Errors
     /// `table_access_denied`, `bad_request`, `sql_error`.
     pub fn select(&self, table: &str, query: Query) -> Result<Vec<Value>> {
-        let mut req = json!({ "op": "select", "table": table, "filter": query.filter, "order_by": query.order_by });
-        if !query.columns.is_empty() {
-            req["columns"] = json!(query.columns);
-        }
-        if let Some(l) = query.limit {
-            req["limit"] = json!(l);
-        }
-        if let Some(o) = query.offset {
-            req["offset"] = json!(o);
-        }
-        let out = self.call(req)?;
-        Ok(out["rows"].as_array().cloned().unwrap_or_default())
+        let out = self.ctx.request(Select {
+            table: table.to_owned(),
+            columns: query.columns,
+            filter: query.filter,
+            order_by: query.order_by,
+            limit: query.limit,
+            offset: query.offset,
+        })?;
+        Ok(objects(out.rows))
     }
 
     /// Updates the rows matching `filter` (every row when it is empty); returns how many.
@@ -267,10 +281,18 @@ impl Tables {
     /// # Errors
     /// `table_access_denied`, `bad_request`, `sql_error`.
     pub fn update(&self, table: &str, filter: &[Filter], set: Value) -> Result<u64> {
-        let out = self.call(
-            json!({ "op": "update", "table": table, "filter": filters(filter), "set": set }),
-        )?;
-        Ok(as_u64(&out, "rows_affected"))
+        let Value::Object(set) = set else {
+            return Err(Error::new(
+                "bad_request",
+                "`set` is a JSON object of column names to values",
+            ));
+        };
+        let out = self.ctx.request(Update {
+            table: table.to_owned(),
+            filter: filters(filter),
+            set,
+        })?;
+        Ok(out.rows_affected)
     }
 
     /// Deletes the rows matching `filter` (every row when it is empty); returns how many.
@@ -278,9 +300,11 @@ impl Tables {
     /// # Errors
     /// `table_access_denied`, `bad_request`, `sql_error`.
     pub fn delete(&self, table: &str, filter: &[Filter]) -> Result<u64> {
-        let out =
-            self.call(json!({ "op": "delete", "table": table, "filter": filters(filter) }))?;
-        Ok(as_u64(&out, "rows_affected"))
+        let out = self.ctx.request(Delete {
+            table: table.to_owned(),
+            filter: filters(filter),
+        })?;
+        Ok(out.rows_affected)
     }
 
     /// Counts the rows matching `filter`.
@@ -288,8 +312,11 @@ impl Tables {
     /// # Errors
     /// `table_access_denied`, `bad_request`, `sql_error`.
     pub fn count(&self, table: &str, filter: &[Filter]) -> Result<u64> {
-        let out = self.call(json!({ "op": "count", "table": table, "filter": filters(filter) }))?;
-        Ok(as_u64(&out, "count"))
+        let out = self.ctx.request(Count {
+            table: table.to_owned(),
+            filter: filters(filter),
+        })?;
+        Ok(out.count)
     }
 
     /// Runs one SELECT, INSERT, UPDATE or DELETE written against logical table names, with
@@ -299,10 +326,13 @@ impl Tables {
     /// `table_access_denied` for any table the plugin may not use; `bad_request` for another
     /// kind of statement or several statements; `sql_error`.
     pub fn sql(&self, sql: &str, params: &[Value]) -> Result<SqlResult> {
-        let out = self.call(json!({ "op": "sql", "sql": sql, "params": params }))?;
+        let out = self.ctx.request(Sql {
+            sql: sql.to_owned(),
+            params: params.to_vec(),
+        })?;
         Ok(SqlResult {
-            rows: out["rows"].as_array().cloned().unwrap_or_default(),
-            rows_affected: as_u64(&out, "rows_affected"),
+            rows: objects(out.rows),
+            rows_affected: out.rows_affected,
         })
     }
 }

@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 
+use crate::wire::topics::{Create, MessageHeader, Produce, ProduceBatch, Subscribe, Unsubscribe};
+use crate::wire::{Op, Service};
 use crate::{Context, Result, SubscriptionId, envelope};
 
 /// A consumed message.
@@ -121,10 +122,10 @@ impl Topics {
         Self { ctx }
     }
 
-    fn call(&self, header: Value, body: &[u8]) -> Result<Value> {
-        let out = self
-            .ctx
-            .call_raw("topics", &envelope::encode(&header, body))?;
+    /// Sends one operation with `body` as the envelope's body; the answer is JSON.
+    fn call<O: Op>(&self, op: O, body: &[u8]) -> Result<O::Response> {
+        let request = envelope::encode(&O::Request::from(op), body)?;
+        let out = self.ctx.call_raw(Service::Topics, &request)?;
         Ok(serde_json::from_slice(&out)?)
     }
 
@@ -133,8 +134,13 @@ impl Topics {
     /// # Errors
     /// `topic_access_denied` for a topic the plugin may not use.
     pub fn create(&self, topic: &str) -> Result<()> {
-        self.call(json!({ "op": "create", "topic": topic }), &[])
-            .map(drop)
+        self.call(
+            Create {
+                topic: topic.to_owned(),
+            },
+            &[],
+        )
+        .map(drop)
     }
 
     /// Produces a record; returns its offset.
@@ -156,12 +162,16 @@ impl Topics {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> Result<u64> {
-        let headers: BTreeMap<&str, &str> = headers.iter().copied().collect();
-        let out = self.call(
-            json!({ "op": "produce", "topic": topic, "key": key, "headers": headers }),
-            payload,
-        )?;
-        Ok(out["offset"].as_u64().unwrap_or(0))
+        let headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let op = Produce {
+            topic: topic.to_owned(),
+            key: key.map(str::to_owned),
+            headers,
+        };
+        Ok(self.call(op, payload)?.offset)
     }
 
     /// Produces records in order, all in flight at once where the backend allows it (Kafka),
@@ -192,14 +202,11 @@ impl Topics {
         for r in records {
             envelope::encode_record(&mut body, r.key, r.headers, r.payload);
         }
-        let out = self.call(
-            json!({ "op": "produce_batch", "topic": topic, "count": records.len() }),
-            &body,
-        )?;
-        Ok(out["offsets"]
-            .as_array()
-            .map(|a| a.iter().filter_map(Value::as_u64).collect())
-            .unwrap_or_default())
+        let op = ProduceBatch {
+            topic: topic.to_owned(),
+            count: records.len(),
+        };
+        Ok(self.call(op, &body)?.offsets)
     }
 
     /// Produces a JSON record; returns its offset.
@@ -226,22 +233,22 @@ impl Topics {
         topic: &str,
         mut handler: impl FnMut(&Message<'_>) -> Result<()> + Send + 'static,
     ) -> Result<SubscriptionId> {
-        let out = self.call(json!({ "op": "subscribe", "topic": topic }), &[])?;
-        let id = out["id"].as_u64().unwrap_or(0);
+        let op = Subscribe {
+            topic: topic.to_owned(),
+        };
+        let id = self.call(op, &[])?.id;
         self.ctx.register(
             id,
             false,
             Box::new(move |event| {
-                let (header, payload) = envelope::decode(event.payload())?;
-                let headers: BTreeMap<String, String> =
-                    serde_json::from_value(header["headers"].clone()).unwrap_or_default();
+                let (header, payload) = envelope::decode::<MessageHeader>(event.payload())?;
                 let message = Message {
                     topic: event.name(),
-                    key: header["key"].as_str().map(str::to_owned),
-                    headers,
-                    offset: header["offset"].as_u64().unwrap_or(0),
-                    partition: header["partition"].as_i64().unwrap_or(0) as i32,
-                    timestamp_ms: header["timestamp_ms"].as_u64().unwrap_or(0),
+                    key: header.key,
+                    headers: header.headers,
+                    offset: header.offset,
+                    partition: header.partition,
+                    timestamp_ms: header.timestamp_ms,
                     payload,
                 };
                 handler(&message)
@@ -257,7 +264,6 @@ impl Topics {
     /// `subscription_not_found`.
     pub fn unsubscribe(&self, id: SubscriptionId) -> Result<()> {
         self.ctx.unregister(id.0);
-        self.call(json!({ "op": "unsubscribe", "id": id.0 }), &[])
-            .map(drop)
+        self.call(Unsubscribe { id: id.0 }, &[]).map(drop)
     }
 }

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use integration::*;
-use plugin_host::{BusEvent, ErrorCode, PluginManager, UnloadOutcome};
+use plugin_host::{
+    BucketsConfig, BusEvent, ErrorCode, ManagerConfig, PluginManager, TablesConfig, TopicsConfig,
+    UnloadOutcome,
+};
 use serde_json::{Value, json};
 
 /// The frozen copy of the previous `plugin-api`.
@@ -310,4 +313,88 @@ fn plugin_built_against_the_previous_api_loads_beside_current_ones() {
         !mapped(&plugin("legacy-hello")),
         "the original file is never mapped"
     );
+}
+
+/// The JSON a plugin built against plugin-api 0.1.0 sends to the tables, topics, buckets and
+/// config services still means what it meant, and it reads the answers: the wire types the host
+/// decodes into are shared with the current plugin-api, and must stay compatible with that
+/// release. Every operation of every service is called once by `legacy-hello`'s `resources` op.
+#[test]
+fn plugin_built_against_the_previous_api_uses_every_host_service() {
+    let dir = temp_dir();
+    let m = PluginManager::new(
+        ManagerConfig::default()
+            .with_tables(TablesConfig::Sqlite {
+                dir: dir.path().join("tables"),
+            })
+            .with_topics(TopicsConfig::Memory {
+                prefix: "compat".into(),
+            })
+            .with_buckets(BucketsConfig::Folder {
+                dir: dir.path().join("buckets"),
+                public_url: Some("http://127.0.0.1:8700/".into()),
+            }),
+    )
+    .unwrap();
+    m.load(plugin("hello")).unwrap();
+    m.load(plugin("legacy-hello")).unwrap();
+    let out = exec(&m, "legacy-hello", json!({"op": "resources"}));
+    assert_eq!(out["config"], Value::Null);
+
+    let tables = &out["tables"];
+    assert_eq!(tables["first"]["body"], "a");
+    assert_eq!(tables["first"]["done"], false);
+    assert_eq!(tables["first"]["score"], 1.5);
+    let first_id = tables["first"]["id"].as_i64().unwrap();
+    assert_eq!(
+        tables["done"],
+        json!([{"id": first_id + 2, "body": "c"}, {"id": first_id + 1, "body": "b"}])
+    );
+    assert_eq!(tables["updated"], 1);
+    assert_eq!(tables["counted"], 2);
+    assert_eq!(
+        tables["deleted"], 1,
+        "only `c` has no doc and a score over 2"
+    );
+    assert_eq!(tables["sql"]["rows"], json!([{"n": 2}]));
+    let all = tables["all"].as_array().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1]["doc"], json!({"k": [1]}));
+    assert_eq!(all[1]["done"], true);
+    assert_eq!(tables["denied"], "table_access_denied");
+
+    let topics = &out["topics"];
+    assert_eq!(topics["offsets"], json!([0, [1, 2]]));
+    assert_eq!(topics["denied"], "topic_access_denied");
+    assert_eq!(topics["unknown_subscription"], "subscription_not_found");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let messages = loop {
+        let messages = exec(&m, "legacy-hello", json!({"op": "consumed"}))["messages"].clone();
+        if messages.as_array().unwrap().len() >= 3 || Instant::now() > deadline {
+            break messages;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(
+        messages,
+        json!([
+            {"topic": "pings", "key": "k", "headers": {"h": "v"}, "offset": 0, "partition": 0, "payload": {"n": 1}},
+            {"topic": "pings", "key": null, "headers": {}, "offset": 1, "partition": 0, "payload": {"n": 2}},
+            {"topic": "pings", "key": "k3", "headers": {}, "offset": 2, "partition": 0, "payload": {"n": 3}},
+        ])
+    );
+
+    let buckets = &out["buckets"];
+    assert_eq!(buckets["bytes"], json!(b"hi\x00"));
+    assert_eq!(buckets["content_type"], "text/plain");
+    assert_eq!(buckets["untyped"], "application/octet-stream");
+    assert_eq!(buckets["exists"], true);
+    assert_eq!(buckets["pages"], json!([["a/b.txt"], ["a/c.bin"], null]));
+    assert_eq!(buckets["presigned"], true);
+    assert_eq!(buckets["deleted"], json!([true, false]));
+    assert_eq!(buckets["gone"], true);
+    assert_eq!(buckets["denied"], "bucket_access_denied");
+
+    let report = m.unload("legacy-hello", false).unwrap();
+    assert_eq!(report.outcome["legacy-hello"], UnloadOutcome::Unmapped);
 }

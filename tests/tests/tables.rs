@@ -417,6 +417,29 @@ fn the_plugin_role_has_no_power_beyond_its_grants() {
     );
 }
 
+/// A plugin the operator allows no table: every request is refused as a denial (of the table
+/// it names, or of a statement whose tables were not determined), and a malformed one as such.
+#[test]
+fn a_plugin_allowed_no_table_is_denied_every_request() {
+    let b = sqlite();
+    let m = &b.manager;
+    let o: Overrides = serde_json::from_value(json!({"tables": []})).unwrap();
+    m.set_settings("tables-demo", Some(PluginSettings::new(None, Some(o))))
+        .unwrap();
+    m.load(plugin("tables-demo")).unwrap();
+    assert!(m.get("tables-demo").unwrap().physical.tables.is_empty());
+    for req in [
+        json!({"op": "count", "table": "users"}),
+        json!({"op": "insert", "table": "users", "row": {"email": "x"}}),
+        json!({"op": "sql", "sql": "SELECT 1"}),
+    ] {
+        let e = request(m, "tables-demo", req.clone()).unwrap_err();
+        assert_eq!(e.details()["plugin_code"], "table_access_denied", "{req}");
+    }
+    let e = request(m, "tables-demo", json!({"op": "drop", "table": "users"})).unwrap_err();
+    assert_eq!(e.details()["plugin_code"], "bad_request");
+}
+
 #[test]
 fn no_backend_is_a_clear_error_not_a_crash() {
     let m = manager();

@@ -117,7 +117,7 @@ impl ErrorCode {
             },
             Self::TableAccessDenied => Error::TableAccessDenied {
                 plugin,
-                table: s("orders"),
+                table: crate::DeniedTable::Named(s("orders")),
                 allowed: vec![s("users")],
             },
             Self::SqlError => Error::Sql {

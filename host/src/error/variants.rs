@@ -272,12 +272,13 @@ pub enum Error {
         message: String,
     },
     /// A plugin asked for a table it may not use.
-    #[error("plugin `{plugin}` may not access table `{table}` (allowed: {})", allowed.join(", "))]
+    #[error("plugin `{plugin}` may not access {table} (allowed: {})", allowed.join(", "))]
     TableAccessDenied {
         /// The plugin.
         plugin: String,
-        /// What it asked for (a logical name, or the database's refusal).
-        table: String,
+        /// What it asked for: a table by name (a logical name, or the database's refusal),
+        /// or a statement whose tables were not determined.
+        table: crate::resources::DeniedTable,
         /// Logical tables it may use.
         allowed: Vec<String>,
     },

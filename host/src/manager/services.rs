@@ -1,14 +1,19 @@
 //! What a plugin's calls into the host do: logging, dependency handles and calls, the bus, and
-//! named host services. Runs on plugin threads; never takes the transition lock, so a plugin
+//! named host services (`plugin_api::wire`: each service's requests decoded into its shared
+//! types, then handed to the plugin's scoped repository). Runs on plugin threads; never takes the transition lock, so a plugin
 //! calling the host while a transition waits on it cannot deadlock.
 
 use std::sync::Arc;
 
-use super::core::Inner;
+use plugin_api::wire::topics::Target;
+use plugin_api::wire::{self, Op, Service};
+
+use super::core::{Inner, Slot};
 use super::types::PluginState;
 use crate::bus::Owner;
 use crate::error::Error;
 use crate::loader::{HostContext, HostServices};
+use crate::resources::DeniedTable;
 
 fn to_plugin(e: &Error) -> plugin_api::Error {
     plugin_api::Error::new(e.code().as_str(), e.to_string())
@@ -152,97 +157,141 @@ impl HostServices for Inner {
         service: &str,
         input: &[u8],
     ) -> Result<Vec<u8>, plugin_api::Error> {
-        if service == "tables" {
-            let slot = self.instance(ctx.generation).ok_or_else(|| {
-                plugin_api::Error::new(
-                    "stale_context",
-                    format!("`{}` has no live instance", ctx.plugin),
-                )
-            })?;
-            let Some(tables) = &slot.tables else {
-                let e = if self.tables.is_none() {
-                    Error::BackendUnavailable {
-                        kind: "tables",
-                        message: "this host has no tables backend configured".into(),
-                    }
-                } else {
-                    Error::TableAccessDenied {
-                        plugin: ctx.plugin.clone(),
-                        table: "(any)".into(),
-                        allowed: Vec::new(),
-                    }
-                };
-                return Err(to_plugin(&e));
-            };
-            let out = tables.handle(input).map_err(|e| to_plugin(&e))?;
-            return serde_json::to_vec(&out).map_err(plugin_api::Error::from);
-        }
-        if service == "topics" || service == "buckets" {
-            let slot = self.instance(ctx.generation).ok_or_else(|| {
-                plugin_api::Error::new(
-                    "stale_context",
-                    format!("`{}` has no live instance", ctx.plugin),
-                )
-            })?;
-            let (configured, kind) = if service == "topics" {
-                (self.topics.is_some(), "topics")
-            } else {
-                (self.buckets.is_some(), "buckets")
-            };
-            let missing = || {
-                if configured {
-                    to_plugin(&if kind == "topics" {
-                        Error::TopicAccessDenied {
-                            plugin: ctx.plugin.clone(),
-                            topic: "(any)".into(),
-                            allowed: Vec::new(),
-                        }
-                    } else {
-                        Error::BucketAccessDenied {
-                            plugin: ctx.plugin.clone(),
-                            bucket: "(any)".into(),
-                            allowed: Vec::new(),
-                        }
-                    })
-                } else {
-                    to_plugin(&Error::BackendUnavailable {
-                        kind,
-                        message: format!("this host has no {kind} backend configured"),
-                    })
-                }
-            };
-            if service == "topics" {
-                let topics = slot.topics.as_ref().ok_or_else(missing)?;
-                let deliver: Arc<dyn crate::resources::topics::Deliver> =
-                    Arc::new(slot.mailbox.clone());
-                let out = topics
-                    .handle(input, deliver, &|| self.bus.next_id())
-                    .map_err(|e| to_plugin(&e))?;
-                return serde_json::to_vec(&out).map_err(plugin_api::Error::from);
-            }
-            let buckets = slot.buckets.as_ref().ok_or_else(missing)?;
-            return buckets.handle(input).map_err(|e| to_plugin(&e));
-        }
-        if service == "config" {
-            let slot = self.instance(ctx.generation).ok_or_else(|| {
-                plugin_api::Error::new(
-                    "stale_context",
-                    format!("`{}` has no live instance", ctx.plugin),
-                )
-            })?;
-            let config = slot
-                .settings
-                .config
-                .clone()
-                .unwrap_or(serde_json::Value::Null);
-            return serde_json::to_vec(&config).map_err(plugin_api::Error::from);
-        }
-        Err(plugin_api::Error::new(
-            "unknown_service",
-            format!(
-                "plugin `{}` called host service `{service}`, which this host does not offer",
-                ctx.plugin
-            ),
-        ))
+        let Some(service) = Service::from_name(service) else {
+            return Err(plugin_api::Error::new(
+                "unknown_service",
+                format!(
+                    "plugin `{}` called host service `{service}`, which this host does not offer",
+                    ctx.plugin
+                ),
+            ));
+        };
+        let slot = self.instance(ctx.generation).ok_or_else(|| {
+            plugin_api::Error::new(
+                "stale_context",
+                format!("`{}` has no live instance", ctx.plugin),
+            )
+        })?;
+        // One arm per service and no wildcard: a service added to the wire protocol does not
+        // compile until it is offered here.
+        let answer = match service {
+            Service::Config => config_service(&slot, input),
+            Service::Tables => self.tables_service(ctx, &slot, input),
+            Service::Topics => self.topics_service(ctx, &slot, input),
+            Service::Buckets => self.buckets_service(ctx, &slot, input),
+        };
+        answer.map_err(|e| to_plugin(&e))
     }
+}
+
+/// A request that does not decode as the service's: `bad_request`, naming the service.
+fn malformed(service: Service, e: &dyn std::fmt::Display) -> Error {
+    Error::BadRequest {
+        message: format!("invalid {service} request: {e}"),
+    }
+}
+
+/// The plugin's validated configuration, `null` when none was given.
+fn config_service(slot: &Slot, input: &[u8]) -> Result<Vec<u8>, Error> {
+    let wire::config::Get =
+        serde_json::from_slice(input).map_err(|e| malformed(Service::Config, &e))?;
+    let config: &<wire::config::Get as Op>::Response = slot
+        .settings
+        .config
+        .as_ref()
+        .unwrap_or(&serde_json::Value::Null);
+    crate::resources::scope::answer(config)
+}
+
+impl Inner {
+    /// Why a plugin without a scope of a service cannot use it: the host has no such backend,
+    /// or the plugin may use none of its resources.
+    fn no_scope(&self, ctx: &HostContext, denied: Denied<'_>) -> Error {
+        let (service, configured) = match denied {
+            Denied::Table(_) => (Service::Tables, self.tables.is_some()),
+            Denied::Topic(_) => (Service::Topics, self.topics.is_some()),
+            Denied::Bucket(_) => (Service::Buckets, self.buckets.is_some()),
+        };
+        if !configured {
+            return Error::BackendUnavailable {
+                kind: service.name(),
+                message: format!("this host has no {service} backend configured"),
+            };
+        }
+        let plugin = ctx.plugin.clone();
+        match denied {
+            Denied::Table(table) => Error::TableAccessDenied {
+                plugin,
+                table: table.map_or(DeniedTable::Statement, |t| DeniedTable::Named(t.to_owned())),
+                allowed: Vec::new(),
+            },
+            Denied::Topic(topic) => Error::TopicAccessDenied {
+                plugin,
+                topic: topic.to_owned(),
+                allowed: Vec::new(),
+            },
+            Denied::Bucket(bucket) => Error::BucketAccessDenied {
+                plugin,
+                bucket: bucket.to_owned(),
+                allowed: Vec::new(),
+            },
+        }
+    }
+
+    fn tables_service(
+        &self,
+        ctx: &HostContext,
+        slot: &Slot,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let request: wire::tables::Request =
+            serde_json::from_slice(input).map_err(|e| malformed(Service::Tables, &e))?;
+        let Some(tables) = &slot.tables else {
+            return Err(self.no_scope(ctx, Denied::Table(request.table())));
+        };
+        tables.handle(request)
+    }
+
+    fn topics_service(
+        &self,
+        ctx: &HostContext,
+        slot: &Slot,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let (request, body) = plugin_api::envelope::decode::<wire::topics::Request>(input)
+            .map_err(|e| malformed(Service::Topics, &e.message))?;
+        let Some(topics) = &slot.topics else {
+            return Err(match request.target() {
+                Target::Topic(topic) => self.no_scope(ctx, Denied::Topic(topic)),
+                // A plugin without topics has no subscription either.
+                Target::Subscription(id) => Error::SubscriptionNotFound { id },
+            });
+        };
+        let deliver: Arc<dyn crate::resources::topics::Deliver> = Arc::new(slot.mailbox.clone());
+        topics.handle(request, body, deliver, &|| self.bus.next_id())
+    }
+
+    fn buckets_service(
+        &self,
+        ctx: &HostContext,
+        slot: &Slot,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let (request, body) = plugin_api::envelope::decode::<wire::buckets::Request>(input)
+            .map_err(|e| malformed(Service::Buckets, &e.message))?;
+        let Some(buckets) = &slot.buckets else {
+            return Err(self.no_scope(ctx, Denied::Bucket(request.bucket())));
+        };
+        buckets.handle(request, body)
+    }
+}
+
+/// What a plugin without a scope asked for.
+enum Denied<'a> {
+    /// A table by name, or raw SQL (`None`).
+    Table(Option<&'a str>),
+    /// A topic.
+    Topic(&'a str),
+    /// A bucket.
+    Bucket(&'a str),
 }

@@ -10,3 +10,4 @@ pub(crate) mod tables;
 pub(crate) mod topics;
 
 pub use policy::{EffectiveResources, Overrides};
+pub use scope::DeniedTable;

@@ -1,12 +1,61 @@
 //! The allow-list every repository checks before anything else: a plugin's effective logical
 //! names (its declaration after overrides) mapped to physical locations, and a count of what it
-//! was refused. Backends only ever see locations that passed here. Pure: no I/O.
+//! was refused. Backends only ever see locations that passed here. Also what the repositories
+//! share about answering: the typed denial of a table, and the encoding of an answer. Pure: no
+//! I/O.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::naming::Kind;
 use crate::error::{Error, Result};
+
+/// The JSON of a repository's answer to a plugin (a `plugin_api::wire` answer type).
+///
+/// # Errors
+/// `internal` if it cannot be encoded, which the wire types never fail.
+pub(crate) fn answer<T: serde::Serialize>(answer: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(answer).map_err(|e| Error::Internal {
+        message: format!("cannot encode an answer to a plugin: {e}"),
+    })
+}
+
+/// What a plugin was refused a table for (`table_access_denied`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeniedTable {
+    /// A table by name: the logical name the plugin used, or the name the database refused.
+    Named(String),
+    /// A raw SQL statement refused before its tables were determined: the plugin may use no
+    /// table at all, so the statement was not parsed.
+    Statement,
+}
+
+impl DeniedTable {
+    /// The table's name; `None` for a statement whose tables were not determined.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Self::Named(name) => Some(name),
+            Self::Statement => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DeniedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Named(name) => write!(f, "table `{name}`"),
+            Self::Statement => f.write_str("the tables of a SQL statement"),
+        }
+    }
+}
+
+/// In error details: the name, or `null` for a statement.
+impl serde::Serialize for DeniedTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.name().serialize(s)
+    }
+}
 
 /// One plugin's allowed resources of one kind.
 #[derive(Debug)]
@@ -58,7 +107,7 @@ impl<P> Scope<P> {
         match self.kind {
             Kind::Table => Error::TableAccessDenied {
                 plugin,
-                table: what.to_owned(),
+                table: DeniedTable::Named(what.to_owned()),
                 allowed,
             },
             Kind::Topic => Error::TopicAccessDenied {
@@ -112,5 +161,30 @@ mod tests {
         assert_eq!(e.details()["allowed"], serde_json::json!(["users"]));
         s.count_denial();
         assert_eq!(s.denied(), 2);
+    }
+
+    #[test]
+    fn a_denied_statement_has_no_table_name() {
+        let e = Error::TableAccessDenied {
+            plugin: "p".into(),
+            table: DeniedTable::Statement,
+            allowed: Vec::new(),
+        };
+        assert_eq!(e.details()["table"], serde_json::Value::Null);
+        assert!(
+            e.to_string().contains("the tables of a SQL statement"),
+            "{e}"
+        );
+        let named = Scope::new(
+            "p",
+            Kind::Table,
+            &[],
+            &BTreeMap::new(),
+            |n| Ok(n.to_owned()),
+        )
+        .unwrap()
+        .deny("users");
+        assert_eq!(named.details()["table"], "users");
+        assert!(named.to_string().contains("table `users`"), "{named}");
     }
 }

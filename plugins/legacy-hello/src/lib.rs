@@ -8,7 +8,13 @@
 //! - `greet` `{name}`: asks its dependency `hello` (a current plugin) and decorates its answer.
 //! - `emit` `{name, payload}`: emits an event.
 //! - `seen`: the events its `legacy:*` handler received, `{"events": [{name, payload}]}`.
+//! - `resources`: calls every operation of the config, tables, topics and buckets services
+//!   (its table `notes`, topic `pings` and bucket `files`) and answers what each returned
+//!   (`resources.rs`).
+//! - `consumed`: the messages its `pings` consumer received, `{"messages": [...]}`.
 #![forbid(unsafe_code)]
+
+mod resources;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,12 +26,16 @@ use plugin_api::{Context, Event, Manifest, Plugin, Result};
 pub struct LegacyHello {
     calls: u64,
     seen: Arc<Mutex<Vec<Value>>>,
+    consumed: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Plugin for LegacyHello {
     const MANIFEST: Manifest = Manifest::new("legacy-hello", env!("CARGO_PKG_VERSION"))
         .description("a plugin built against plugin-api 0.1.0")
-        .depends_on(&[("hello", "^1")]);
+        .depends_on(&[("hello", "^1")])
+        .tables(&["notes"])
+        .topics(&["pings"])
+        .buckets(&["files"]);
 
     fn initialize(&mut self, ctx: &Context) -> Result<()> {
         let seen = Arc::clone(&self.seen);
@@ -53,6 +63,11 @@ impl Plugin for LegacyHello {
                 let name = input["name"].as_str().ok_or("name missing")?;
                 ctx.emit(name, &input["payload"])?;
                 Ok(json!({ "emitted": name }))
+            }
+            Some("resources") => resources::resources(ctx, &self.consumed),
+            Some("consumed") => {
+                let messages = self.consumed.lock().unwrap_or_else(PoisonError::into_inner);
+                Ok(json!({ "messages": *messages }))
             }
             Some("seen") => {
                 let events = self.seen.lock().unwrap_or_else(PoisonError::into_inner);

@@ -20,11 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::Deserialize;
+use plugin_api::wire::Op;
+use plugin_api::wire::tables::{
+    self as wire, Affected, ColumnType, Count, Counted, Create, Created, Delete, Filter, FilterOp,
+    Insert, Inserted, Request, Select, Sql, SqlRows, Update,
+};
 use serde_json::{Map, Value, json};
 
 use super::naming::{Kind, PhysicalTable};
-use super::scope::Scope;
+use super::scope::{DeniedTable, Scope, answer};
 use crate::error::{Error, Result, ResultLimit};
 
 /// SQL flavour of a backend.
@@ -300,109 +304,6 @@ pub(crate) trait TableSession: Send + Sync + std::fmt::Debug {
     fn close(&self);
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum ColumnType {
-    Integer,
-    Real,
-    Text,
-    Boolean,
-    Json,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ColumnSpec {
-    name: String,
-    #[serde(rename = "type")]
-    ty: ColumnType,
-    #[serde(default)]
-    primary_key: bool,
-    #[serde(default)]
-    not_null: bool,
-    #[serde(default)]
-    unique: bool,
-}
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum FilterOp {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Like,
-    In,
-    IsNull,
-    NotNull,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Filter {
-    column: String,
-    op: FilterOp,
-    #[serde(default)]
-    value: Value,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Order {
-    column: String,
-    #[serde(default)]
-    desc: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    Create {
-        table: String,
-        columns: Vec<ColumnSpec>,
-    },
-    Insert {
-        table: String,
-        row: Map<String, Value>,
-    },
-    Select {
-        table: String,
-        #[serde(default)]
-        columns: Vec<String>,
-        #[serde(default)]
-        filter: Vec<Filter>,
-        #[serde(default)]
-        order_by: Vec<Order>,
-        #[serde(default)]
-        limit: Option<u64>,
-        #[serde(default)]
-        offset: Option<u64>,
-    },
-    Update {
-        table: String,
-        #[serde(default)]
-        filter: Vec<Filter>,
-        set: Map<String, Value>,
-    },
-    Delete {
-        table: String,
-        #[serde(default)]
-        filter: Vec<Filter>,
-    },
-    Count {
-        table: String,
-        #[serde(default)]
-        filter: Vec<Filter>,
-    },
-    Sql {
-        sql: String,
-        #[serde(default)]
-        params: Vec<Value>,
-    },
-}
-
 fn bad(message: impl Into<String>) -> Error {
     Error::BadRequest {
         message: message.into(),
@@ -576,11 +477,15 @@ impl ScopedTables {
         match e {
             Error::TableAccessDenied { plugin, table, .. } => {
                 self.scope.count_denial();
-                let table = self
-                    .scope
-                    .iter()
-                    .find(|(_, t)| t.name == table)
-                    .map_or(table, |(logical, _)| logical.clone());
+                let table = match table {
+                    DeniedTable::Named(name) => DeniedTable::Named(
+                        self.scope
+                            .iter()
+                            .find(|(_, t)| t.name == name)
+                            .map_or(name, |(logical, _)| logical.clone()),
+                    ),
+                    other => other,
+                };
                 Error::TableAccessDenied {
                     plugin,
                     table,
@@ -595,163 +500,200 @@ impl ScopedTables {
         }
     }
 
-    /// Handles one JSON request from the plugin.
-    pub(crate) fn handle(&self, request: &[u8]) -> Result<Value> {
+    /// Handles one request from the plugin; answers with the operation's JSON answer.
+    ///
+    /// # Errors
+    /// `table_access_denied`, `sql_access_denied`, `bad_request`, `sql_error`,
+    /// `result_too_large`, and a cancelled statement's `sql_error`.
+    pub(crate) fn handle(&self, request: Request) -> Result<Vec<u8>> {
         self.control.check()?;
-        let request: Request = serde_json::from_slice(request)
-            .map_err(|e| bad(format!("invalid tables request: {e}")))?;
-        let d = self.dialect;
-        let mut b = Builder::new(d);
+        // One arm per operation and no wildcard: an operation added to the wire protocol does
+        // not compile until it is handled here.
         match request {
-            Request::Create { table, columns } => {
-                let t = self.table(&table)?;
-                if columns.is_empty() {
-                    return Err(bad("a table needs at least one column"));
-                }
-                let mut cols = String::new();
-                for (i, c) in columns.iter().enumerate() {
-                    if i > 0 {
-                        cols.push_str(", ");
-                    }
-                    let _ = write!(
-                        cols,
-                        "{} {}",
-                        column(&c.name)?,
-                        d.column_type(c.ty, c.primary_key)
-                    );
-                    if c.not_null && !c.primary_key {
-                        cols.push_str(" NOT NULL");
-                    }
-                    if c.unique && !c.primary_key {
-                        cols.push_str(" UNIQUE");
-                    }
-                }
-                self.session
-                    .create(t, &cols)
-                    .map_err(|e| self.note_denied(e))?;
-                return Ok(json!({ "created": table }));
+            Request::Create(op) => answer(&self.create(op)?),
+            Request::Insert(op) => answer(&self.insert(op)?),
+            Request::Select(op) => answer(&self.select(op)?),
+            Request::Update(op) => answer(&self.update(op)?),
+            Request::Delete(op) => answer(&self.delete(op)?),
+            Request::Count(op) => answer(&self.count(op)?),
+            Request::Sql(op) => answer(&self.sql(op)?),
+        }
+    }
+
+    fn create(&self, op: Create) -> Result<<Create as Op>::Response> {
+        let Create { table, columns } = op;
+        let t = self.table(&table)?;
+        if columns.is_empty() {
+            return Err(bad("a table needs at least one column"));
+        }
+        let mut cols = String::new();
+        for (i, c) in columns.iter().enumerate() {
+            if i > 0 {
+                cols.push_str(", ");
             }
-            Request::Insert { table, row } => {
-                let t = self.table(&table)?;
-                if row.is_empty() {
-                    let _ = write!(b.sql, "INSERT INTO {} DEFAULT VALUES RETURNING *", t.sql());
-                } else {
-                    let names: Vec<String> =
-                        row.keys().map(|k| column(k)).collect::<Result<_>>()?;
-                    let _ = write!(
-                        b.sql,
-                        "INSERT INTO {} ({}) VALUES (",
-                        t.sql(),
-                        names.join(", ")
-                    );
-                    for (i, v) in row.values().enumerate() {
-                        if i > 0 {
-                            b.sql.push_str(", ");
-                        }
-                        b.bind(&store_value(d, v));
-                    }
-                    b.sql.push_str(") RETURNING *");
-                }
-                let rows = self.run(&b)?;
-                return Ok(
-                    json!({ "rows_affected": rows.rows.len(), "row": rows.rows.into_iter().next() }),
-                );
+            let _ = write!(
+                cols,
+                "{} {}",
+                column(&c.name)?,
+                self.dialect.column_type(c.ty, c.primary_key)
+            );
+            if c.not_null && !c.primary_key {
+                cols.push_str(" NOT NULL");
             }
-            Request::Select {
-                table,
-                columns,
-                filter,
-                order_by,
-                limit,
-                offset,
-            } => {
-                let t = self.table(&table)?;
-                let cols = if columns.is_empty() {
-                    "*".to_owned()
-                } else {
-                    columns
-                        .iter()
-                        .map(|c| column(c))
-                        .collect::<Result<Vec<_>>>()?
-                        .join(", ")
-                };
-                let _ = write!(b.sql, "SELECT {cols} FROM {}", t.sql());
-                b.filter(&filter)?;
-                for (i, o) in order_by.iter().enumerate() {
-                    b.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
-                    b.sql.push_str(&column(&o.column)?);
-                    b.sql.push_str(if o.desc { " DESC" } else { " ASC" });
-                }
-                match (limit, offset) {
-                    (Some(l), o) => {
-                        let _ = write!(b.sql, " LIMIT {l} OFFSET {}", o.unwrap_or(0));
-                    }
-                    (None, Some(o)) => {
-                        let _ = write!(
-                            b.sql,
-                            " LIMIT {} OFFSET {o}",
-                            if d == Dialect::Sqlite { "-1" } else { "ALL" }
-                        );
-                    }
-                    (None, None) => {}
-                }
-                let rows = self.run(&b)?;
-                return Ok(json!({ "rows": rows.rows }));
-            }
-            Request::Update { table, filter, set } => {
-                let t = self.table(&table)?;
-                if set.is_empty() {
-                    return Err(bad("update needs at least one column in `set`"));
-                }
-                let _ = write!(b.sql, "UPDATE {} SET ", t.sql());
-                for (i, (k, v)) in set.iter().enumerate() {
-                    if i > 0 {
-                        b.sql.push_str(", ");
-                    }
-                    b.sql.push_str(&column(k)?);
-                    b.sql.push_str(" = ");
-                    b.bind(&store_value(d, v));
-                }
-                b.filter(&filter)?;
-            }
-            Request::Delete { table, filter } => {
-                let t = self.table(&table)?;
-                let _ = write!(b.sql, "DELETE FROM {}", t.sql());
-                b.filter(&filter)?;
-            }
-            Request::Count { table, filter } => {
-                let t = self.table(&table)?;
-                let _ = write!(b.sql, "SELECT COUNT(*) AS count FROM {}", t.sql());
-                b.filter(&filter)?;
-                let rows = self.run(&b)?;
-                let count = rows
-                    .rows
-                    .first()
-                    .and_then(|r| r.get("count"))
-                    .cloned()
-                    .unwrap_or(json!(0));
-                return Ok(json!({ "count": count }));
-            }
-            Request::Sql { sql, params } => {
-                let sql = rewrite::rewrite(&sql, d, &|name| {
-                    self.scope
-                        .iter()
-                        .find(|(k, _)| *k == name)
-                        .map(|(_, t)| t.parts())
-                })
-                .map_err(|e| match e {
-                    rewrite::RewriteError::Denied(name) => self.scope.deny(&name),
-                    rewrite::RewriteError::Invalid(message) => bad(message),
-                })?;
-                let rows = self
-                    .session
-                    .query_raw(&sql, &params)
-                    .map_err(|e| self.note_denied(e))?;
-                return Ok(json!({ "rows": rows.rows, "rows_affected": rows.affected }));
+            if c.unique && !c.primary_key {
+                cols.push_str(" UNIQUE");
             }
         }
+        self.session
+            .create(t, &cols)
+            .map_err(|e| self.note_denied(e))?;
+        Ok(Created { created: table })
+    }
+
+    fn insert(&self, op: Insert) -> Result<<Insert as Op>::Response> {
+        let Insert { table, row } = op;
+        let t = self.table(&table)?;
+        let mut b = Builder::new(self.dialect);
+        if row.is_empty() {
+            let _ = write!(b.sql, "INSERT INTO {} DEFAULT VALUES RETURNING *", t.sql());
+        } else {
+            let names: Vec<String> = row.keys().map(|k| column(k)).collect::<Result<_>>()?;
+            let _ = write!(
+                b.sql,
+                "INSERT INTO {} ({}) VALUES (",
+                t.sql(),
+                names.join(", ")
+            );
+            for (i, v) in row.values().enumerate() {
+                if i > 0 {
+                    b.sql.push_str(", ");
+                }
+                b.bind(&store_value(self.dialect, v));
+            }
+            b.sql.push_str(") RETURNING *");
+        }
         let rows = self.run(&b)?;
-        Ok(json!({ "rows_affected": rows.affected }))
+        Ok(Inserted {
+            rows_affected: rows.rows.len() as u64,
+            row: rows.rows.into_iter().next(),
+        })
+    }
+
+    fn select(&self, op: Select) -> Result<<Select as Op>::Response> {
+        let Select {
+            table,
+            columns,
+            filter,
+            order_by,
+            limit,
+            offset,
+        } = op;
+        let t = self.table(&table)?;
+        let cols = if columns.is_empty() {
+            "*".to_owned()
+        } else {
+            columns
+                .iter()
+                .map(|c| column(c))
+                .collect::<Result<Vec<_>>>()?
+                .join(", ")
+        };
+        let mut b = Builder::new(self.dialect);
+        let _ = write!(b.sql, "SELECT {cols} FROM {}", t.sql());
+        b.filter(&filter)?;
+        for (i, o) in order_by.iter().enumerate() {
+            b.sql.push_str(if i == 0 { " ORDER BY " } else { ", " });
+            b.sql.push_str(&column(&o.column)?);
+            b.sql.push_str(if o.desc { " DESC" } else { " ASC" });
+        }
+        match (limit, offset) {
+            (Some(l), o) => {
+                let _ = write!(b.sql, " LIMIT {l} OFFSET {}", o.unwrap_or(0));
+            }
+            (None, Some(o)) => {
+                let all = match self.dialect {
+                    Dialect::Sqlite => "-1",
+                    Dialect::Postgres => "ALL",
+                };
+                let _ = write!(b.sql, " LIMIT {all} OFFSET {o}");
+            }
+            (None, None) => {}
+        }
+        let rows = self.run(&b)?;
+        Ok(wire::Rows { rows: rows.rows })
+    }
+
+    fn update(&self, op: Update) -> Result<<Update as Op>::Response> {
+        let Update { table, filter, set } = op;
+        let t = self.table(&table)?;
+        if set.is_empty() {
+            return Err(bad("update needs at least one column in `set`"));
+        }
+        let mut b = Builder::new(self.dialect);
+        let _ = write!(b.sql, "UPDATE {} SET ", t.sql());
+        for (i, (k, v)) in set.iter().enumerate() {
+            if i > 0 {
+                b.sql.push_str(", ");
+            }
+            b.sql.push_str(&column(k)?);
+            b.sql.push_str(" = ");
+            b.bind(&store_value(self.dialect, v));
+        }
+        b.filter(&filter)?;
+        let rows = self.run(&b)?;
+        Ok(Affected {
+            rows_affected: rows.affected,
+        })
+    }
+
+    fn delete(&self, op: Delete) -> Result<<Delete as Op>::Response> {
+        let Delete { table, filter } = op;
+        let t = self.table(&table)?;
+        let mut b = Builder::new(self.dialect);
+        let _ = write!(b.sql, "DELETE FROM {}", t.sql());
+        b.filter(&filter)?;
+        let rows = self.run(&b)?;
+        Ok(Affected {
+            rows_affected: rows.affected,
+        })
+    }
+
+    fn count(&self, op: Count) -> Result<<Count as Op>::Response> {
+        let Count { table, filter } = op;
+        let t = self.table(&table)?;
+        let mut b = Builder::new(self.dialect);
+        let _ = write!(b.sql, "SELECT COUNT(*) AS count FROM {}", t.sql());
+        b.filter(&filter)?;
+        let rows = self.run(&b)?;
+        let count = rows
+            .rows
+            .first()
+            .and_then(|r| r.get("count"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        Ok(Counted { count })
+    }
+
+    fn sql(&self, op: Sql) -> Result<<Sql as Op>::Response> {
+        let Sql { sql, params } = op;
+        let sql = rewrite::rewrite(&sql, self.dialect, &|name| {
+            self.scope
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, t)| t.parts())
+        })
+        .map_err(|e| match e {
+            rewrite::RewriteError::Denied(name) => self.scope.deny(&name),
+            rewrite::RewriteError::Invalid(message) => bad(message),
+        })?;
+        let rows = self
+            .session
+            .query_raw(&sql, &params)
+            .map_err(|e| self.note_denied(e))?;
+        Ok(SqlRows {
+            rows: rows.rows,
+            rows_affected: rows.affected,
+        })
     }
 
     fn run(&self, b: &Builder) -> Result<Rows> {

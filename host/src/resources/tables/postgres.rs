@@ -125,7 +125,7 @@ fn db_error(plugin: &str, e: &sqlx::Error) -> Error {
             return if kind == "table" {
                 Error::TableAccessDenied {
                     plugin: plugin.to_owned(),
-                    table: name,
+                    table: crate::resources::DeniedTable::Named(name),
                     allowed: Vec::new(),
                 }
             } else {

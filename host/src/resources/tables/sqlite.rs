@@ -123,7 +123,7 @@ fn sql_error(
             return match refused {
                 Some(("table", name)) => Error::TableAccessDenied {
                     plugin: plugin.to_owned(),
-                    table: name,
+                    table: crate::resources::DeniedTable::Named(name),
                     allowed: Vec::new(),
                 },
                 Some((kind, name)) => Error::SqlAccessDenied {

@@ -20,11 +20,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use plugin_api::envelope::BatchRecord;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use plugin_api::wire::Op;
+use plugin_api::wire::topics::{
+    Create, Created, MessageHeader, Produce, ProduceBatch, Produced, ProducedBatch, Request,
+    Subscribe, Subscribed, Unsubscribe, Unsubscribed,
+};
 
 use super::naming::Kind;
-use super::scope::Scope;
+use super::scope::{Scope, answer};
 use crate::config::TopicsConfig;
 use crate::error::{Error, Result};
 
@@ -143,31 +146,6 @@ pub(crate) struct ScopedTopics {
     pub(crate) stats: Arc<TopicStats>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
-enum Request {
-    Create {
-        topic: String,
-    },
-    Produce {
-        topic: String,
-        #[serde(default)]
-        key: Option<String>,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-    },
-    ProduceBatch {
-        topic: String,
-        count: usize,
-    },
-    Subscribe {
-        topic: String,
-    },
-    Unsubscribe {
-        id: u64,
-    },
-}
-
 /// The most records one `produce_batch` request may carry.
 pub(crate) const MAX_BATCH: usize = plugin_api::MAX_PRODUCE_BATCH;
 
@@ -224,88 +202,108 @@ impl ScopedTopics {
         self.scope.get(logical)
     }
 
-    /// Handles one request (an envelope) from the plugin. `next_id` gives subscription ids from
-    /// the host's id space (shared with the event bus, so handler ids never collide).
+    /// Handles one request from the plugin (`body` is its envelope's body); answers with the
+    /// operation's JSON answer. `next_id` gives subscription ids from the host's id space
+    /// (shared with the event bus, so handler ids never collide).
+    ///
+    /// # Errors
+    /// `topic_access_denied`, `bad_request` for a malformed batch, `subscription_not_found`,
+    /// and the backend's errors.
     pub(crate) fn handle(
         &self,
-        input: &[u8],
+        request: Request,
+        body: &[u8],
         deliver: Arc<dyn Deliver>,
         next_id: &dyn Fn() -> u64,
-    ) -> Result<Value> {
-        let (header, body) = plugin_api::envelope::decode(input)
-            .map_err(|e| Error::BadRequest { message: e.message })?;
-        let request: Request = serde_json::from_value(header).map_err(|e| Error::BadRequest {
-            message: format!("invalid topics request: {e}"),
-        })?;
+    ) -> Result<Vec<u8>> {
+        // One arm per operation and no wildcard: an operation added to the wire protocol does
+        // not compile until it is handled here.
         match request {
-            Request::Create { topic } => {
-                let physical = self.topic(&topic)?;
-                self.backend.create(physical)?;
-                Ok(json!({ "created": topic }))
-            }
-            Request::Produce {
-                topic,
-                key,
-                headers,
-            } => {
-                let physical = self.topic(&topic)?;
-                let offset = self.backend.produce(
-                    physical,
-                    Record {
-                        key,
-                        payload: body.to_vec(),
-                        headers,
-                    },
-                )?;
-                self.stats.produced.fetch_add(1, Ordering::Relaxed);
-                Ok(json!({ "offset": offset }))
-            }
-            Request::ProduceBatch { topic, count } => {
-                let physical = self.topic(&topic)?;
-                let records = split_batch(count, body)?;
-                let offsets = self.backend.produce_batch(physical, &records)?;
-                self.stats
-                    .produced
-                    .fetch_add(offsets.len() as u64, Ordering::Relaxed);
-                Ok(json!({ "offsets": offsets }))
-            }
-            Request::Subscribe { topic } => {
-                let physical = self.topic(&topic)?.clone();
-                let consumer = self.backend.consumer(&self.group, &physical)?;
-                let id = next_id();
-                let stop = Arc::new(AtomicBool::new(false));
-                let thread = spawn_consumer(
-                    self.scope.plugin(),
-                    id,
-                    topic,
-                    consumer,
-                    deliver,
-                    Arc::clone(&stop),
-                    Arc::clone(&self.stats),
-                )?;
-                self.consumers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id, Consumer { stop, thread });
-                Ok(json!({ "id": id }))
-            }
-            Request::Unsubscribe { id } => {
-                let consumer = self
-                    .consumers
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
-                match consumer {
-                    Some(c) => {
-                        // Stopping must not wait on this thread, which is the plugin's own and
-                        // may be the one the consumer is waiting for: detach after the flag.
-                        c.stop.store(true, Ordering::Release);
-                        Ok(json!({ "unsubscribed": id }))
-                    }
-                    None => Err(Error::SubscriptionNotFound { id }),
-                }
-            }
+            Request::Create(op) => answer(&self.create(op)?),
+            Request::Produce(op) => answer(&self.produce(op, body)?),
+            Request::ProduceBatch(op) => answer(&self.produce_batch(op, body)?),
+            Request::Subscribe(op) => answer(&self.subscribe(op, deliver, next_id)?),
+            Request::Unsubscribe(op) => answer(&self.unsubscribe(op)?),
         }
+    }
+
+    fn create(&self, op: Create) -> Result<<Create as Op>::Response> {
+        let Create { topic } = op;
+        self.backend.create(self.topic(&topic)?)?;
+        Ok(Created { created: topic })
+    }
+
+    fn produce(&self, op: Produce, body: &[u8]) -> Result<<Produce as Op>::Response> {
+        let Produce {
+            topic,
+            key,
+            headers,
+        } = op;
+        let physical = self.topic(&topic)?;
+        let record = Record {
+            key,
+            payload: body.to_vec(),
+            headers,
+        };
+        let offset = self.backend.produce(physical, record)?;
+        self.stats.produced.fetch_add(1, Ordering::Relaxed);
+        Ok(Produced { offset })
+    }
+
+    fn produce_batch(
+        &self,
+        op: ProduceBatch,
+        body: &[u8],
+    ) -> Result<<ProduceBatch as Op>::Response> {
+        let ProduceBatch { topic, count } = op;
+        let physical = self.topic(&topic)?;
+        let records = split_batch(count, body)?;
+        let offsets = self.backend.produce_batch(physical, &records)?;
+        self.stats
+            .produced
+            .fetch_add(offsets.len() as u64, Ordering::Relaxed);
+        Ok(ProducedBatch { offsets })
+    }
+
+    fn subscribe(
+        &self,
+        op: Subscribe,
+        deliver: Arc<dyn Deliver>,
+        next_id: &dyn Fn() -> u64,
+    ) -> Result<<Subscribe as Op>::Response> {
+        let Subscribe { topic } = op;
+        let physical = self.topic(&topic)?.clone();
+        let consumer = self.backend.consumer(&self.group, &physical)?;
+        let id = next_id();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = spawn_consumer(
+            self.scope.plugin(),
+            id,
+            topic,
+            consumer,
+            deliver,
+            Arc::clone(&stop),
+            Arc::clone(&self.stats),
+        )?;
+        self.consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, Consumer { stop, thread });
+        Ok(Subscribed { id })
+    }
+
+    fn unsubscribe(&self, op: Unsubscribe) -> Result<<Unsubscribe as Op>::Response> {
+        let Unsubscribe { id } = op;
+        let consumer = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id)
+            .ok_or(Error::SubscriptionNotFound { id })?;
+        // Stopping must not wait on this thread, which is the plugin's own and may be the one
+        // the consumer is waiting for: detach after the flag.
+        consumer.stop.store(true, Ordering::Release);
+        Ok(Unsubscribed { unsubscribed: id })
     }
 
     /// Stops every consumer and waits for them (each finishes the delivery it is in).
@@ -331,64 +329,116 @@ fn spawn_consumer(
     plugin: &str,
     id: u64,
     topic: String,
-    mut consumer: Box<dyn TopicConsumer>,
+    consumer: Box<dyn TopicConsumer>,
     deliver: Arc<dyn Deliver>,
     stop: Arc<AtomicBool>,
     stats: Arc<TopicStats>,
 ) -> Result<JoinHandle<()>> {
     let plugin = plugin.to_owned();
+    let run = ConsumerLoop {
+        plugin: plugin.clone(),
+        id,
+        topic,
+        deliver,
+        stop,
+        stats,
+    };
     std::thread::Builder::new()
         .name(format!("topic-{plugin}"))
-        .spawn(move || {
-            while !stop.load(Ordering::Acquire) {
-                let message = match consumer.poll(Duration::from_millis(100)) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "poll failed");
-                        std::thread::sleep(Duration::from_millis(200));
-                        continue;
-                    }
-                };
-                let header = json!({
-                    "key": message.record.key,
-                    "headers": message.record.headers,
-                    "offset": message.offset,
-                    "partition": message.partition,
-                    "timestamp_ms": message.timestamp_ms,
-                });
-                let envelope = plugin_api::envelope::encode(&header, &message.record.payload);
-                let mut attempt = 0;
-                loop {
-                    match deliver.deliver(id, &topic, envelope.clone()) {
-                        Ok(()) => {
-                            stats.consumed.fetch_add(1, Ordering::Relaxed);
-                            break;
-                        }
-                        Err(e) if attempt < RETRIES.len() && !stop.load(Ordering::Acquire) => {
-                            tracing::debug!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed; retrying");
-                            std::thread::sleep(RETRIES[attempt]);
-                            attempt += 1;
-                        }
-                        Err(e) => {
-                            if stop.load(Ordering::Acquire) {
-                                // Stopping: leave it uncommitted, it is redelivered later.
-                                return;
-                            }
-                            stats.failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed 3 times; message skipped");
-                            break;
-                        }
-                    }
-                }
-                if let Err(e) = consumer.commit(&message) {
-                    tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "commit failed");
-                }
-            }
-        })
+        .spawn(move || run.run(consumer))
         .map_err(|e| Error::Internal {
             message: format!("cannot start a consumer thread: {e}"),
         })
+}
+
+/// What became of one message.
+enum Outcome {
+    /// The handler took it, now or after retries.
+    Consumed,
+    /// The handler failed every attempt: it is skipped.
+    Failed,
+    /// The consumer is stopping: the message stays uncommitted and is redelivered later.
+    Stopping,
+}
+
+/// One consumer thread's state.
+struct ConsumerLoop {
+    plugin: String,
+    id: u64,
+    topic: String,
+    deliver: Arc<dyn Deliver>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<TopicStats>,
+}
+
+impl ConsumerLoop {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn run(self, mut consumer: Box<dyn TopicConsumer>) {
+        let (plugin, topic) = (&self.plugin, &self.topic);
+        while !self.stopping() {
+            let message = match consumer.poll(Duration::from_millis(100)) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "poll failed");
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            };
+            match self.hand_over(&message) {
+                Outcome::Consumed => {
+                    self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Failed => {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Stopping => return,
+            }
+            if let Err(e) = consumer.commit(&message) {
+                tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, error = %e.chain(), "commit failed");
+            }
+        }
+    }
+
+    /// Hands one message to the plugin's handler, retrying a failure.
+    fn hand_over(&self, message: &Message) -> Outcome {
+        let (plugin, topic) = (&self.plugin, &self.topic);
+        let header = MessageHeader {
+            key: message.record.key.clone(),
+            headers: message.record.headers.clone(),
+            offset: message.offset,
+            partition: message.partition,
+            timestamp_ms: message.timestamp_ms,
+        };
+        let envelope = match plugin_api::envelope::encode(&header, &message.record.payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                // A header of this type always encodes; were it not to, skipping the message
+                // is better than stalling the topic.
+                tracing::error!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "cannot frame a message; skipped");
+                return Outcome::Failed;
+            }
+        };
+        let mut attempt = 0;
+        loop {
+            match self.deliver.deliver(self.id, topic, envelope.clone()) {
+                Ok(()) => return Outcome::Consumed,
+                Err(_) if self.stopping() => return Outcome::Stopping,
+                Err(e) if attempt < RETRIES.len() => {
+                    tracing::debug!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed; retrying");
+                    std::thread::sleep(RETRIES[attempt]);
+                    attempt += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(target: "topics", plugin = %plugin, topic = %topic, offset = message.offset, error = %e, "handler failed 3 times; message skipped");
+                    return Outcome::Failed;
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

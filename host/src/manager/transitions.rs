@@ -909,13 +909,7 @@ fn check_config(manifest: &PluginManifest, config: Option<&serde_json::Value>) -
     })?;
     let empty = serde_json::json!({});
     let config = config.unwrap_or(&empty);
-    let errors: Vec<String> = validator
-        .iter_errors(config)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
-        })
-        .collect();
+    let errors = crate::manifest::schema_errors(&validator, config);
     if errors.is_empty() {
         Ok(())
     } else {

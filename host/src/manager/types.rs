@@ -143,6 +143,8 @@ pub struct PluginInfo {
     pub version: String,
     /// One-line description.
     pub description: String,
+    /// The typed functions it offers (name, summary, input and output schema).
+    pub functions: Vec<crate::manifest::FunctionSpec>,
     /// Lifecycle state.
     pub state: PluginState,
     /// ABI version it was built for, `major.minor`.

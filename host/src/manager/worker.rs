@@ -31,9 +31,37 @@ pub(crate) struct Stats {
 
 type Reply = Sender<Result<Vec<u8>, CallError>>;
 
+/// One call of a plugin: its default function (`execute`) or a named one, with its JSON input.
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    /// The named function; `None` for `execute`.
+    pub(crate) function: Option<String>,
+    /// The input, JSON.
+    pub(crate) input: Vec<u8>,
+}
+
+impl Invocation {
+    /// A call of the default function.
+    pub(crate) fn execute(input: Vec<u8>) -> Self {
+        Self {
+            function: None,
+            input,
+        }
+    }
+
+    /// The operation's name in errors: `execute` or `call`.
+    pub(crate) fn operation(&self) -> &'static str {
+        if self.function.is_some() {
+            "call"
+        } else {
+            "execute"
+        }
+    }
+}
+
 enum Job {
     Hook(Hook, Reply),
-    Execute(Vec<u8>, Reply),
+    Execute(Invocation, Reply),
     Deliver(u64, Arc<BusEvent>),
     /// A topic message: delivered like an event, but the sender waits for the handler's result
     /// (it commits the offset only on success).
@@ -205,10 +233,11 @@ impl MailboxHandle {
         self.call(Job::Hook(hook, reply), rx, timeout)
     }
 
-    /// Runs `execute` on the worker and waits at most `timeout` (mailbox wait included).
+    /// Runs `execute` or a named function on the worker and waits at most `timeout` (mailbox
+    /// wait included).
     pub(crate) fn execute(
         &self,
-        input: Vec<u8>,
+        input: Invocation,
         timeout: Duration,
     ) -> Result<Vec<u8>, CallFailure> {
         let (reply, rx) = bounded(1);
@@ -372,6 +401,15 @@ fn serve(
         Err(e) => {
             let error = match e {
                 crate::loader::InstantiateError::Host(e) => e,
+                // The glue checks the registered functions against the manifest in `create`.
+                crate::loader::InstantiateError::Plugin(CallError::Failed { code, message })
+                    if code == "function_mismatch" =>
+                {
+                    Error::FunctionMismatch {
+                        plugin: spawn.ctx.plugin.clone(),
+                        message,
+                    }
+                }
                 crate::loader::InstantiateError::Plugin(e) => {
                     super::core::plugin_error(&spawn.ctx.plugin, "create", e)
                 }
@@ -395,8 +433,12 @@ fn serve(
                 }
                 let _ = reply.send(instance.hook(hook));
             }
-            Job::Execute(input, reply) => {
-                let _ = reply.send(instance.execute(&input));
+            Job::Execute(call, reply) => {
+                let result = match &call.function {
+                    None => instance.execute(&call.input),
+                    Some(function) => instance.call(function, &call.input),
+                };
+                let _ = reply.send(result);
             }
             Job::Deliver(id, event) => {
                 // Deliveries queued before the subscriptions were revoked are dropped once the

@@ -13,7 +13,7 @@ use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BucketsDemo;
 
 fn text<'a>(input: &'a Value, field: &str) -> &'a str {
@@ -23,6 +23,10 @@ fn text<'a>(input: &'a Value, field: &str) -> &'a str {
 impl Plugin for BucketsDemo {
     const MANIFEST: Manifest =
         Manifest::new("buckets-demo", env!("CARGO_PKG_VERSION")).buckets(&["files"]);
+
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self)
+    }
 
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {
         let b = ctx.buckets();

@@ -9,12 +9,16 @@ use plugin_api::serde_json::{Value, json};
 use plugin_api::{Column, Context, Filter, Manifest, Plugin, Query, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TablesDemo;
 
 impl Plugin for TablesDemo {
     const MANIFEST: Manifest =
         Manifest::new("tables-demo", env!("CARGO_PKG_VERSION")).tables(&["users"]);
+
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self)
+    }
 
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {
         let t = ctx.tables();

@@ -27,6 +27,10 @@ impl Plugin for TopicsDemo {
     const MANIFEST: Manifest =
         Manifest::new("topics-demo", env!("CARGO_PKG_VERSION")).topics(&["orders"]);
 
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self::default())
+    }
+
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {
         let topics = ctx.topics();
         let topic = input["topic"].as_str().unwrap_or("orders");

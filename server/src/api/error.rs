@@ -37,10 +37,11 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::InvalidOverrides
         | C::InvalidKey
         | C::InvalidPath
+        | C::InvalidInput
         | C::FileTooLarge => StatusCode::BAD_REQUEST,
         C::Unauthorized => StatusCode::UNAUTHORIZED,
         C::PresignedUrlInvalid => StatusCode::FORBIDDEN,
-        C::NotFound | C::SubscriptionNotFound => StatusCode::NOT_FOUND,
+        C::NotFound | C::SubscriptionNotFound | C::FunctionNotFound => StatusCode::NOT_FOUND,
         C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         C::AlreadyLoaded
         | C::HasDependents
@@ -55,6 +56,7 @@ pub(crate) fn status(code: ErrorCode) -> StatusCode {
         | C::ConcurrentChange => StatusCode::CONFLICT,
         C::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         C::InitializeFailed
+        | C::FunctionMismatch
         | C::PluginFailed
         | C::DependencyNotDeclared
         | C::InvalidPluginConfig

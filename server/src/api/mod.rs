@@ -28,6 +28,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/plugins/{name}/enable", post(routes::enable))
         .route("/plugins/{name}/disable", post(routes::disable))
         .route("/plugins/{name}/execute", post(routes::execute))
+        .route("/plugins/{name}/call/{function}", post(routes::call))
         .route(
             "/plugins/{name}/overrides",
             get(routes::get_overrides)

@@ -2,6 +2,7 @@
 //! route the router serves. An end-to-end test requests every route of the table and checks that
 //! the router answers it, and that every route of shared/API.md is in the table.
 
+use plugin_host::PluginInfo;
 use serde_json::{Map, Value, json};
 
 /// One documented route.
@@ -136,6 +137,14 @@ pub(crate) const ROUTES: &[RouteDoc] = &[
         (200, "ExecuteResponse"),
     ),
     r(
+        "post",
+        "/api/v1/plugins/{name}/call/{function}",
+        "Call one of the plugin's named functions (its input schema is checked first)",
+        true,
+        Some("Any"),
+        (200, "ExecuteResponse"),
+    ),
+    r(
         "get",
         "/api/v1/plugins/{name}/overrides",
         "Read overrides",
@@ -242,11 +251,15 @@ fn components() -> Value {
                 "state": { "type": "string", "enum": ["loading", "active", "disabled", "stopping", "failed", "unloaded", "retained"] },
                 "api_version": { "type": "string" }, "path": { "type": "string" },
                 "dependencies": string_list, "dependents": string_list,
+                "functions": { "type": "array", "items": { "$ref": "#/components/schemas/Function" } },
                 "resources": resources, "declared": resources,
                 "overrides": { "$ref": "#/components/schemas/Overrides" }, "config": {},
                 "loaded_at": { "type": "string", "format": "date-time" },
                 "generation": { "type": "integer" }, "error": { "type": ["string", "null"] },
                 "stats": { "type": "object" } } },
+            "Function": { "type": "object", "required": ["name", "summary"], "properties": {
+                "name": { "type": "string" }, "summary": { "type": "string" },
+                "input_schema": { "nullable": true }, "output_schema": { "nullable": true } } },
             "PluginList": { "type": "array", "items": { "$ref": "#/components/schemas/Plugin" } },
             "LoadRequest": { "type": "object", "required": ["path"], "properties": {
                 "path": { "type": "string" }, "overrides": { "$ref": "#/components/schemas/Overrides" },
@@ -284,8 +297,39 @@ fn components() -> Value {
     })
 }
 
-/// The OpenAPI 3.0 document.
-pub(crate) fn document() -> Value {
+/// The paths of the loaded plugins' functions, one per function, with the request and response
+/// schemas their manifests declare (any JSON where none is declared).
+fn function_paths(plugins: &[PluginInfo], paths: &mut Map<String, Value>) {
+    for p in plugins {
+        for f in &p.functions {
+            let path = format!("/api/v1/plugins/{}/call/{}", p.name, f.name);
+            let input = f.input_schema.clone().unwrap_or_else(|| json!({}));
+            let output = f.output_schema.clone().unwrap_or_else(|| json!({}));
+            let summary = if f.summary.is_empty() {
+                format!("`{}` of plugin `{}`", f.name, p.name)
+            } else {
+                f.summary.clone()
+            };
+            let op = json!({
+                "summary": summary,
+                "operationId": format!("call_{}_{}", p.name, f.name).replace('-', "_"),
+                "security": [{ "bearer": [] }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": input } } },
+                "responses": {
+                    "200": { "description": "success", "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["output"], "properties": { "output": output } } } } },
+                    "default": { "description": "error", "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/Error" } } } }
+                }
+            });
+            paths.insert(path, json!({ "post": op }));
+        }
+    }
+}
+
+/// The OpenAPI 3.0 document: the route table, plus one path per function of each loaded
+/// plugin.
+pub(crate) fn document(plugins: &[PluginInfo]) -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
         let entry = paths
@@ -307,6 +351,11 @@ pub(crate) fn document() -> Value {
         if route.path.contains("{name}") {
             op["parameters"] = json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }]);
         }
+        if route.path.contains("{function}")
+            && let Some(params) = op["parameters"].as_array_mut()
+        {
+            params.push(json!({ "name": "function", "in": "path", "required": true, "schema": { "type": "string" } }));
+        }
         if route.path.contains("{token}") {
             op["parameters"] = json!([{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }]);
         }
@@ -324,6 +373,7 @@ pub(crate) fn document() -> Value {
         }
         entry[route.method] = op;
     }
+    function_paths(plugins, &mut paths);
     json!({
         "openapi": "3.0.3",
         "info": { "title": "plugin-host admin API", "version": env!("CARGO_PKG_VERSION") },
@@ -338,7 +388,7 @@ mod tests {
 
     #[test]
     fn document_lists_every_route_once() {
-        let doc = document();
+        let doc = document(&[]);
         let mut count = 0;
         for (_, methods) in doc["paths"].as_object().unwrap() {
             count += methods.as_object().unwrap().len();

@@ -175,6 +175,16 @@ pub enum PluginsCommand {
         /// JSON input.
         input: Option<String>,
     },
+    /// Call one of a plugin's named functions with JSON input (argument, or `-` for stdin;
+    /// default `null`, which a function taking `()` or an `Option` accepts).
+    Call {
+        /// Plugin name.
+        name: String,
+        /// Function name (see `plugins show NAME` or `inspect FILE`).
+        function: String,
+        /// JSON input.
+        input: Option<String>,
+    },
 }
 
 /// `plugin-host events ...`

@@ -52,8 +52,8 @@ impl Plugin for Hello {
                 .output_schema(r#"{"type":"integer","minimum":0}"#),
         ]);
 
-    fn new(ctx: &Context) -> Result<Self> {
-        ctx.info("hello is ready");
+    fn new(_ctx: &Context) -> Result<Self> {
+        log::info!("hello is ready");
         Ok(Self { calls: 0 })
     }
 
@@ -74,7 +74,7 @@ impl Hello {
     /// Greets `who`, counting the greeting.
     fn greet(&mut self, _ctx: &Context, who: Who) -> Result<Greeting> {
         self.calls += 1;
-        log::debug!("greeting {}", who.name);
+        log::info!("greeting {}", who.name);
         Ok(Greeting {
             greeting: format!("hello, {}", who.name),
         })

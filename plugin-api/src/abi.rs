@@ -280,8 +280,9 @@ pub type ContextPtr = *const c_void;
 /// host which fields exist.
 ///
 /// Every function is `unsafe` to call: `instance` must be a live pointer this table's `create`
-/// produced (not yet destroyed), called from one thread at a time, and every [`RawSlice`] must
-/// be valid for the call (docs/abi.md). Declaring them `unsafe extern "C" fn` changes no layout:
+/// produced (not yet destroyed), called from one thread at a time (except `call` of a
+/// [`FLAG_CONCURRENT`] plugin, which may overlap with any call but `destroy`), and every
+/// [`RawSlice`] must be valid for the call (docs/abi.md). Declaring them `unsafe extern "C" fn` changes no layout:
 /// it is the same pointer, with the same calling convention.
 #[repr(C)]
 #[derive(Debug)]

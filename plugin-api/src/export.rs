@@ -20,6 +20,19 @@
 /// }
 /// plugin_api::export_plugin!(Hello);
 /// ```
+///
+/// A type that is not `Sync` cannot be exported as `concurrent`:
+///
+/// ```compile_fail
+/// struct Counter(std::cell::Cell<u64>);
+/// impl plugin_api::Plugin for Counter {
+///     const MANIFEST: plugin_api::Manifest = plugin_api::Manifest::new("counter", "1.0.0");
+///     fn new(_: &plugin_api::Context) -> plugin_api::Result<Self> {
+///         Ok(Counter(std::cell::Cell::new(0)))
+///     }
+/// }
+/// plugin_api::export_plugin!(Counter, concurrent);
+/// ```
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {

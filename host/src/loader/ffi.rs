@@ -64,6 +64,8 @@ impl Hook {
 #[derive(Debug)]
 pub(crate) struct Library {
     lib: libloading::Library,
+    /// The declaration's `concurrent` flag: the plugin's `call`s may overlap.
+    concurrent: bool,
 }
 
 impl Library {
@@ -113,7 +115,10 @@ impl Library {
                 reason: "the declaration in memory differs from the one in the file".into(),
             });
         }
-        Ok(Self { lib })
+        Ok(Self {
+            lib,
+            concurrent: in_memory.reserved & plugin_api::ffi::FLAG_CONCURRENT != 0,
+        })
     }
 
     /// Calls the entry point and creates an instance bound to `ctx`. Runs plugin code: call it on
@@ -190,6 +195,7 @@ impl Library {
         }
         Ok(Instance {
             vtable,
+            concurrent: self.concurrent,
             ptr,
             key: Some(key),
             _lib: PhantomData,
@@ -244,17 +250,20 @@ fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
     }
 }
 
-/// A live plugin instance. Not `Send`: it stays on the worker thread that created it, which is
-/// what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) by
-/// [`Instance::destroy`], or on drop.
+/// A live plugin instance. Neither `Send` nor `Sync`: it stays on the worker thread that created
+/// it, which is what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) by
+/// [`Instance::destroy`], or on drop. The one way to call it from other threads is
+/// [`SharedCalls`], for a concurrent plugin only.
 ///
 /// Every call below relies on the same contract (`PluginVTable`, docs/abi.md): `ptr` is the live
-/// instance `create` returned and only `destroy` consumes it; this value is not `Send` and
-/// methods take `&mut self`, so calls come from one thread, one at a time; every slice argument
-/// borrows memory of the caller alive for the call; and `'lib` keeps the library open.
+/// instance `create` returned and only `destroy` consumes it (by value, so no borrow of the
+/// instance, [`SharedCalls`] included, outlives it); this value is neither `Send` nor `Sync`, so
+/// its own methods are called from one thread, one at a time; every slice argument borrows
+/// memory of the caller alive for the call; and `'lib` keeps the library open.
 #[derive(Debug)]
 pub(crate) struct Instance<'lib> {
     vtable: Table,
+    concurrent: bool,
     ptr: InstancePtr,
     /// The instance's entry in the context table, removed once the instance is destroyed.
     key: Option<ContextKey>,
@@ -270,7 +279,7 @@ pub(crate) struct Destroyed {
 }
 
 impl Instance<'_> {
-    pub(crate) fn hook(&mut self, hook: Hook) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn hook(&self, hook: Hook) -> Result<Vec<u8>, CallError> {
         let f = match hook {
             Hook::Initialize => self.vtable.initialize,
             Hook::Enable => self.vtable.enable,
@@ -281,7 +290,7 @@ impl Instance<'_> {
         decode(unsafe { f(self.ptr) })
     }
 
-    pub(crate) fn execute(&mut self, input: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn execute(&self, input: &[u8]) -> Result<Vec<u8>, CallError> {
         // SAFETY: the live instance and a slice of `input`, borrowed for the call (the contract
         // on `Instance`).
         decode(unsafe { (self.vtable.execute)(self.ptr, RawSlice::new(input)) })
@@ -290,7 +299,7 @@ impl Instance<'_> {
     /// Calls the named function `function`. A plugin of API minor 0 or 1 has none: its
     /// manifest declares none, so the manager never sends one, and this answers
     /// `function_not_found` all the same.
-    pub(crate) fn call(&mut self, function: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let Some(call) = self.vtable.call else {
             return Err(CallError::Failed {
                 code: "function_not_found".into(),
@@ -309,7 +318,7 @@ impl Instance<'_> {
     }
 
     pub(crate) fn deliver(
-        &mut self,
+        &self,
         id: u64,
         name: &str,
         payload: &[u8],
@@ -323,6 +332,18 @@ impl Instance<'_> {
                 RawSlice::new(name.as_bytes()),
                 RawSlice::new(payload),
             )
+        })
+    }
+
+    /// A handle that pool threads share to run named functions of a concurrent plugin at once;
+    /// `None` for an exclusive plugin (or one without `call`). It borrows the instance, so every
+    /// thread using it is done before the instance can be destroyed.
+    pub(crate) fn shared_calls(&self) -> Option<SharedCalls<'_>> {
+        let call = self.vtable.call.filter(|_| self.concurrent)?;
+        Some(SharedCalls {
+            call,
+            ptr: self.ptr,
+            _instance: PhantomData,
         })
     }
 
@@ -353,6 +374,36 @@ impl Instance<'_> {
 impl Drop for Instance<'_> {
     fn drop(&mut self) {
         self.destroy_now();
+    }
+}
+
+/// `call` of a concurrent plugin's live instance, shared by the threads of its pool.
+#[derive(Debug)]
+pub(crate) struct SharedCalls<'i> {
+    call: CallFn,
+    ptr: InstancePtr,
+    _instance: PhantomData<&'i ()>,
+}
+
+// SAFETY: built only by `Instance::shared_calls` for a plugin whose declaration carries
+// `FLAG_CONCURRENT`, which `export_plugin!(T, concurrent)` sets only for a `T: Sync`, and whose
+// glue takes `call`s from several threads at once (docs/abi.md, minor 2 and threading). It
+// borrows the instance, so it cannot outlive it (`destroy` takes the instance by value).
+unsafe impl Sync for SharedCalls<'_> {}
+
+impl SharedCalls<'_> {
+    /// Calls the named function `function`, from any thread of the pool.
+    pub(crate) fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        // SAFETY: the live instance (borrowed for `'i`) of a concurrent plugin, whose `call`
+        // may overlap (the `Sync` impl above); slices of `function` and `input`, borrowed for
+        // the call.
+        decode(unsafe {
+            (self.call)(
+                self.ptr,
+                RawSlice::new(function.as_bytes()),
+                RawSlice::new(input),
+            )
+        })
     }
 }
 

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::manifest::PluginManifest;
 
 pub(crate) use ffi::{
-    CallError, Hook, HostContext, HostServices, InstantiateError, Library, is_mapped,
+    CallError, Hook, HostContext, HostServices, Instance, InstantiateError, Library, is_mapped,
 };
 pub use file::DEFAULT_MAX_PLUGIN_BYTES;
 pub use file::check_path;

@@ -313,6 +313,7 @@ impl Inner {
             .unwrap_or_default()
             .apply(&manifest)?;
         check_config(&manifest, settings.config.as_ref())?;
+        let threads = settings.pool_threads()?;
         let scoped = self.open_resources(&manifest.name, &resources)?;
         let generation = self.next_generation();
         let shadow = candidate.write_shadow(&self.shadow_dir)?;
@@ -331,6 +332,7 @@ impl Inner {
             ctx: Arc::clone(&ctx),
             stats: Arc::clone(&stats),
             capacity: self.config.mailbox_capacity,
+            threads,
             on_call: scoped.tables.as_ref().map(ScopedTables::call_start_hook),
         };
         let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout, |l| {

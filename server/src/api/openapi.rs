@@ -263,7 +263,7 @@ fn components() -> Value {
             "PluginList": { "type": "array", "items": { "$ref": "#/components/schemas/Plugin" } },
             "LoadRequest": { "type": "object", "required": ["path"], "properties": {
                 "path": { "type": "string" }, "overrides": { "$ref": "#/components/schemas/Overrides" },
-                "config": {} } },
+                "config": {}, "threads": { "type": "integer", "minimum": 1, "maximum": 64 } } },
             "PathRequest": { "type": "object", "required": ["path"], "properties": { "path": { "type": "string" } } },
             "Overrides": { "type": "object", "properties": {
                 "tables": string_list, "topics": string_list, "buckets": string_list,

@@ -333,6 +333,9 @@ pub(crate) struct LoadBody {
     overrides: Option<Overrides>,
     #[serde(default)]
     config: Option<Value>,
+    /// Pool size of a concurrent plugin.
+    #[serde(default)]
+    threads: Option<usize>,
 }
 
 /// A path from an API client: sound (no NUL, no over-long component) and absolute. The
@@ -357,10 +360,12 @@ pub(crate) async fn load(
 ) -> ApiResult<Response> {
     client_path(&body.path)?;
     let info = blocking(&st, move |m| {
-        if body.overrides.is_none() && body.config.is_none() {
+        if body.overrides.is_none() && body.config.is_none() && body.threads.is_none() {
             m.load(&body.path)
         } else {
-            m.load_with(&body.path, PluginSettings::new(body.config, body.overrides))
+            let settings =
+                PluginSettings::new(body.config, body.overrides).with_threads(body.threads);
+            m.load_with(&body.path, settings)
         }
     })
     .await?;

@@ -277,6 +277,7 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             path,
             config,
             overrides,
+            threads,
         } => {
             let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             let mut body = json!({ "path": abs });
@@ -285,6 +286,9 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             }
             if let Some(o) = overrides {
                 body["overrides"] = parse_json("--overrides", o)?;
+            }
+            if let Some(t) = threads {
+                body["threads"] = json!(t);
             }
             let v = c.send("POST", "/api/v1/plugins", Some(&body))?;
             let human = format!("loaded {}\n", plugin_summary(&v));

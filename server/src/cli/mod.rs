@@ -144,6 +144,9 @@ pub enum PluginsCommand {
         /// Resource overrides, as JSON.
         #[arg(long)]
         overrides: Option<String>,
+        /// Threads of the pool of a concurrent plugin (1 to 64, default 4).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Unload a plugin.
     Unload {

@@ -75,7 +75,10 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
         for (name, section) in file_settings {
             mgr.set_settings(
                 &name,
-                Some(PluginSettings::new(section.config, section.overrides)),
+                Some(
+                    PluginSettings::new(section.config, section.overrides)
+                        .with_threads(section.threads),
+                ),
             )?;
         }
         Ok(())

@@ -39,9 +39,10 @@ pub const PANIC_UNWIND: u32 = 0;
 pub const PANIC_ABORT: u32 = 1;
 
 /// [`DeclarationHeader::reserved`] bit 0: the plugin is `concurrent` (its type is `Sync`): the
-/// host may run [`PluginVTable::call`] of different calls on several threads at once. Hooks
-/// (`initialize`, `enable`, `disable`, `cleanup`), `execute`, `deliver` and `destroy` still come
-/// one at a time, never during another call.
+/// host may run [`PluginVTable::call`] of different calls on several threads at once, beside the
+/// hooks, `execute` and `deliver`, which still come one at a time from the instance's worker
+/// thread (the glue's lock makes every `&mut self` method wait for the shared calls). `destroy`
+/// never overlaps anything.
 pub const FLAG_CONCURRENT: u32 = 1;
 
 /// [`RawResult::status`]: the call succeeded; the buffer holds its output.
@@ -289,13 +290,14 @@ pub type ContextPtr = *const c_void;
 pub struct PluginVTable {
     /// `size_of::<PluginVTable>()` as the plugin saw it.
     pub size: usize,
-    /// Creates an instance (`Default`) bound to a host context; writes it to `out`.
+    /// Creates an instance bound to a host context (its value is built by `initialize`); writes
+    /// it to `out`.
     pub create: unsafe extern "C" fn(
         host: *const HostVTable,
         ctx: ContextPtr,
         out: *mut InstancePtr,
     ) -> RawResult,
-    /// `Plugin::initialize`.
+    /// Builds the plugin's value (`Plugin::new`; `Plugin::initialize` before minor 2).
     pub initialize: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// `Plugin::execute`: JSON in, JSON out.
     pub execute: unsafe extern "C" fn(instance: InstancePtr, input: RawSlice) -> RawResult,

@@ -53,6 +53,9 @@ pub(crate) struct Slot {
     pub(crate) mailbox: MailboxHandle,
     pub(crate) worker: Mutex<Option<Worker>>,
     pub(crate) stats: Arc<Stats>,
+    /// The compiled input schemas of the plugin's functions, by function name, so a call does
+    /// not compile its schema again.
+    input_validators: HashMap<String, Arc<jsonschema::Validator>>,
 }
 
 const STATES: [PluginState; 7] = [
@@ -84,6 +87,7 @@ impl Slot {
         Self {
             generation: ctx.generation,
             lineage: lineage.unwrap_or(ctx.generation),
+            input_validators: input_validators(&manifest),
             manifest,
             path,
             shadow,
@@ -549,7 +553,7 @@ impl Inner {
             _ => return Err(input),
         }
         if let Some(function) = &input.function
-            && let Err(e) = check_input(&slot.manifest, function, &input.input)
+            && let Err(e) = check_input(slot, function, &input.input)
         {
             return Ok(Err(e));
         }
@@ -799,9 +803,23 @@ pub(crate) fn plugin_error(plugin: &str, operation: &str, e: CallError) -> Error
     }
 }
 
+/// Compiles the input schemas of a manifest's functions (they were checked to compile when the
+/// file was read; one that does not is left out, and a call then compiles it to report why).
+fn input_validators(manifest: &PluginManifest) -> HashMap<String, Arc<jsonschema::Validator>> {
+    manifest
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let validator = jsonschema::validator_for(f.input_schema.as_ref()?).ok()?;
+            Some((f.name.clone(), Arc::new(validator)))
+        })
+        .collect()
+}
+
 /// Checks a call of a named function before it is queued: the function is declared, and the
 /// input is JSON that its declared input schema (if any) accepts.
-fn check_input(manifest: &PluginManifest, function: &str, input: &[u8]) -> Result<()> {
+fn check_input(slot: &Slot, function: &str, input: &[u8]) -> Result<()> {
+    let manifest = &slot.manifest;
     let spec = manifest
         .function(function)
         .ok_or_else(|| Error::FunctionNotFound {
@@ -818,10 +836,14 @@ fn check_input(manifest: &PluginManifest, function: &str, input: &[u8]) -> Resul
     };
     let value: serde_json::Value =
         serde_json::from_slice(input).map_err(|e| invalid(vec![format!("not JSON: {e}")]))?;
-    // The manifest's schemas were checked to compile when the file was read.
-    let validator = jsonschema::validator_for(schema).map_err(|e| Error::Internal {
-        message: format!("input schema of `{function}` does not compile: {e}"),
-    })?;
+    let validator = match slot.input_validators.get(function) {
+        Some(validator) => Arc::clone(validator),
+        None => Arc::new(
+            jsonschema::validator_for(schema).map_err(|e| Error::Internal {
+                message: format!("input schema of `{function}` does not compile: {e}"),
+            })?,
+        ),
+    };
     let errors = crate::manifest::schema_errors(&validator, &value);
     if errors.is_empty() {
         Ok(())

@@ -41,7 +41,7 @@ pub use manager::{
     PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
     UnloadReport,
 };
-pub use manifest::{DependencySpec, PluginManifest, validate_name};
+pub use manifest::{DependencySpec, FunctionSpec, PluginManifest, validate_name};
 pub use resources::buckets::DEFAULT_CONTENT_TYPE;
 pub use resources::{DeniedTable, EffectiveResources, Overrides};
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};

@@ -1,5 +1,6 @@
 //! A plugin's manifest as the host sees it: parsed from the JSON in the plugin's declaration and
-//! validated (name rule, semver version and requirements, no duplicates). Pure: no I/O.
+//! validated (name rule, semver version and requirements, no duplicates, function schemas that
+//! are JSON Schemas). Pure: no I/O.
 
 use std::path::Path;
 
@@ -15,6 +16,21 @@ pub struct DependencySpec {
     pub name: String,
     /// The versions accepted.
     pub version: VersionReq,
+}
+
+/// A typed function a plugin declares: its name, summary and JSON Schemas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FunctionSpec {
+    /// Function name (the plugin-name rule).
+    pub name: String,
+    /// One-line summary (empty when none was given).
+    pub summary: String,
+    /// JSON Schema of the input; a call's input is validated against it before the plugin
+    /// sees it.
+    pub input_schema: Option<serde_json::Value>,
+    /// JSON Schema of the output, for documentation.
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// A validated plugin manifest.
@@ -37,6 +53,8 @@ pub struct PluginManifest {
     pub buckets: Vec<String>,
     /// JSON Schema of the plugin's config, if it declares one.
     pub config_schema: Option<serde_json::Value>,
+    /// The typed functions the plugin offers (none for plugins of API minor 0 and 1).
+    pub functions: Vec<FunctionSpec>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +81,46 @@ struct RawManifest {
     buckets: Vec<String>,
     #[serde(default)]
     config_schema: String,
+    #[serde(default)]
+    functions: Vec<RawFunction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFunction {
+    name: String,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    input_schema: String,
+    #[serde(default)]
+    output_schema: String,
+}
+
+/// What `validator` rejects in `value`, one entry per error, as `/path: message`.
+pub(crate) fn schema_errors(
+    validator: &jsonschema::Validator,
+    value: &serde_json::Value,
+) -> Vec<String> {
+    validator
+        .iter_errors(value)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
+        })
+        .collect()
+}
+
+/// Parses an optional schema (empty text: none) and checks it is a JSON Schema.
+fn schema(text: &str, what: &str) -> std::result::Result<Option<serde_json::Value>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let schema: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("{what} is not JSON: {e}"))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| format!("{what} is not a valid JSON Schema: {e}"))?;
+    Ok(Some(schema))
 }
 
 /// Checks a plugin name: 1 to 64 bytes of `a-z 0-9 - _`, starting with `a-z`.
@@ -158,6 +216,20 @@ impl PluginManifest {
                 .map_err(|e| invalid(format!("config schema is not JSON: {e}")))?;
             Some(schema)
         };
+        let mut functions: Vec<FunctionSpec> = Vec::with_capacity(raw.functions.len());
+        for f in raw.functions {
+            validate_name(&f.name).map_err(|e| invalid(format!("function {e}")))?;
+            if functions.iter().any(|g| g.name == f.name) {
+                return Err(invalid(format!("function `{}` is declared twice", f.name)));
+            }
+            let what = |kind: &str| format!("the {kind} schema of function `{}`", f.name);
+            functions.push(FunctionSpec {
+                input_schema: schema(&f.input_schema, &what("input")).map_err(invalid)?,
+                output_schema: schema(&f.output_schema, &what("output")).map_err(invalid)?,
+                name: f.name,
+                summary: f.summary,
+            });
+        }
         Ok(Self {
             name: raw.name,
             version,
@@ -167,7 +239,13 @@ impl PluginManifest {
             topics: raw.topics,
             buckets: raw.buckets,
             config_schema,
+            functions,
         })
+    }
+
+    /// The declared function called `name`.
+    pub fn function(&self, name: &str) -> Option<&FunctionSpec> {
+        self.functions.iter().find(|f| f.name == name)
     }
 
     /// Whether this plugin declares `name` as a dependency.
@@ -196,6 +274,21 @@ mod tests {
         assert!(m.depends_on("hello"));
         assert!(m.dependencies[0].version.matches(&Version::new(1, 9, 0)));
         assert_eq!(m.config_schema.unwrap()["type"], "object");
+        assert!(m.functions.is_empty());
+    }
+
+    #[test]
+    fn parses_functions_with_schemas() {
+        let m = parse(
+            r#"{"name":"hello","version":"1.0.0","functions":[
+                {"name":"greet","summary":"s","input_schema":"{\"type\":\"object\"}","output_schema":""}]}"#,
+        )
+        .unwrap();
+        let f = m.function("greet").unwrap();
+        assert_eq!(f.summary, "s");
+        assert_eq!(f.input_schema.as_ref().unwrap()["type"], "object");
+        assert!(f.output_schema.is_none());
+        assert!(m.function("other").is_none());
     }
 
     #[test]
@@ -221,6 +314,22 @@ mod tests {
                 InvalidPlugin,
             ),
             (r#"not json"#, InvalidPlugin),
+            (
+                r#"{"name":"ok","version":"1.0.0","functions":[{"name":"Bad"}]}"#,
+                InvalidPlugin,
+            ),
+            (
+                r#"{"name":"ok","version":"1.0.0","functions":[{"name":"f"},{"name":"f"}]}"#,
+                InvalidPlugin,
+            ),
+            (
+                r#"{"name":"ok","version":"1.0.0","functions":[{"name":"f","input_schema":"{"}]}"#,
+                InvalidPlugin,
+            ),
+            (
+                r#"{"name":"ok","version":"1.0.0","functions":[{"name":"f","output_schema":"{\"type\":12}"}]}"#,
+                InvalidPlugin,
+            ),
         ];
         for (json, code) in cases {
             assert_eq!(parse(json).unwrap_err().code(), code, "{json}");

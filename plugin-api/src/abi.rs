@@ -13,16 +13,19 @@
 use std::any::Any;
 use std::ffi::c_void;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::context::{Context, ContextInner};
+use crate::functions::{Entry, Functions};
 use crate::{Error, Plugin};
 
 /// ABI major version. A host accepts only plugins with exactly this major version.
 pub const ABI_MAJOR: u32 = 1;
 /// API minor version. A host accepts plugins whose minor version is at most its own. Bumped
-/// for an appended table field or a new host service request (1: `topics` `produce_batch`).
-pub const API_MINOR: u32 = 1;
+/// for an appended table field or a new host service request (1: `topics` `produce_batch`;
+/// 2: typed named functions: [`PluginVTable::call`], [`HostVTable::call_function`],
+/// [`HostVTable::max_level`], the manifest's `functions` and [`FLAG_CONCURRENT`]).
+pub const API_MINOR: u32 = 2;
 /// First bytes of every plugin declaration.
 pub const MAGIC: [u8; 8] = *b"PLGHOST\0";
 /// Name of the exported data symbol holding the [`Declaration`].
@@ -34,6 +37,13 @@ pub const ENTRY_SYMBOL: &str = "plugin_host_entry";
 pub const PANIC_UNWIND: u32 = 0;
 /// [`DeclarationHeader::panic_strategy`] of a plugin built with `panic = "abort"`.
 pub const PANIC_ABORT: u32 = 1;
+
+/// [`DeclarationHeader::reserved`] bit 0: the plugin is `concurrent` (its type is `Sync`): the
+/// host may run [`PluginVTable::call`] of different calls on several threads at once, beside the
+/// hooks, `execute` and `deliver`, which still come one at a time from the instance's worker
+/// thread (the glue's lock makes every `&mut self` method wait for the shared calls). `destroy`
+/// never overlaps anything.
+pub const FLAG_CONCURRENT: u32 = 1;
 
 /// [`RawResult::status`]: the call succeeded; the buffer holds its output.
 pub const STATUS_OK: u32 = 0;
@@ -63,7 +73,7 @@ pub struct DeclarationHeader {
     pub host_vtable_size: u32,
     /// Length in bytes of the JSON manifest that follows the header.
     pub manifest_len: u32,
-    /// Zero; room for a flag word without changing the size.
+    /// Flag word: [`FLAG_CONCURRENT`] (API minor 2); other bits zero.
     pub reserved: u32,
 }
 
@@ -78,8 +88,9 @@ pub struct Declaration<const N: usize> {
 }
 
 impl<const N: usize> Declaration<N> {
-    /// Builds the declaration for a manifest already encoded as JSON.
-    pub const fn new(manifest: [u8; N]) -> Self {
+    /// Builds the declaration for a manifest already encoded as JSON, with `flags` in the
+    /// header's flag word.
+    pub const fn new(manifest: [u8; N], flags: u32) -> Self {
         Self {
             header: DeclarationHeader {
                 magic: MAGIC,
@@ -94,7 +105,7 @@ impl<const N: usize> Declaration<N> {
                 plugin_vtable_size: size_of::<PluginVTable>() as u32,
                 host_vtable_size: size_of::<HostVTable>() as u32,
                 manifest_len: N as u32,
-                reserved: 0,
+                reserved: flags,
             },
             manifest,
         }
@@ -270,21 +281,23 @@ pub type ContextPtr = *const c_void;
 /// host which fields exist.
 ///
 /// Every function is `unsafe` to call: `instance` must be a live pointer this table's `create`
-/// produced (not yet destroyed), called from one thread at a time, and every [`RawSlice`] must
-/// be valid for the call (docs/abi.md). Declaring them `unsafe extern "C" fn` changes no layout:
+/// produced (not yet destroyed), called from one thread at a time (except `call` of a
+/// [`FLAG_CONCURRENT`] plugin, which may overlap with any call but `destroy`), and every
+/// [`RawSlice`] must be valid for the call (docs/abi.md). Declaring them `unsafe extern "C" fn` changes no layout:
 /// it is the same pointer, with the same calling convention.
 #[repr(C)]
 #[derive(Debug)]
 pub struct PluginVTable {
     /// `size_of::<PluginVTable>()` as the plugin saw it.
     pub size: usize,
-    /// Creates an instance (`Default`) bound to a host context; writes it to `out`.
+    /// Creates an instance bound to a host context (its value is built by `initialize`); writes
+    /// it to `out`.
     pub create: unsafe extern "C" fn(
         host: *const HostVTable,
         ctx: ContextPtr,
         out: *mut InstancePtr,
     ) -> RawResult,
-    /// `Plugin::initialize`.
+    /// Builds the plugin's value (`Plugin::new`; `Plugin::initialize` before minor 2).
     pub initialize: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
     /// `Plugin::execute`: JSON in, JSON out.
     pub execute: unsafe extern "C" fn(instance: InstancePtr, input: RawSlice) -> RawResult,
@@ -303,7 +316,19 @@ pub struct PluginVTable {
     ) -> RawResult,
     /// Drops the instance (its drop code runs in the plugin). The pointer is dead afterwards.
     pub destroy: unsafe extern "C" fn(instance: InstancePtr) -> RawResult,
+    /// API minor 2: calls the named function `function` (UTF-8) with a JSON input; JSON out.
+    /// An unknown name fails with `function_not_found`. In a [`FLAG_CONCURRENT`] plugin it may
+    /// run on several threads at once.
+    pub call: unsafe extern "C" fn(
+        instance: InstancePtr,
+        function: RawSlice,
+        input: RawSlice,
+    ) -> RawResult,
 }
+
+/// Size of a [`PluginVTable`] of API minor 0 and 1 (everything before [`PluginVTable::call`]):
+/// the smallest table a host of this ABI major accepts.
+pub const PLUGIN_VTABLE_MIN_SIZE: usize = std::mem::offset_of!(PluginVTable, call);
 
 /// Functions the host offers a plugin. Every function takes the instance's context pointer and
 /// never unwinds; failures come back as [`STATUS_ERROR`] with a JSON error.
@@ -350,6 +375,18 @@ pub struct HostVTable {
     /// Calls a named host service (resources) with a JSON request; JSON response.
     pub call:
         unsafe extern "C" fn(ctx: ContextPtr, service: RawSlice, input: RawSlice) -> RawResult,
+    /// API minor 2: calls the named function `function` of a declared dependency, as resolved
+    /// at `generation` (the rules of `call_dependency`).
+    pub call_function: unsafe extern "C" fn(
+        ctx: ContextPtr,
+        name: RawSlice,
+        generation: u64,
+        function: RawSlice,
+        input: RawSlice,
+    ) -> RawResult,
+    /// API minor 2: the most verbose level the host's log keeps for this plugin (0 off, 1 error
+    /// .. 5 trace), so a plugin can skip building records nobody reads.
+    pub max_level: unsafe extern "C" fn(ctx: ContextPtr) -> u32,
 }
 
 /// The host side of one plugin instance, as the plugin sees it: the host's function table and
@@ -457,6 +494,32 @@ impl HostRef {
         Self::finish(unsafe { (self.vtable().unsubscribe)(self.ctx, id) }).map(drop)
     }
 
+    pub(crate) fn call_function(
+        &self,
+        name: &str,
+        generation: u64,
+        function: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        // SAFETY: the host's `call_function`; the three slices borrow arguments alive for the
+        // call (see the contract on this impl).
+        let result = unsafe {
+            (self.vtable().call_function)(
+                self.ctx,
+                RawSlice::new(name.as_bytes()),
+                generation,
+                RawSlice::new(function.as_bytes()),
+                RawSlice::new(input),
+            )
+        };
+        Self::finish(result)
+    }
+
+    pub(crate) fn max_level(&self) -> u32 {
+        // SAFETY: the host's `max_level` with its own context value; no pointer argument.
+        unsafe { (self.vtable().max_level)(self.ctx) }
+    }
+
     pub(crate) fn call(&self, service: &str, input: &[u8]) -> Result<Vec<u8>, Error> {
         // SAFETY: the host's `call`; both slices borrow arguments alive for the call (see the
         // contract on this impl).
@@ -471,10 +534,37 @@ impl HostRef {
     }
 }
 
-/// A plugin instance as the glue holds it.
+/// A plugin instance as the glue holds it. The value is built by `initialize` (`Plugin::new`)
+/// and lives behind a lock: `&mut self` methods take it exclusively, `&self` functions share
+/// it (several at once only in a [`FLAG_CONCURRENT`] plugin, whose type the export macro checked
+/// is `Sync`).
 struct Instance<T> {
-    plugin: T,
+    plugin: RwLock<Option<T>>,
     ctx: Context,
+    functions: Functions<T>,
+}
+
+impl<T: Plugin> Instance<T> {
+    fn not_ready() -> Error {
+        Error::new("not_initialized", "the plugin instance was not initialised")
+    }
+
+    /// Runs `f` with the value alone (a panic in an earlier call does not lock it forever).
+    fn exclusive(&self, f: impl FnOnce(&mut T, &Context) -> Result<Vec<u8>, Error>) -> RawResult {
+        let mut guard = self.plugin.write().unwrap_or_else(PoisonError::into_inner);
+        bytes_result(match guard.as_mut() {
+            Some(plugin) => f(plugin, &self.ctx),
+            None => Err(Self::not_ready()),
+        })
+    }
+
+    fn shared(&self, f: impl FnOnce(&T, &Context) -> Result<Vec<u8>, Error>) -> RawResult {
+        let guard = self.plugin.read().unwrap_or_else(PoisonError::into_inner);
+        bytes_result(match guard.as_ref() {
+            Some(plugin) => f(plugin, &self.ctx),
+            None => Err(Self::not_ready()),
+        })
+    }
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -525,9 +615,9 @@ fn guarded(f: impl FnOnce() -> RawResult) -> RawResult {
     }
 }
 
-fn unit_result(result: Result<(), Error>) -> RawResult {
+fn bytes_result(result: Result<Vec<u8>, Error>) -> RawResult {
     match result {
-        Ok(()) => RawResult::ok(Vec::new()),
+        Ok(bytes) => RawResult::ok(bytes),
         Err(e) => RawResult::error(&e),
     }
 }
@@ -549,6 +639,7 @@ impl<T: Plugin> Glue<T> {
         cleanup: Self::cleanup,
         deliver: Self::deliver,
         destroy: Self::destroy,
+        call: Self::call,
     };
 
     /// Body of the exported `plugin_host_entry` symbol.
@@ -563,24 +654,28 @@ impl<T: Plugin> Glue<T> {
     ///
     /// # Safety
     /// `instance` is null or a pointer `create` of this glue returned and `destroy` has not
-    /// consumed, and no other call runs on it at the same time (the [`PluginVTable`] contract).
+    /// consumed; calls overlap only as the [`PluginVTable`] contract allows (`call` of a
+    /// [`FLAG_CONCURRENT`] plugin, whose type is `Sync`).
     unsafe fn with_instance(
         instance: InstancePtr,
-        f: impl FnOnce(&mut Instance<T>) -> RawResult,
+        f: impl FnOnce(&Instance<T>) -> RawResult,
     ) -> RawResult {
         guarded(|| {
             if instance.is_null() {
                 return RawResult::error(&Error::new("invalid_instance", "null plugin instance"));
             }
             // SAFETY: `instance` came from `create` of this same glue and has not been
-            // destroyed; the host calls into one instance from one thread at a time
-            // (docs/abi.md, threading), so this is the only reference (this fn's contract).
-            let instance = unsafe { &mut *instance.cast::<Instance<T>>() };
+            // destroyed; only shared references are made, and the value inside is reached
+            // through its lock. Overlapping calls happen only in a concurrent plugin, whose
+            // type `export_plugin!(T, concurrent)` checked is `Sync` (this fn's contract).
+            let instance = unsafe { &*instance.cast::<Instance<T>>() };
             f(instance)
         })
     }
 
-    /// `PluginVTable::create`.
+    /// `PluginVTable::create`: binds the instance to its host context, installs the `log`
+    /// facade and checks the registered functions against the manifest. The plugin's value is
+    /// built later, by `initialize`.
     ///
     /// # Safety
     /// `host` is null or the host's table, `out` null or writable (the [`PluginVTable`] contract).
@@ -605,11 +700,18 @@ impl<T: Plugin> Glue<T> {
                 ));
             }
             install_panic_hook();
+            let mut functions = Functions::new();
+            T::functions(&mut functions);
+            if let Err(e) = functions.check(T::MANIFEST.functions) {
+                return RawResult::error(&e);
+            }
             let host = HostRef { vtable: host, ctx };
+            crate::logging::install(host);
             let ctx = Context::new(Arc::new(ContextInner::new(host)));
-            let instance = Box::new(Instance {
-                plugin: T::default(),
+            let instance = Box::new(Instance::<T> {
+                plugin: RwLock::new(None),
                 ctx,
+                functions,
             });
             // SAFETY: `out` is non-null and points to writable storage provided by the host.
             unsafe { out.write(Box::into_raw(instance).cast()) };
@@ -617,13 +719,21 @@ impl<T: Plugin> Glue<T> {
         })
     }
 
-    /// `PluginVTable::initialize`.
+    /// `PluginVTable::initialize`: `Plugin::new`.
     ///
     /// # Safety
     /// The [`PluginVTable`] contract (see [`Glue::with_instance`]).
     unsafe extern "C" fn initialize(instance: InstancePtr) -> RawResult {
+        let run = |i: &Instance<T>| {
+            let plugin = match T::new(&i.ctx) {
+                Ok(plugin) => plugin,
+                Err(e) => return RawResult::error(&e),
+            };
+            *i.plugin.write().unwrap_or_else(PoisonError::into_inner) = Some(plugin);
+            RawResult::ok(Vec::new())
+        };
         // SAFETY: forwarded from this function's own contract.
-        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.initialize(&i.ctx))) }
+        unsafe { Self::with_instance(instance, run) }
     }
 
     /// `PluginVTable::execute`.
@@ -631,7 +741,7 @@ impl<T: Plugin> Glue<T> {
     /// # Safety
     /// The [`PluginVTable`] contract; `input` is valid for the call.
     unsafe extern "C" fn execute(instance: InstancePtr, input: RawSlice) -> RawResult {
-        let run = |i: &mut Instance<T>| {
+        let run = |i: &Instance<T>| {
             // SAFETY: the host keeps `input` alive and unchanged for this call.
             let bytes = unsafe { input.as_bytes() };
             let input = match serde_json::from_slice(bytes) {
@@ -643,16 +753,52 @@ impl<T: Plugin> Glue<T> {
                     ));
                 }
             };
-            match i.plugin.execute(&i.ctx, input) {
-                Ok(output) => match serde_json::to_vec(&output) {
-                    Ok(bytes) => RawResult::ok(bytes),
-                    Err(e) => RawResult::error(&Error::from(e)),
-                },
-                Err(e) => RawResult::error(&e),
+            i.exclusive(|plugin, ctx| Ok(serde_json::to_vec(&plugin.execute(ctx, input)?)?))
+        };
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, run) }
+    }
+
+    /// `PluginVTable::call`: a named function.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract; `function` and `input` are valid for the call.
+    unsafe extern "C" fn call(
+        instance: InstancePtr,
+        function: RawSlice,
+        input: RawSlice,
+    ) -> RawResult {
+        let run = |i: &Instance<T>| {
+            // SAFETY: the host keeps both slices alive and unchanged for this call.
+            let (function, input) = unsafe { (function.as_bytes(), input.as_bytes()) };
+            let function = String::from_utf8_lossy(function);
+            match i.functions.get(&function) {
+                Some(Entry::Exclusive(f)) => i.exclusive(|plugin, ctx| f(plugin, ctx, input)),
+                Some(Entry::Shared(f)) => i.shared(|plugin, ctx| f(plugin, ctx, input)),
+                None => RawResult::error(&Error::new(
+                    "function_not_found",
+                    format!("`{}` has no function `{function}`", T::MANIFEST.name),
+                )),
             }
         };
         // SAFETY: forwarded from this function's own contract.
         unsafe { Self::with_instance(instance, run) }
+    }
+
+    /// Runs a unit hook with the value alone.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract.
+    unsafe fn hook(
+        instance: InstancePtr,
+        f: impl FnOnce(&mut T, &Context) -> Result<(), Error>,
+    ) -> RawResult {
+        // SAFETY: forwarded from this function's own contract.
+        unsafe {
+            Self::with_instance(instance, |i| {
+                i.exclusive(|plugin, ctx| f(plugin, ctx).map(|()| Vec::new()))
+            })
+        }
     }
 
     /// `PluginVTable::enable`.
@@ -661,7 +807,7 @@ impl<T: Plugin> Glue<T> {
     /// The [`PluginVTable`] contract.
     unsafe extern "C" fn enable(instance: InstancePtr) -> RawResult {
         // SAFETY: forwarded from this function's own contract.
-        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.enable(&i.ctx))) }
+        unsafe { Self::hook(instance, T::enable) }
     }
 
     /// `PluginVTable::disable`.
@@ -670,7 +816,7 @@ impl<T: Plugin> Glue<T> {
     /// The [`PluginVTable`] contract.
     unsafe extern "C" fn disable(instance: InstancePtr) -> RawResult {
         // SAFETY: forwarded from this function's own contract.
-        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.disable(&i.ctx))) }
+        unsafe { Self::hook(instance, T::disable) }
     }
 
     /// `PluginVTable::cleanup`.
@@ -679,7 +825,7 @@ impl<T: Plugin> Glue<T> {
     /// The [`PluginVTable`] contract.
     unsafe extern "C" fn cleanup(instance: InstancePtr) -> RawResult {
         // SAFETY: forwarded from this function's own contract.
-        unsafe { Self::with_instance(instance, |i| unit_result(i.plugin.cleanup(&i.ctx))) }
+        unsafe { Self::hook(instance, T::cleanup) }
     }
 
     /// `PluginVTable::deliver`.
@@ -692,11 +838,16 @@ impl<T: Plugin> Glue<T> {
         name: RawSlice,
         payload: RawSlice,
     ) -> RawResult {
-        let run = |i: &mut Instance<T>| {
+        let run = |i: &Instance<T>| {
             // SAFETY: the host keeps both slices alive and unchanged for this call.
             let (name, payload) = unsafe { (name.as_bytes(), payload.as_bytes()) };
             let name = String::from_utf8_lossy(name);
-            unit_result(i.ctx.inner().deliver(id, &name, payload))
+            bytes_result(
+                i.ctx
+                    .inner()
+                    .deliver(id, &name, payload)
+                    .map(|()| Vec::new()),
+            )
         };
         // SAFETY: forwarded from this function's own contract.
         unsafe { Self::with_instance(instance, run) }

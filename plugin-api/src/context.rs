@@ -286,12 +286,29 @@ impl Context {
     }
 
     /// The configuration the operator gave this plugin (config file or admin API), already
-    /// validated by the host against the manifest's JSON Schema; `null` when none was given.
+    /// validated by the host against the manifest's JSON Schema, as untyped JSON; `null` when
+    /// none was given.
     ///
     /// # Errors
     /// `stale_context` after this instance was unloaded or replaced.
-    pub fn config(&self) -> Result<Value> {
+    pub fn config_value(&self) -> Result<Value> {
         self.request(crate::wire::config::Get)
+    }
+
+    /// The plugin's configuration, deserialised into `T` (after the host validated it against
+    /// the manifest's JSON Schema). A missing config is `null`: use an `Option` or a type with
+    /// `#[serde(default)]` when the operator may give none.
+    ///
+    /// # Errors
+    /// `invalid_config` naming serde's complaint when the config does not fit `T`;
+    /// `stale_context` after this instance was unloaded or replaced.
+    pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_value(self.config_value()?).map_err(|e| {
+            crate::Error::new(
+                "invalid_config",
+                format!("the plugin's config does not fit its type: {e}"),
+            )
+        })
     }
 
     /// The plugin's topics (see [`Topics`](crate::Topics)).
@@ -359,6 +376,27 @@ impl DependencyHandle {
             .inner
             .host
             .call_dependency(&self.name, self.generation, &bytes)?;
+        Ok(serde_json::from_slice(&out)?)
+    }
+
+    /// Calls the dependency's named function `function` with a typed input, returning its
+    /// typed output. The host validates `input` against the function's declared input schema.
+    ///
+    /// # Errors
+    /// `function_not_found` when the dependency has no such function, `invalid_input` when the
+    /// input fails its schema, `serialization` when the output does not fit `Out`, and the
+    /// errors of [`DependencyHandle::execute`].
+    pub fn call<In: Serialize + ?Sized, Out: DeserializeOwned>(
+        &self,
+        function: &str,
+        input: &In,
+    ) -> Result<Out> {
+        let bytes = serde_json::to_vec(input)?;
+        let out =
+            self.ctx
+                .inner
+                .host
+                .call_function(&self.name, self.generation, function, &bytes)?;
         Ok(serde_json::from_slice(&out)?)
     }
 }

@@ -5,16 +5,27 @@
 //!
 //! ```ignore
 //! #![forbid(unsafe_code)]
-//! use plugin_api::{Context, Manifest, Plugin, Result};
-//! use serde_json::{Value, json};
+//! use plugin_api::{Context, Function, Functions, Manifest, Plugin, Result};
+//! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Default)]
+//! #[derive(Deserialize)]
+//! struct Who { name: String }
+//! #[derive(Serialize)]
+//! struct Greeting { greeting: String }
+//!
 //! struct Hello;
 //!
 //! impl Plugin for Hello {
-//!     const MANIFEST: Manifest = Manifest::new("hello", env!("CARGO_PKG_VERSION"));
-//!     fn execute(&mut self, _ctx: &Context, input: Value) -> Result<Value> {
-//!         Ok(json!({ "greeting": format!("hello, {}", input["name"].as_str().unwrap_or("world")) }))
+//!     const MANIFEST: Manifest = Manifest::new("hello", env!("CARGO_PKG_VERSION"))
+//!         .functions(&[Function::new("greet").summary("greets someone by name")]);
+//!     fn new(_ctx: &Context) -> Result<Self> { Ok(Hello) }
+//!     fn functions(f: &mut Functions<Self>) { f.add("greet", Self::greet); }
+//! }
+//!
+//! impl Hello {
+//!     fn greet(&mut self, _ctx: &Context, who: Who) -> Result<Greeting> {
+//!         plugin_api::log::info!("greeting {}", who.name);
+//!         Ok(Greeting { greeting: format!("hello, {}", who.name) })
 //!     }
 //! }
 //!
@@ -22,7 +33,7 @@
 //! ```
 //!
 //! The binary contract (symbols, `#[repr(C)]` tables, ownership and threading rules) is
-//! described in `docs/abi.md`. This crate depends only on `serde` and `serde_json`, so a plugin
+//! described in `docs/abi.md`. This crate depends only on `serde`, `serde_json` and `log`, so a plugin
 //! builds in seconds.
 
 #[allow(
@@ -36,6 +47,8 @@ mod context;
 pub mod envelope;
 mod error;
 mod export;
+mod functions;
+mod logging;
 mod manifest;
 mod tables;
 mod topics;
@@ -45,51 +58,76 @@ pub mod wire;
 pub use buckets::{Buckets, Object, Page};
 pub use context::{Context, DependencyHandle, Event, Level, SubscriptionId};
 pub use error::{Error, Result};
-pub use manifest::{Dependency, Manifest, valid_name};
+pub use functions::Functions;
+pub use manifest::{Dependency, Function, Manifest, valid_name};
 pub use tables::{Column, Filter, Query, SqlResult, Tables};
 pub use topics::{MAX_PRODUCE_BATCH, Message, OutgoingRecord, Topics};
 
 /// Re-exported so plugins and the host agree on one `serde_json`.
 pub use serde_json;
 
+/// The logging facade: `plugin_api::log::info!("...")` reaches the host's log with the plugin's
+/// name, at the level the operator set (see [`Context::log`] for the explicit form).
+pub use log;
+
 /// The ABI as the host reads it. Not for plugin authors.
 pub mod ffi {
     pub use crate::abi::{
         ABI_MAJOR, API_MINOR, ContextPtr, DECLARATION_SYMBOL, DeclarationHeader, ENTRY_SYMBOL,
-        FreeFn, HostVTable, InstancePtr, MAGIC, PANIC_ABORT, PANIC_UNWIND, PluginVTable, RawBuf,
-        RawResult, RawSlice, STATUS_ERROR, STATUS_OK, STATUS_PANIC, live_contexts,
+        FLAG_CONCURRENT, FreeFn, HostVTable, InstancePtr, MAGIC, PANIC_ABORT, PANIC_UNWIND,
+        PLUGIN_VTABLE_MIN_SIZE, PluginVTable, RawBuf, RawResult, RawSlice, STATUS_ERROR, STATUS_OK,
+        STATUS_PANIC, live_contexts,
     };
 }
 
 /// What `export_plugin!` expands to. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::abi::{Declaration, Glue, PluginVTable};
+    pub use crate::abi::{Declaration, FLAG_CONCURRENT, Glue, PluginVTable};
+
+    /// Compiles only for a `Sync` plugin type: `export_plugin!(Type, concurrent)` calls it.
+    pub const fn assert_sync<T: Sync>() {}
 }
 
-/// The trait a plugin implements. Every method runs on the plugin's own host-owned worker
-/// thread, one call at a time, so `&mut self` is sound without locks.
+/// The trait a plugin implements. Every `&mut self` method runs alone: in the default
+/// (exclusive) mode every call runs on the plugin's own host-owned worker thread, one at a time;
+/// a plugin exported with `export_plugin!(Type, concurrent)` (its type must be `Sync`) also runs
+/// its `&self` functions ([`Functions::add_shared`]) several at once, on a pool of host threads.
 ///
 /// A panic in any method is caught by the glue and reported to the host as `plugin_panicked`;
 /// it never unwinds into the host.
-pub trait Plugin: Default + Send + 'static {
+pub trait Plugin: Sized + Send + 'static {
     /// What the plugin declares; encoded into the library at compile time.
     const MANIFEST: Manifest;
 
-    /// Called once after loading, before any other call. Subscribe to events here.
+    /// Builds the plugin when it is loaded, before any other call. Read the config, resolve
+    /// dependencies and subscribe to events here.
     ///
     /// # Errors
     /// Any error aborts the load; the host rolls everything back.
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
-        let _ = ctx;
-        Ok(())
+    fn new(ctx: &Context) -> Result<Self>;
+
+    /// Registers the typed functions declared in [`Manifest::functions`] (the same names, each
+    /// once, or the load fails with `function_mismatch`). None by default.
+    fn functions(f: &mut Functions<Self>) {
+        let _ = f;
     }
 
-    /// Handles one request: JSON in, JSON out.
+    /// The default function (`execute`): JSON in, JSON out. By default it fails with
+    /// `no_default_function`, telling the caller to call a named function.
     ///
     /// # Errors
     /// Returned to the caller as `plugin_failed` with this error's code and message.
-    fn execute(&mut self, ctx: &Context, input: serde_json::Value) -> Result<serde_json::Value>;
+    fn execute(&mut self, ctx: &Context, input: serde_json::Value) -> Result<serde_json::Value> {
+        let _ = (ctx, input);
+        Err(Error::new(
+            "no_default_function",
+            format!(
+                "`{}` has no default function; call one of its named functions",
+                Self::MANIFEST.name
+            ),
+        ))
+    }
 
     /// Called when the operator enables the plugin again after [`Plugin::disable`].
     ///
@@ -100,7 +138,7 @@ pub trait Plugin: Default + Send + 'static {
         Ok(())
     }
 
-    /// Called when the operator disables the plugin; `execute` is not called while disabled.
+    /// Called when the operator disables the plugin; no function is called while disabled.
     ///
     /// # Errors
     /// The plugin stays enabled.

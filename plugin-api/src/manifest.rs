@@ -1,5 +1,5 @@
-//! What a plugin declares: name, version, dependencies and the tables, topics and buckets it may
-//! touch.
+//! What a plugin declares: name, version, dependencies, the typed functions it offers, and the
+//! tables, topics and buckets it may touch.
 //!
 //! A plugin writes its [`Manifest`] as an associated constant of its [`Plugin`](crate::Plugin)
 //! impl. `export_plugin!` encodes it as JSON *at compile time* into the exported declaration, so
@@ -13,6 +13,62 @@ pub struct Dependency {
     pub name: &'static str,
     /// Semver requirement its version must meet.
     pub version: &'static str,
+}
+
+/// A named function a plugin offers, as declared in its [`Manifest`]: the host reads these from
+/// the file before opening it, lists them (`inspect`, the admin API) and validates a call's input
+/// against `input_schema` before the plugin sees it. The implementation is registered in
+/// [`Plugin::functions`](crate::Plugin::functions); the glue refuses to load a plugin whose
+/// registered set differs from the declared one.
+///
+/// ```
+/// use plugin_api::Function;
+/// const GREET: Function = Function::new("greet")
+///     .summary("greets someone by name")
+///     .input_schema(r#"{"type":"object","properties":{"name":{"type":"string"}}}"#);
+/// assert_eq!(GREET.name, "greet");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Function {
+    /// Function name: the plugin-name rule (1 to 64 characters of `a-z 0-9 - _`, starting
+    /// with a letter).
+    pub name: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// JSON Schema of the input, as JSON text (empty: any input).
+    pub input_schema: &'static str,
+    /// JSON Schema of the output, as JSON text (empty: not described).
+    pub output_schema: &'static str,
+}
+
+impl Function {
+    /// A function with a name and nothing else declared.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            summary: "",
+            input_schema: "",
+            output_schema: "",
+        }
+    }
+
+    /// Sets the one-line summary.
+    pub const fn summary(mut self, summary: &'static str) -> Self {
+        self.summary = summary;
+        self
+    }
+
+    /// Sets the JSON Schema of the input (JSON text); the host validates every call against it.
+    pub const fn input_schema(mut self, schema: &'static str) -> Self {
+        self.input_schema = schema;
+        self
+    }
+
+    /// Sets the JSON Schema of the output (JSON text), for documentation.
+    pub const fn output_schema(mut self, schema: &'static str) -> Self {
+        self.output_schema = schema;
+        self
+    }
 }
 
 /// A plugin's declaration, built with `const fn`s.
@@ -43,6 +99,8 @@ pub struct Manifest {
     pub buckets: &'static [&'static str],
     /// JSON Schema of the plugin's configuration, as JSON text (empty: none).
     pub config_schema: &'static str,
+    /// The typed functions the plugin offers.
+    pub functions: &'static [Function],
 }
 
 impl Manifest {
@@ -57,6 +115,7 @@ impl Manifest {
             topics: &[],
             buckets: &[],
             config_schema: "",
+            functions: &[],
         }
     }
 
@@ -96,6 +155,17 @@ impl Manifest {
         self
     }
 
+    /// Declares the typed functions the plugin offers (see [`Function`]).
+    pub const fn functions(mut self, functions: &'static [Function]) -> Self {
+        self.functions = functions;
+        self
+    }
+
+    /// Whether a function called `name` is declared.
+    pub fn declares_function(&self, name: &str) -> bool {
+        self.functions.iter().any(|f| f.name == name)
+    }
+
     /// Number of bytes [`Manifest::encode`] writes.
     pub const fn encoded_len(&self) -> usize {
         let mut sink = Sink {
@@ -121,6 +191,14 @@ impl Manifest {
             buf: &mut out,
             len: 0,
         };
+        let mut i = 0;
+        while i < self.functions.len() {
+            assert!(
+                valid_name(self.functions[i].name),
+                "function name must be 1-64 chars of a-z 0-9 - _, starting with a letter"
+            );
+            i += 1;
+        }
         self.write(&mut sink);
         assert!(sink.len == N, "manifest length mismatch");
         out
@@ -154,7 +232,25 @@ impl Manifest {
         s.list(self.buckets);
         s.raw(b",\"config_schema\":");
         s.string(self.config_schema);
-        s.raw(b"}");
+        s.raw(b",\"functions\":[");
+        let mut i = 0;
+        while i < self.functions.len() {
+            if i > 0 {
+                s.raw(b",");
+            }
+            let f = &self.functions[i];
+            s.raw(b"{\"name\":");
+            s.string(f.name);
+            s.raw(b",\"summary\":");
+            s.string(f.summary);
+            s.raw(b",\"input_schema\":");
+            s.string(f.input_schema);
+            s.raw(b",\"output_schema\":");
+            s.string(f.output_schema);
+            s.raw(b"}");
+            i += 1;
+        }
+        s.raw(b"]}");
     }
 }
 
@@ -243,7 +339,11 @@ mod tests {
         .depends_on(&[("hello", "^1"), ("other", "*")])
         .tables(&["users"])
         .topics(&["events", "audit"])
-        .config_schema(r#"{"type":"object"}"#);
+        .config_schema(r#"{"type":"object"}"#)
+        .functions(&[
+            Function::new("greet").summary("says hi"),
+            Function::new("count").input_schema(r#"{"type":"null"}"#),
+        ]);
 
     #[test]
     fn encodes_valid_json_with_escapes() {
@@ -256,6 +356,9 @@ mod tests {
         assert_eq!(v["topics"][1], "audit");
         assert_eq!(v["buckets"].as_array().unwrap().len(), 0);
         assert_eq!(v["config_schema"], r#"{"type":"object"}"#);
+        assert_eq!(v["functions"][0]["name"], "greet");
+        assert_eq!(v["functions"][0]["summary"], "says hi");
+        assert_eq!(v["functions"][1]["input_schema"], r#"{"type":"null"}"#);
     }
 
     #[test]

@@ -122,7 +122,10 @@ fn apply_settings(
     for (name, section) in file {
         manager.set_settings(
             &name,
-            Some(PluginSettings::new(section.config, section.overrides)),
+            Some(
+                PluginSettings::new(section.config, section.overrides)
+                    .with_threads(section.threads),
+            ),
         )?;
     }
     Ok(())

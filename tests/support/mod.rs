@@ -515,14 +515,11 @@ pub fn rewritten_plugin(
         .windows(opening.len())
         .position(|w| w == opening.as_bytes())
         .expect("manifest present");
-    let end_marker = br#""config_schema":""}"#;
-    let end = start
-        + bytes[start..]
-            .windows(end_marker.len())
-            .position(|w| w == end_marker)
-            .expect("manifest end")
-        + end_marker.len();
-    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[start..end]).unwrap();
+    // The manifest is one JSON object; the stream deserializer says where it ends.
+    let mut stream =
+        serde_json::Deserializer::from_slice(&bytes[start..]).into_iter::<serde_json::Value>();
+    let mut manifest = stream.next().expect("manifest present").unwrap();
+    let end = start + stream.byte_offset();
     edit(&mut manifest);
     let mut text = manifest.to_string().into_bytes();
     assert!(text.len() <= end - start, "the new manifest must fit");

@@ -270,6 +270,8 @@ pub struct PluginSection {
     pub config: Option<serde_json::Value>,
     /// Operator overrides of its allowed resources.
     pub overrides: Option<Overrides>,
+    /// Threads of its pool when it is a concurrent plugin (1 to 64, default 4).
+    pub threads: Option<usize>,
 }
 
 impl Default for HostConfig {
@@ -647,6 +649,10 @@ impl HostConfig {
                 o.validate()
                     .map_err(|e| invalid(&format!("plugin.{name}.overrides"), e.to_string()))?;
             }
+            crate::manager::PluginSettings::default()
+                .with_threads(section.threads)
+                .pool_threads()
+                .map_err(|e| invalid(&format!("plugin.{name}.threads"), e.to_string()))?;
         }
         Ok(())
     }
@@ -829,6 +835,11 @@ mod tests {
         assert_eq!(key_of("[log]\nlevel = \"loud\""), "log.level");
         assert_eq!(key_of("[plugin.\"Bad.Name\"]"), "plugin.Bad.Name");
         assert_eq!(key_of("admin_token = \"short\""), "admin_token");
+        assert_eq!(
+            key_of("[plugin.parallel]\nthreads = 65"),
+            "plugin.parallel.threads"
+        );
+        assert!(HostConfig::from_toml("[plugin.parallel]\nthreads = 8", "t").is_ok());
         assert_eq!(
             key_of("[limits]\nmailbox_capacity = 0"),
             "limits.mailbox_capacity"

@@ -82,8 +82,27 @@ crate::error_codes! {
         /// it took effect (nothing changed). The details are those of a plugin call.
         Timeout = "timeout", 504, {
             plugin: "the plugin",
-            operation: "what it was doing: `open`, `create`, `initialize`, `execute`, `enable`, `disable` or `cleanup`",
+            operation: "what it was doing: `open`, `create`, `initialize`, `execute`, `call`, `enable`, `disable` or `cleanup`",
             after_ms: "the limit, in milliseconds",
+        };
+        /// The plugin declares no function of that name. Typical cause: a typo in
+        /// `/call/{function}`, or a plugin built before the function was added.
+        FunctionNotFound = "function_not_found", 404, {
+            plugin: "the plugin",
+            function: "the name asked for",
+        };
+        /// A call's input does not satisfy the function's declared input schema; the plugin
+        /// never saw it.
+        InvalidInput = "invalid_input", 400, {
+            plugin: "the plugin",
+            function: "the function",
+            errors: "what the schema rejected, one entry per error (`/path: message`)",
+        };
+        /// The functions a plugin registers differ from those its manifest declares (declared
+        /// but not registered, registered but not declared, or registered twice): the load is
+        /// refused.
+        FunctionMismatch = "function_mismatch", 422, {
+            plugin: "the plugin",
         };
         /// The plugin is disabled. Typical cause: execute after disable.
         PluginDisabled = "plugin_disabled", 409, {};

@@ -81,6 +81,19 @@ impl ErrorCode {
                 operation: Operation::Execute,
                 after: Duration::from_secs(30),
             },
+            Self::FunctionNotFound => Error::FunctionNotFound {
+                plugin,
+                function: s("greett"),
+            },
+            Self::InvalidInput => Error::InvalidInput {
+                plugin,
+                function: s("greet"),
+                errors: vec![s("/name: 42 is not of type \"string\"")],
+            },
+            Self::FunctionMismatch => Error::FunctionMismatch {
+                plugin,
+                message: s("`greet` is declared in the manifest but not registered"),
+            },
             Self::PluginDisabled => Error::Disabled { name: plugin },
             Self::PluginNotActive => Error::NotActive {
                 name: plugin,

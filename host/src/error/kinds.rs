@@ -17,6 +17,8 @@ pub enum Operation {
     Initialize,
     /// An `execute` call.
     Execute,
+    /// A call of a named function.
+    Call,
     /// Its `enable` hook.
     Enable,
     /// Its `disable` hook.
@@ -33,6 +35,7 @@ impl Operation {
             Self::Create => "create",
             Self::Initialize => "initialize",
             Self::Execute => "execute",
+            Self::Call => "call",
             Self::Enable => "enable",
             Self::Disable => "disable",
             Self::Cleanup => "cleanup",

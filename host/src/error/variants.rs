@@ -173,6 +173,32 @@ pub enum Error {
         /// Whether it was a panic.
         panicked: bool,
     },
+    /// The plugin declares no function of that name.
+    #[error("plugin `{plugin}` has no function `{function}`")]
+    FunctionNotFound {
+        /// The plugin.
+        plugin: String,
+        /// The function asked for.
+        function: String,
+    },
+    /// A call's input does not satisfy the function's declared input schema.
+    #[error("input of `{plugin}`'s function `{function}` is invalid: {}", errors.join("; "))]
+    InvalidInput {
+        /// The plugin.
+        plugin: String,
+        /// The function.
+        function: String,
+        /// What the schema rejected, one entry per error (`/path: message`).
+        errors: Vec<String>,
+    },
+    /// The functions a plugin registers differ from those its manifest declares.
+    #[error("plugin `{plugin}` does not register the functions it declares: {message}")]
+    FunctionMismatch {
+        /// The plugin.
+        plugin: String,
+        /// Which function and how (declared but not registered, or the reverse, or twice).
+        message: String,
+    },
     /// A plugin did not answer within the configured time.
     #[error("plugin `{plugin}` did not finish {operation} within {after:?}")]
     Timeout {
@@ -463,6 +489,9 @@ impl Error {
             Self::InitializeFailed { .. } => ErrorCode::InitializeFailed,
             Self::PluginFailed { .. } => ErrorCode::PluginFailed,
             Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::FunctionNotFound { .. } => ErrorCode::FunctionNotFound,
+            Self::InvalidInput { .. } => ErrorCode::InvalidInput,
+            Self::FunctionMismatch { .. } => ErrorCode::FunctionMismatch,
             Self::Disabled { .. } => ErrorCode::PluginDisabled,
             Self::NotActive { .. } => ErrorCode::PluginNotActive,
             Self::DependencyNotDeclared { .. } => ErrorCode::DependencyNotDeclared,
@@ -539,6 +568,15 @@ impl Error {
                 json!({ "plugin": plugin, "operation": operation, "after_ms": after.as_millis() })
             }
             Self::InvalidConfig { key, .. } => json!({ "key": key }),
+            Self::FunctionNotFound { plugin, function } => {
+                json!({ "plugin": plugin, "function": function })
+            }
+            Self::InvalidInput {
+                plugin,
+                function,
+                errors,
+            } => json!({ "plugin": plugin, "function": function, "errors": errors }),
+            Self::FunctionMismatch { plugin, .. } => json!({ "plugin": plugin }),
             Self::TableAccessDenied {
                 plugin,
                 table,

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock, Weak};
 
 use plugin_api::ffi::{
-    ABI_MAJOR, ContextPtr, DeclarationHeader, HostVTable, InstancePtr, PluginVTable, RawResult,
-    RawSlice, STATUS_OK, STATUS_PANIC,
+    ABI_MAJOR, ContextPtr, DeclarationHeader, HostVTable, InstancePtr, PLUGIN_VTABLE_MIN_SIZE,
+    PluginVTable, RawResult, RawSlice, STATUS_OK, STATUS_PANIC,
 };
 
 use super::TrustedPath;
@@ -66,6 +66,8 @@ impl Hook {
 #[derive(Debug)]
 pub(crate) struct Library {
     lib: libloading::Library,
+    /// The declaration's `concurrent` flag: the plugin's `call`s may overlap.
+    concurrent: bool,
 }
 
 impl Library {
@@ -115,7 +117,10 @@ impl Library {
                 reason: "the declaration in memory differs from the one in the file".into(),
             });
         }
-        Ok(Self { lib })
+        Ok(Self {
+            lib,
+            concurrent: in_memory.reserved & plugin_api::ffi::FLAG_CONCURRENT != 0,
+        })
     }
 
     /// Calls the entry point and creates an instance bound to `ctx`. Runs plugin code: call it on
@@ -150,15 +155,33 @@ impl Library {
             }));
         }
         // SAFETY: non-null pointer to the plugin's static function table, valid while the
-        // library is open; `Instance<'_>` borrows `self`, so it cannot outlive the library.
-        let vtable: &PluginVTable = unsafe { &*table };
-        if vtable.size < size_of::<PluginVTable>() {
+        // library is open; only its first field is read here, which every table has.
+        let size = unsafe { std::ptr::addr_of!((*table).size).read() };
+        if size < PLUGIN_VTABLE_MIN_SIZE {
             return Err(InstantiateError::Host(Error::IncompatibleAbi {
                 path: original.to_owned(),
-                found: format!("a function table of {} bytes", vtable.size),
-                accepted: format!("{} bytes", size_of::<PluginVTable>()),
+                found: format!("a function table of {size} bytes"),
+                accepted: format!("at least {PLUGIN_VTABLE_MIN_SIZE} bytes"),
             }));
         }
+        // SAFETY: the table has at least `size` bytes, checked above to cover every field read
+        // (an older plugin's table ends before the appended fields, which are then not read:
+        // docs/abi.md, appending fields). The places are computed without making a reference to
+        // the whole table, which may be shorter than this host's `PluginVTable`.
+        let vtable = unsafe {
+            Table {
+                create: std::ptr::addr_of!((*table).create).read(),
+                initialize: std::ptr::addr_of!((*table).initialize).read(),
+                execute: std::ptr::addr_of!((*table).execute).read(),
+                enable: std::ptr::addr_of!((*table).enable).read(),
+                disable: std::ptr::addr_of!((*table).disable).read(),
+                cleanup: std::ptr::addr_of!((*table).cleanup).read(),
+                deliver: std::ptr::addr_of!((*table).deliver).read(),
+                destroy: std::ptr::addr_of!((*table).destroy).read(),
+                call: (size >= size_of::<PluginVTable>())
+                    .then(|| std::ptr::addr_of!((*table).call).read()),
+            }
+        };
         let mut ptr: InstancePtr = std::ptr::null_mut();
         let key = ContextKey::register(ctx);
         // SAFETY: `create` of a table the plugin returned for ABI 1, with size checked above:
@@ -174,11 +197,29 @@ impl Library {
         }
         Ok(Instance {
             vtable,
+            concurrent: self.concurrent,
             ptr,
             key: Some(key),
             _lib: PhantomData,
         })
     }
+}
+
+type CallFn = unsafe extern "C" fn(InstancePtr, RawSlice, RawSlice) -> RawResult;
+
+/// The plugin's function table as the host uses it: the fields copied out of the plugin's
+/// static table, `call` only when the plugin's table has it (API minor 2 and later).
+#[derive(Debug, Clone, Copy)]
+struct Table {
+    create: unsafe extern "C" fn(*const HostVTable, ContextPtr, *mut InstancePtr) -> RawResult,
+    initialize: unsafe extern "C" fn(InstancePtr) -> RawResult,
+    execute: unsafe extern "C" fn(InstancePtr, RawSlice) -> RawResult,
+    enable: unsafe extern "C" fn(InstancePtr) -> RawResult,
+    disable: unsafe extern "C" fn(InstancePtr) -> RawResult,
+    cleanup: unsafe extern "C" fn(InstancePtr) -> RawResult,
+    deliver: unsafe extern "C" fn(InstancePtr, u64, RawSlice, RawSlice) -> RawResult,
+    destroy: unsafe extern "C" fn(InstancePtr) -> RawResult,
+    call: Option<CallFn>,
 }
 
 /// Why an instance could not be created.
@@ -211,17 +252,20 @@ fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
     }
 }
 
-/// A live plugin instance. Not `Send`: it stays on the worker thread that created it, which is
-/// what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) by
-/// [`Instance::destroy`], or on drop.
+/// A live plugin instance. Neither `Send` nor `Sync`: it stays on the worker thread that created
+/// it, which is what makes the plugin's `&mut self` sound. Destroyed (plugin drop code) by
+/// [`Instance::destroy`], or on drop. The one way to call it from other threads is
+/// [`SharedCalls`], for a concurrent plugin only.
 ///
 /// Every call below relies on the same contract (`PluginVTable`, docs/abi.md): `ptr` is the live
-/// instance `create` returned and only `destroy` consumes it; this value is not `Send` and
-/// methods take `&mut self`, so calls come from one thread, one at a time; every slice argument
-/// borrows memory of the caller alive for the call; and `'lib` keeps the library open.
+/// instance `create` returned and only `destroy` consumes it (by value, so no borrow of the
+/// instance, [`SharedCalls`] included, outlives it); this value is neither `Send` nor `Sync`, so
+/// its own methods are called from one thread, one at a time; every slice argument borrows
+/// memory of the caller alive for the call; and `'lib` keeps the library open.
 #[derive(Debug)]
 pub(crate) struct Instance<'lib> {
-    vtable: &'lib PluginVTable,
+    vtable: Table,
+    concurrent: bool,
     ptr: InstancePtr,
     /// The instance's entry in the context table, removed once the instance is destroyed.
     key: Option<ContextKey>,
@@ -237,7 +281,7 @@ pub(crate) struct Destroyed {
 }
 
 impl Instance<'_> {
-    pub(crate) fn hook(&mut self, hook: Hook) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn hook(&self, hook: Hook) -> Result<Vec<u8>, CallError> {
         let f = match hook {
             Hook::Initialize => self.vtable.initialize,
             Hook::Enable => self.vtable.enable,
@@ -248,14 +292,35 @@ impl Instance<'_> {
         decode(unsafe { f(self.ptr) })
     }
 
-    pub(crate) fn execute(&mut self, input: &[u8]) -> Result<Vec<u8>, CallError> {
+    pub(crate) fn execute(&self, input: &[u8]) -> Result<Vec<u8>, CallError> {
         // SAFETY: the live instance and a slice of `input`, borrowed for the call (the contract
         // on `Instance`).
         decode(unsafe { (self.vtable.execute)(self.ptr, RawSlice::new(input)) })
     }
 
+    /// Calls the named function `function`. A plugin of API minor 0 or 1 has none: its
+    /// manifest declares none, so the manager never sends one, and this answers
+    /// `function_not_found` all the same.
+    pub(crate) fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        let Some(call) = self.vtable.call else {
+            return Err(CallError::Failed {
+                code: "function_not_found".into(),
+                message: format!("the plugin has no function `{function}`"),
+            });
+        };
+        // SAFETY: the live instance and slices of `function` and `input`, borrowed for the call
+        // (the contract on `Instance`); `call` exists, the table's size said so.
+        decode(unsafe {
+            call(
+                self.ptr,
+                RawSlice::new(function.as_bytes()),
+                RawSlice::new(input),
+            )
+        })
+    }
+
     pub(crate) fn deliver(
-        &mut self,
+        &self,
         id: u64,
         name: &str,
         payload: &[u8],
@@ -269,6 +334,18 @@ impl Instance<'_> {
                 RawSlice::new(name.as_bytes()),
                 RawSlice::new(payload),
             )
+        })
+    }
+
+    /// A handle that pool threads share to run named functions of a concurrent plugin at once;
+    /// `None` for an exclusive plugin (or one without `call`). It borrows the instance, so every
+    /// thread using it is done before the instance can be destroyed.
+    pub(crate) fn shared_calls(&self) -> Option<SharedCalls<'_>> {
+        let call = self.vtable.call.filter(|_| self.concurrent)?;
+        Some(SharedCalls {
+            call,
+            ptr: self.ptr,
+            _instance: PhantomData,
         })
     }
 
@@ -299,6 +376,36 @@ impl Instance<'_> {
 impl Drop for Instance<'_> {
     fn drop(&mut self) {
         self.destroy_now();
+    }
+}
+
+/// `call` of a concurrent plugin's live instance, shared by the threads of its pool.
+#[derive(Debug)]
+pub(crate) struct SharedCalls<'i> {
+    call: CallFn,
+    ptr: InstancePtr,
+    _instance: PhantomData<&'i ()>,
+}
+
+// SAFETY: built only by `Instance::shared_calls` for a plugin whose declaration carries
+// `FLAG_CONCURRENT`, which `export_plugin!(T, concurrent)` sets only for a `T: Sync`, and whose
+// glue takes `call`s from several threads at once (docs/abi.md, minor 2 and threading). It
+// borrows the instance, so it cannot outlive it (`destroy` takes the instance by value).
+unsafe impl Sync for SharedCalls<'_> {}
+
+impl SharedCalls<'_> {
+    /// Calls the named function `function`, from any thread of the pool.
+    pub(crate) fn call(&self, function: &str, input: &[u8]) -> Result<Vec<u8>, CallError> {
+        // SAFETY: the live instance (borrowed for `'i`) of a concurrent plugin, whose `call`
+        // may overlap (the `Sync` impl above); slices of `function` and `input`, borrowed for
+        // the call.
+        decode(unsafe {
+            (self.call)(
+                self.ptr,
+                RawSlice::new(function.as_bytes()),
+                RawSlice::new(input),
+            )
+        })
     }
 }
 
@@ -336,11 +443,15 @@ pub(crate) fn is_mapped(path: &Path) -> bool {
 pub(crate) trait HostServices: Send + Sync {
     fn log(&self, ctx: &HostContext, level: u32, message: &str);
     fn dependency(&self, ctx: &HostContext, name: &str) -> Result<u64, plugin_api::Error>;
+    /// The most verbose level the host logs for plugins (0 off, 1 error .. 5 trace).
+    fn max_level(&self, ctx: &HostContext) -> u32;
+    /// Calls `execute` (`function` none) or a named function of a declared dependency.
     fn call_dependency(
         &self,
         ctx: &HostContext,
         name: &str,
         generation: u64,
+        function: Option<&str>,
         input: &[u8],
     ) -> Result<Vec<u8>, plugin_api::Error>;
     fn emit(
@@ -588,9 +699,47 @@ unsafe extern "C" fn host_call_dependency(
         let input = unsafe { input.as_bytes() };
         // SAFETY: `name` is an argument of this call.
         let result = unsafe { arg_str(name) }
-            .and_then(|name| services.call_dependency(ctx, name, generation, input));
+            .and_then(|name| services.call_dependency(ctx, name, generation, None, input));
         to_raw(result)
     })
+}
+
+/// `HostVTable::call_function`.
+///
+/// # Safety
+/// The `HostVTable` contract: slice arguments valid for the call, out-pointers null or
+/// writable. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_call_function(
+    ctx: ContextPtr,
+    name: RawSlice,
+    generation: u64,
+    function: RawSlice,
+    input: RawSlice,
+) -> RawResult {
+    with_ctx(ctx, |ctx, services| {
+        // SAFETY: `input` is an argument of this call, valid for its duration.
+        let input = unsafe { input.as_bytes() };
+        // SAFETY: `name` and `function` are arguments of this call.
+        let result = unsafe { arg_str(name) }.and_then(|name| {
+            // SAFETY: as above.
+            let function = unsafe { arg_str(function) }?;
+            services.call_dependency(ctx, name, generation, Some(function), input)
+        });
+        to_raw(result)
+    })
+}
+
+/// `HostVTable::max_level`.
+///
+/// # Safety
+/// The `HostVTable` contract. The context value is looked up, never dereferenced.
+unsafe extern "C" fn host_max_level(ctx: ContextPtr) -> u32 {
+    let mut level = 0;
+    let _ = with_ctx(ctx, |ctx, services| {
+        level = services.max_level(ctx);
+        RawResult::ok(Vec::new())
+    });
+    level
 }
 
 /// `HostVTable::emit`.
@@ -684,4 +833,6 @@ static HOST_VTABLE: HostVTable = HostVTable {
     subscribe: host_subscribe,
     unsubscribe: host_unsubscribe,
     call: host_call,
+    call_function: host_call_function,
+    max_level: host_max_level,
 };

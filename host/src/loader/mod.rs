@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use object::{Object, ObjectSection};
 use plugin_api::ffi::{
-    ABI_MAJOR, API_MINOR, DECLARATION_SYMBOL, DeclarationHeader, ENTRY_SYMBOL, HostVTable, MAGIC,
-    PANIC_UNWIND, PluginVTable,
+    ABI_MAJOR, API_MINOR, DECLARATION_SYMBOL, DeclarationHeader, ENTRY_SYMBOL, FLAG_CONCURRENT,
+    HostVTable, MAGIC, PANIC_UNWIND, PLUGIN_VTABLE_MIN_SIZE,
 };
 use serde::Serialize;
 
@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::manifest::PluginManifest;
 
 pub(crate) use ffi::{
-    CallError, Hook, HostContext, HostServices, InstantiateError, Library, is_mapped,
+    CallError, Hook, HostContext, HostServices, Instance, InstantiateError, Library, is_mapped,
 };
 pub use file::DEFAULT_MAX_PLUGIN_BYTES;
 pub use file::check_path;
@@ -55,6 +55,9 @@ pub struct Inspection {
     pub abi_major: u32,
     /// API minor version it was built for.
     pub api_minor: u32,
+    /// Whether it was exported as `concurrent`: its shared functions may run on several threads
+    /// at once (header flag, API minor 2).
+    pub concurrent: bool,
     /// Size of the file in bytes.
     pub file_size: u64,
     /// 64-bit content hash of the file, hex (equal files hash equal). Computed by [`inspect`]
@@ -148,6 +151,7 @@ impl Candidate {
             manifest,
             abi_major: header.abi_major,
             api_minor: header.api_minor,
+            concurrent: header.reserved & FLAG_CONCURRENT != 0,
             file_size: bytes.len() as u64,
             content_hash: String::new(),
         };
@@ -293,21 +297,28 @@ fn check_header(path: &Path, h: &DeclarationHeader) -> Result<()> {
             accepted: accepted_abi(),
         });
     }
-    // Same ABI major: the layouts must agree exactly; a mismatch means a corrupt or forged file.
+    // Same ABI major: the header size agrees, the plugin's table has at least the fields of
+    // minor 0 (later minors append, docs/abi.md), the host table it expects is no larger than
+    // this host's, and no unknown flag is set; anything else means a corrupt or forged file.
     if h.header_size as usize != HEADER_SIZE
-        || (h.plugin_vtable_size as usize) < size_of::<PluginVTable>()
+        || (h.plugin_vtable_size as usize) < PLUGIN_VTABLE_MIN_SIZE
         || (h.host_vtable_size as usize) > size_of::<HostVTable>()
+        || h.reserved & !FLAG_CONCURRENT != 0
     {
         return Err(Error::IncompatibleAbi {
             path: path.to_owned(),
             found: format!(
-                "{}.{} with layout sizes {}/{}/{}",
-                h.abi_major, h.api_minor, h.header_size, h.plugin_vtable_size, h.host_vtable_size
+                "{}.{} with layout sizes {}/{}/{}, flags {:#x}",
+                h.abi_major,
+                h.api_minor,
+                h.header_size,
+                h.plugin_vtable_size,
+                h.host_vtable_size,
+                h.reserved
             ),
             accepted: format!(
-                "{} with layout sizes {HEADER_SIZE}/{}/{}",
+                "{} with layout sizes {HEADER_SIZE}/at least {PLUGIN_VTABLE_MIN_SIZE}/at most {}, flags {FLAG_CONCURRENT:#x}",
                 accepted_abi(),
-                size_of::<PluginVTable>(),
                 size_of::<HostVTable>()
             ),
         });
@@ -380,7 +391,7 @@ mod tests {
             api_minor: API_MINOR,
             header_size: HEADER_SIZE as u32,
             panic_strategy: PANIC_UNWIND,
-            plugin_vtable_size: size_of::<PluginVTable>() as u32,
+            plugin_vtable_size: size_of::<plugin_api::ffi::PluginVTable>() as u32,
             host_vtable_size: size_of::<HostVTable>() as u32,
             manifest_len: 0,
             reserved: 0,

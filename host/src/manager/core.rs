@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::types::{
     LifecycleEvent, PluginInfo, PluginSettings, PluginState, PluginStats, Resources,
 };
-use super::worker::{CallFailure, MailboxHandle, Stats, Worker};
+use super::worker::{CallFailure, Invocation, MailboxHandle, Stats, Worker};
 use crate::bus::{EventBus, Owner};
 use crate::config::ManagerConfig;
 use crate::error::{Error, Operation, Result};
@@ -53,6 +53,9 @@ pub(crate) struct Slot {
     pub(crate) mailbox: MailboxHandle,
     pub(crate) worker: Mutex<Option<Worker>>,
     pub(crate) stats: Arc<Stats>,
+    /// The compiled input schemas of the plugin's functions, by function name, so a call does
+    /// not compile its schema again.
+    input_validators: HashMap<String, Arc<jsonschema::Validator>>,
 }
 
 impl Slot {
@@ -74,6 +77,7 @@ impl Slot {
         Self {
             generation: ctx.generation,
             lineage: lineage.unwrap_or(ctx.generation),
+            input_validators: input_validators(&manifest),
             manifest,
             path,
             shadow,
@@ -452,9 +456,9 @@ impl Inner {
 
     /// Runs `execute` on a plugin's current instance. A call that finds the instance retiring
     /// (a reload swapped it out) runs on the new instance instead, so reloads lose no calls.
-    pub(crate) fn execute(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
+    pub(crate) fn execute(&self, name: &str, call: Invocation) -> Result<Vec<u8>> {
         let slot = self.slot(name)?;
-        self.execute_following(slot, input, None)
+        self.execute_following(slot, call, None)
     }
 
     /// Runs `execute` on `slot`, or, if it is retiring, on its successor (within `lineage` when
@@ -465,7 +469,7 @@ impl Inner {
     pub(crate) fn execute_following(
         &self,
         mut slot: Arc<Slot>,
-        mut input: Vec<u8>,
+        mut input: Invocation,
         lineage: Option<u64>,
     ) -> Result<Vec<u8>> {
         // Each step needs a complete reload (a new instance initialised) to have happened in
@@ -497,8 +501,8 @@ impl Inner {
     pub(crate) fn try_execute_on(
         &self,
         slot: &Slot,
-        input: Vec<u8>,
-    ) -> Result<Result<Vec<u8>>, Vec<u8>> {
+        input: Invocation,
+    ) -> Result<Result<Vec<u8>>, Invocation> {
         // Register first, then look at the state (both SeqCst): either this call sees
         // `stopping`, or `retire` (which sets `stopping` first, then drains) sees this call in
         // flight and waits for it.
@@ -518,6 +522,12 @@ impl Inner {
             }
             _ => return Err(input),
         }
+        if let Some(function) = &input.function
+            && let Err(e) = check_input(slot, function, &input.input)
+        {
+            return Ok(Err(e));
+        }
+        let operation = input.operation();
         let result = slot.mailbox.execute(input, self.config.execute_timeout);
         // A call that timed out must not keep working: stop its running statement and fail
         // its further table calls until the plugin's next call starts (the worker ends the
@@ -527,7 +537,7 @@ impl Inner {
         {
             tables.cancel();
         }
-        Ok(result.map_err(|f| self.call_failure(slot.name(), Operation::Execute, f)))
+        Ok(result.map_err(|f| self.call_failure(slot.name(), operation, f)))
     }
 
     pub(crate) fn call_failure(
@@ -547,6 +557,7 @@ impl Inner {
                     Operation::Open
                     | Operation::Create
                     | Operation::Execute
+                    | Operation::Call
                     | Operation::Enable
                     | Operation::Disable => self.config.execute_timeout,
                 },
@@ -599,6 +610,7 @@ impl Inner {
             name: m.name.clone(),
             version: m.version.to_string(),
             description: m.description.clone(),
+            functions: m.functions.clone(),
             state: slot.state(),
             api_version: slot.api_version.clone(),
             path: slot.path.clone(),
@@ -716,6 +728,7 @@ fn failed_info(r: &FailedRecord) -> PluginInfo {
         name: m.name.clone(),
         version: m.version.to_string(),
         description: m.description.clone(),
+        functions: m.functions.clone(),
         state: PluginState::Failed,
         api_version: String::new(),
         path: r.path.clone(),
@@ -762,6 +775,55 @@ pub(crate) fn plugin_error(plugin: &str, operation: Operation, e: CallError) -> 
             message,
             panicked,
         }
+    }
+}
+
+/// Compiles the input schemas of a manifest's functions (they were checked to compile when the
+/// file was read; one that does not is left out, and a call then compiles it to report why).
+fn input_validators(manifest: &PluginManifest) -> HashMap<String, Arc<jsonschema::Validator>> {
+    manifest
+        .functions
+        .iter()
+        .filter_map(|f| {
+            let validator = jsonschema::validator_for(f.input_schema.as_ref()?).ok()?;
+            Some((f.name.clone(), Arc::new(validator)))
+        })
+        .collect()
+}
+
+/// Checks a call of a named function before it is queued: the function is declared, and the
+/// input is JSON that its declared input schema (if any) accepts.
+fn check_input(slot: &Slot, function: &str, input: &[u8]) -> Result<()> {
+    let manifest = &slot.manifest;
+    let spec = manifest
+        .function(function)
+        .ok_or_else(|| Error::FunctionNotFound {
+            plugin: manifest.name.clone(),
+            function: function.to_owned(),
+        })?;
+    let Some(schema) = &spec.input_schema else {
+        return Ok(());
+    };
+    let invalid = |errors: Vec<String>| Error::InvalidInput {
+        plugin: manifest.name.clone(),
+        function: function.to_owned(),
+        errors,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(input).map_err(|e| invalid(vec![format!("not JSON: {e}")]))?;
+    let validator = match slot.input_validators.get(function) {
+        Some(validator) => Arc::clone(validator),
+        None => Arc::new(
+            jsonschema::validator_for(schema).map_err(|e| Error::Internal {
+                message: format!("input schema of `{function}` does not compile: {e}"),
+            })?,
+        ),
+    };
+    let errors = crate::manifest::schema_errors(&validator, &value);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(errors))
     }
 }
 

@@ -210,7 +210,36 @@ impl PluginManager {
     /// # Errors
     /// As [`PluginManager::execute`].
     pub fn execute_bytes(&self, name: &str, input: Vec<u8>) -> Result<Vec<u8>> {
-        self.inner.execute(name, input)
+        self.inner.execute(name, worker::Invocation::execute(input))
+    }
+
+    /// Calls a plugin's named function `function` with JSON, after checking the input against
+    /// the function's declared input schema. Counted with `execute` in the plugin's stats.
+    ///
+    /// # Errors
+    /// `function_not_found` when the plugin declares no such function, `invalid_input` when the
+    /// input fails its schema, and the errors of [`PluginManager::execute`] (a typed input the
+    /// plugin cannot deserialise is `plugin_failed` with plugin code `bad_request`).
+    pub fn call(&self, name: &str, function: &str, input: &Value) -> Result<Value> {
+        let bytes = serde_json::to_vec(input).map_err(|e| Error::BadRequest {
+            message: e.to_string(),
+        })?;
+        let out = self.call_bytes(name, function, bytes)?;
+        serde_json::from_slice(&out).map_err(|e| Error::Internal {
+            message: format!("plugin `{name}` returned invalid JSON: {e}"),
+        })
+    }
+
+    /// [`PluginManager::call`] with JSON bytes, returning JSON bytes.
+    ///
+    /// # Errors
+    /// As [`PluginManager::call`].
+    pub fn call_bytes(&self, name: &str, function: &str, input: Vec<u8>) -> Result<Vec<u8>> {
+        let call = worker::Invocation {
+            function: Some(function.to_owned()),
+            input,
+        };
+        self.inner.execute(name, call)
     }
 
     /// Loads every plugin library in a folder, in dependency order.

@@ -10,6 +10,7 @@ use plugin_api::wire::{self, Op, Service};
 
 use super::core::{Inner, Slot};
 use super::types::PluginState;
+use super::worker::Invocation;
 use crate::bus::Owner;
 use crate::error::Error;
 use crate::loader::{HostContext, HostServices};
@@ -72,11 +73,30 @@ impl HostServices for Inner {
         }
     }
 
+    fn max_level(&self, _ctx: &HostContext) -> u32 {
+        // `enabled!` asks the installed subscriber's filter, including directives for the
+        // `plugin` target, which is where `log` above writes.
+        if tracing::enabled!(target: "plugin", tracing::Level::TRACE) {
+            5
+        } else if tracing::enabled!(target: "plugin", tracing::Level::DEBUG) {
+            4
+        } else if tracing::enabled!(target: "plugin", tracing::Level::INFO) {
+            3
+        } else if tracing::enabled!(target: "plugin", tracing::Level::WARN) {
+            2
+        } else if tracing::enabled!(target: "plugin", tracing::Level::ERROR) {
+            1
+        } else {
+            0
+        }
+    }
+
     fn call_dependency(
         &self,
         ctx: &HostContext,
         name: &str,
         generation: u64,
+        function: Option<&str>,
         input: &[u8],
     ) -> Result<Vec<u8>, plugin_api::Error> {
         let slot = self
@@ -93,7 +113,11 @@ impl HostServices for Inner {
             }));
         }
         let lineage = slot.lineage;
-        match self.execute_following(slot, input.to_vec(), Some(lineage)) {
+        let call = Invocation {
+            function: function.map(str::to_owned),
+            input: input.to_vec(),
+        };
+        match self.execute_following(slot, call, Some(lineage)) {
             Ok(out) => Ok(out),
             // The dependency's own error code goes through unchanged; the caller can tell it
             // from host errors by the message prefix naming the dependency.

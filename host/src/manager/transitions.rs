@@ -313,6 +313,7 @@ impl Inner {
             .unwrap_or_default()
             .apply(&manifest)?;
         check_config(&manifest, settings.config.as_ref())?;
+        let threads = settings.pool_threads()?;
         let scoped = self.open_resources(&manifest.name, &resources)?;
         let generation = self.next_generation();
         let shadow = candidate.write_shadow(&self.shadow_dir)?;
@@ -331,6 +332,7 @@ impl Inner {
             ctx: Arc::clone(&ctx),
             stats: Arc::clone(&stats),
             capacity: self.config.mailbox_capacity,
+            threads,
             on_call: scoped.tables.as_ref().map(ScopedTables::call_start_hook),
         };
         let (worker, mailbox) = match Worker::start(spawn, self.config.initialize_timeout, |l| {
@@ -961,13 +963,7 @@ fn check_config(manifest: &PluginManifest, config: Option<&serde_json::Value>) -
     })?;
     let empty = serde_json::json!({});
     let config = config.unwrap_or(&empty);
-    let errors: Vec<String> = validator
-        .iter_errors(config)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            format!("{}: {e}", if at.is_empty() { "/" } else { &at })
-        })
-        .collect();
+    let errors = crate::manifest::schema_errors(&validator, config);
     if errors.is_empty() {
         Ok(())
     } else {

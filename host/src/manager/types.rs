@@ -145,12 +145,53 @@ pub struct PluginSettings {
     /// Resource overrides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<Overrides>,
+    /// Threads of the pool that runs a concurrent plugin's functions
+    /// ([`PluginSettings::THREADS`], default [`PluginSettings::DEFAULT_THREADS`]); ignored for an
+    /// exclusive plugin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
 }
 
 impl PluginSettings {
+    /// Pool size of a concurrent plugin when the operator sets none.
+    pub const DEFAULT_THREADS: usize = 4;
+    /// Pool sizes the operator may set.
+    pub const THREADS: std::ops::RangeInclusive<usize> = 1..=64;
+
     /// Settings with a config and overrides.
     pub fn new(config: Option<serde_json::Value>, overrides: Option<Overrides>) -> Self {
-        Self { config, overrides }
+        Self {
+            config,
+            overrides,
+            threads: None,
+        }
+    }
+
+    /// Sets the pool size of a concurrent plugin (checked when the plugin is loaded).
+    #[must_use]
+    pub fn with_threads(mut self, threads: Option<usize>) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The pool size to use: the operator's, or the default.
+    ///
+    /// # Errors
+    /// `invalid_config` (key `threads`) when it is outside [`PluginSettings::THREADS`].
+    pub fn pool_threads(&self) -> crate::error::Result<usize> {
+        let threads = self.threads.unwrap_or(Self::DEFAULT_THREADS);
+        if Self::THREADS.contains(&threads) {
+            Ok(threads)
+        } else {
+            Err(crate::error::Error::InvalidConfig {
+                key: "threads".into(),
+                message: format!(
+                    "{threads} threads; a plugin's pool has {} to {} threads",
+                    Self::THREADS.start(),
+                    Self::THREADS.end()
+                ),
+            })
+        }
     }
 }
 
@@ -164,6 +205,8 @@ pub struct PluginInfo {
     pub version: String,
     /// One-line description.
     pub description: String,
+    /// The typed functions it offers (name, summary, input and output schema).
+    pub functions: Vec<crate::manifest::FunctionSpec>,
     /// Lifecycle state.
     pub state: PluginState,
     /// ABI version it was built for, `major.minor`.

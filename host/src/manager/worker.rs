@@ -31,9 +31,37 @@ pub(crate) struct Stats {
 
 type Reply = Sender<Result<Vec<u8>, CallError>>;
 
+/// One call of a plugin: its default function (`execute`) or a named one, with its JSON input.
+#[derive(Debug)]
+pub(crate) struct Invocation {
+    /// The named function; `None` for `execute`.
+    pub(crate) function: Option<String>,
+    /// The input, JSON.
+    pub(crate) input: Vec<u8>,
+}
+
+impl Invocation {
+    /// A call of the default function.
+    pub(crate) fn execute(input: Vec<u8>) -> Self {
+        Self {
+            function: None,
+            input,
+        }
+    }
+
+    /// The operation's name in errors: `execute` or `call`.
+    pub(crate) fn operation(&self) -> Operation {
+        if self.function.is_some() {
+            Operation::Call
+        } else {
+            Operation::Execute
+        }
+    }
+}
+
 enum Job {
     Hook(Hook, Reply),
-    Execute(Vec<u8>, Reply),
+    Execute(Invocation, Reply),
     Deliver(u64, Arc<BusEvent>),
     /// A topic message: delivered like an event, but the sender waits for the handler's result
     /// (it commits the offset only on success).
@@ -88,6 +116,9 @@ pub(crate) struct Spawn {
     pub(crate) ctx: Arc<HostContext>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) capacity: usize,
+    /// Threads of the pool that runs a concurrent plugin's named functions (ignored for an
+    /// exclusive plugin, which runs everything on its worker thread).
+    pub(crate) threads: usize,
     /// Run as each job starts, before the plugin's code: ends a cancellation of its tables
     /// session raised by an earlier call that timed out.
     pub(crate) on_call: Option<Arc<dyn Fn() + Send + Sync>>,
@@ -205,10 +236,11 @@ impl MailboxHandle {
         self.call(Job::Hook(hook, reply), rx, timeout)
     }
 
-    /// Runs `execute` on the worker and waits at most `timeout` (mailbox wait included).
+    /// Runs `execute` or a named function on the worker and waits at most `timeout` (mailbox
+    /// wait included).
     pub(crate) fn execute(
         &self,
-        input: Vec<u8>,
+        input: Invocation,
         timeout: Duration,
     ) -> Result<Vec<u8>, CallFailure> {
         let (reply, rx) = bounded(1);
@@ -367,11 +399,20 @@ fn serve(
     rx: &Receiver<Job>,
     ready: &Sender<Result<(), Error>>,
 ) -> u64 {
-    let mut instance = match library.instantiate(&spawn.original, &spawn.ctx) {
+    let instance = match library.instantiate(&spawn.original, &spawn.ctx) {
         Ok(instance) => instance,
         Err(e) => {
             let error = match e {
                 crate::loader::InstantiateError::Host(e) => e,
+                // The glue checks the registered functions against the manifest in `create`.
+                crate::loader::InstantiateError::Plugin(CallError::Failed { code, message })
+                    if code == "function_mismatch" =>
+                {
+                    Error::FunctionMismatch {
+                        plugin: spawn.ctx.plugin.clone(),
+                        message,
+                    }
+                }
                 crate::loader::InstantiateError::Plugin(e) => {
                     super::core::plugin_error(&spawn.ctx.plugin, Operation::Create, e)
                 }
@@ -381,10 +422,54 @@ fn serve(
         }
     };
     let _ = ready.send(Ok(()));
+    match instance.shared_calls() {
+        // A concurrent plugin: named functions go to a pool of threads of this worker, scoped,
+        // so every one of them is joined before the instance is destroyed (and long before the
+        // library closes). The hand-over channel has no room: a call waits in the bounded
+        // mailbox until a pool thread is free, and times out there like any call.
+        Some(shared) => std::thread::scope(|scope| {
+            let (pool_tx, pool_rx) = bounded::<(Invocation, Reply)>(0);
+            for i in 0..spawn.threads.max(1) {
+                let rx = pool_rx.clone();
+                let shared = &shared;
+                let on_call = spawn.on_call.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("plugin-{}-{i}", spawn.ctx.plugin))
+                    .spawn_scoped(scope, move || {
+                        while let Ok((call, reply)) = rx.recv() {
+                            if let Some(on_call) = &on_call {
+                                on_call();
+                            }
+                            let function = call.function.as_deref().unwrap_or_default();
+                            let _ = reply.send(shared.call(function, &call.input));
+                        }
+                    });
+                if let Err(e) = spawned {
+                    tracing::warn!(target: "manager", plugin = %spawn.ctx.plugin, error = %e, "cannot start a pool thread; the pool runs with fewer");
+                }
+            }
+            drop(pool_rx);
+            serve_jobs(&instance, spawn, rx, Some(&pool_tx));
+        }),
+        None => serve_jobs(&instance, spawn, rx, None),
+    }
+    instance.destroy().live_contexts
+}
+
+/// Serves jobs until `Stop` (or a closed mailbox). Named calls go to `pool` when given (a
+/// concurrent plugin); everything else runs here, in order.
+fn serve_jobs(
+    instance: &crate::loader::Instance<'_>,
+    spawn: &Spawn,
+    rx: &Receiver<Job>,
+    pool: Option<&Sender<(Invocation, Reply)>>,
+) {
     let mut cleaned_up = false;
     while let Some(job) = spin_recv(rx).or_else(|| rx.recv().ok()) {
+        let to_pool = pool.is_some() && matches!(&job, Job::Execute(c, _) if c.function.is_some());
         if let Some(on_call) = &spawn.on_call
             && !matches!(job, Job::Stop)
+            && !to_pool
         {
             on_call();
         }
@@ -395,8 +480,25 @@ fn serve(
                 }
                 let _ = reply.send(instance.hook(hook));
             }
-            Job::Execute(input, reply) => {
-                let _ = reply.send(instance.execute(&input));
+            Job::Execute(call, reply) => {
+                if let Some(pool) = pool
+                    && call.function.is_some()
+                {
+                    // Fails only when no pool thread could start: then run it here.
+                    match pool.send((call, reply)) {
+                        Ok(()) => continue,
+                        Err(crossbeam_channel::SendError((call, reply))) => {
+                            let function = call.function.as_deref().unwrap_or_default();
+                            let _ = reply.send(instance.call(function, &call.input));
+                            continue;
+                        }
+                    }
+                }
+                let result = match &call.function {
+                    None => instance.execute(&call.input),
+                    Some(function) => instance.call(function, &call.input),
+                };
+                let _ = reply.send(result);
             }
             Job::Deliver(id, event) => {
                 // Deliveries queued before the subscriptions were revoked are dropped once the
@@ -430,5 +532,4 @@ fn serve(
             Job::Stop => break,
         }
     }
-    instance.destroy().live_contexts
 }

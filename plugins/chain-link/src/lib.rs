@@ -7,12 +7,16 @@ use plugin_api::serde_json::Value;
 use plugin_api::{Context, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Link;
 
 impl Plugin for Link {
     const MANIFEST: Manifest = Manifest::new("chain-link-00000", env!("CARGO_PKG_VERSION"))
         .depends_on(&[("chain-link-99999", "*")]);
+
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self)
+    }
 
     fn execute(&mut self, _ctx: &Context, input: Value) -> Result<Value> {
         Ok(input)

@@ -1,14 +1,29 @@
 //! Test plugin `configured`: declares a JSON Schema for its configuration, reads the validated
-//! config from its context in `initialize`, and answers with it.
+//! config into a typed struct in `new`, and answers with it.
 #![forbid(unsafe_code)]
 
 use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Manifest, Plugin, Result};
+use serde::{Deserialize, Serialize};
 
-/// Keeps the config it was initialised with.
-#[derive(Debug, Default)]
+/// The configuration, as the schema below describes it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Config {
+    /// The word to say.
+    pub greeting: String,
+    /// How many times (1 to 10, default 1).
+    #[serde(default = "once")]
+    pub times: usize,
+}
+
+fn once() -> usize {
+    1
+}
+
+/// Keeps the config it was built with.
+#[derive(Debug)]
 pub struct Configured {
-    config: Value,
+    config: Config,
 }
 
 impl Plugin for Configured {
@@ -26,15 +41,15 @@ impl Plugin for Configured {
             }"#,
         );
 
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
-        self.config = ctx.config()?;
-        Ok(())
+    fn new(ctx: &Context) -> Result<Self> {
+        Ok(Self {
+            config: ctx.config()?,
+        })
     }
 
     fn execute(&mut self, _ctx: &Context, _input: Value) -> Result<Value> {
-        let greeting = self.config["greeting"].as_str().unwrap_or_default();
-        let times = self.config["times"].as_u64().unwrap_or(1) as usize;
-        Ok(json!({ "said": vec![greeting; times].join(" "), "config": self.config }))
+        let said = vec![self.config.greeting.as_str(); self.config.times].join(" ");
+        Ok(json!({ "said": said, "config": self.config }))
     }
 }
 

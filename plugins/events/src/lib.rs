@@ -12,7 +12,7 @@
 //! - `off` `{id}`; `seen` → `{"events": [{sub, name, payload}]}`; `count`; `latency` → sorted
 //!   latencies in ns; `clear`.
 //!
-//! `initialize` subscribes to `probe:init`; `cleanup` tries to subscribe (the host must refuse)
+//! `new` subscribes to `probe:init`; `cleanup` tries to subscribe (the host must refuse)
 //! and emits `events:cleanup` with the error code it got.
 #![forbid(unsafe_code)]
 
@@ -30,7 +30,7 @@ struct Seen {
 }
 
 /// Shared with the handlers, which run on this plugin's thread after `execute` returns.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Events {
     seen: Arc<Mutex<Seen>>,
 }
@@ -103,9 +103,12 @@ impl Events {
 impl Plugin for Events {
     const MANIFEST: Manifest = Manifest::new("events-00", env!("CARGO_PKG_VERSION"));
 
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
-        self.subscribe(ctx, &json!({"pattern": "probe:init"}), false)
-            .map(drop)
+    fn new(ctx: &Context) -> Result<Self> {
+        let events = Self {
+            seen: Arc::default(),
+        };
+        events.subscribe(ctx, &json!({"pattern": "probe:init"}), false)?;
+        Ok(events)
     }
 
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {

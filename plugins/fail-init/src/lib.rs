@@ -6,13 +6,13 @@ use plugin_api::serde_json::Value;
 use plugin_api::{Context, Error, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FailInit;
 
 impl Plugin for FailInit {
     const MANIFEST: Manifest = Manifest::new("fail-init", env!("CARGO_PKG_VERSION"));
 
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
+    fn new(ctx: &Context) -> Result<Self> {
         ctx.on("test:*", |_| Ok(()))?;
         Err(Error::new("not_ready", "fail-init refuses to start"))
     }

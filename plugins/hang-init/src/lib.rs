@@ -5,13 +5,13 @@ use plugin_api::serde_json::Value;
 use plugin_api::{Context, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HangInit;
 
 impl Plugin for HangInit {
     const MANIFEST: Manifest = Manifest::new("hang-init", env!("CARGO_PKG_VERSION"));
 
-    fn initialize(&mut self, _ctx: &Context) -> Result<()> {
+    fn new(_ctx: &Context) -> Result<Self> {
         loop {
             std::thread::park();
         }

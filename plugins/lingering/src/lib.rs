@@ -41,7 +41,7 @@ impl Drop for DropGuard {
 }
 
 /// The folder it records into, from its config.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lingering {
     dir: Option<PathBuf>,
 }
@@ -50,10 +50,10 @@ impl Plugin for Lingering {
     const MANIFEST: Manifest = Manifest::new("lingering", env!("CARGO_PKG_VERSION"))
         .description("keeps its context alive past its unload");
 
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
-        self.dir = ctx.config()?["dir"].as_str().map(PathBuf::from);
-        let Some(dir) = &self.dir else {
-            return Ok(());
+    fn new(ctx: &Context) -> Result<Self> {
+        let dir = ctx.config_value()?["dir"].as_str().map(PathBuf::from);
+        let Some(dir) = dir else {
+            return Ok(Self { dir: None });
         };
         let guard = DropGuard {
             file: dir.join("drops"),
@@ -63,7 +63,7 @@ impl Plugin for Lingering {
             let _ = &guard;
             held.emit("lingering:pong", &json!({}))
         })?;
-        Ok(())
+        Ok(Self { dir: Some(dir) })
     }
 
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {
@@ -87,7 +87,7 @@ fn calls_until_stopped(ctx: &Context, dir: &std::path::Path) {
         format!("{} {failed}", codes.join(","))
     };
     while !dir.join("stop").exists() && started.elapsed() < Duration::from_secs(60) {
-        if let Err(e) = ctx.config() {
+        if let Err(e) = ctx.config_value() {
             if failed == 0 {
                 publish(&dir.join("thread-first"), &e.code);
             }

@@ -5,12 +5,16 @@ use plugin_api::serde_json::Value;
 use plugin_api::{Context, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Probe;
 
 impl Plugin for Probe {
     const MANIFEST: Manifest =
         Manifest::new("needs-hello-2", env!("CARGO_PKG_VERSION")).depends_on(&[("hello", "^2")]);
+
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self)
+    }
 
     fn execute(&mut self, _ctx: &Context, input: Value) -> Result<Value> {
         Ok(input)

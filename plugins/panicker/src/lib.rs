@@ -5,11 +5,15 @@ use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Panicker;
 
 impl Plugin for Panicker {
     const MANIFEST: Manifest = Manifest::new("panicker", env!("CARGO_PKG_VERSION"));
+
+    fn new(_ctx: &Context) -> Result<Self> {
+        Ok(Self)
+    }
 
     fn execute(&mut self, _ctx: &Context, input: Value) -> Result<Value> {
         if input["panic"] == true {

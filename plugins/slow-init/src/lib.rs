@@ -8,8 +8,16 @@ use std::time::Duration;
 use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Manifest, Plugin, Result};
 
+/// The config: how long `new` and `cleanup` sleep (both default to 0).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Config {
+    ms: u64,
+    cleanup_ms: u64,
+}
+
 /// Remembers how long it slept.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SlowInit {
     slept_ms: u64,
     cleanup_ms: u64,
@@ -18,12 +26,14 @@ pub struct SlowInit {
 impl Plugin for SlowInit {
     const MANIFEST: Manifest = Manifest::new("slow-init", env!("CARGO_PKG_VERSION"));
 
-    fn initialize(&mut self, ctx: &Context) -> Result<()> {
-        let config: Value = ctx.config()?;
-        self.slept_ms = config["ms"].as_u64().unwrap_or(0);
-        self.cleanup_ms = config["cleanup_ms"].as_u64().unwrap_or(0);
-        std::thread::sleep(Duration::from_millis(self.slept_ms));
-        Ok(())
+    fn new(ctx: &Context) -> Result<Self> {
+        let config: Option<Config> = ctx.config()?;
+        let config = config.unwrap_or_default();
+        std::thread::sleep(Duration::from_millis(config.ms));
+        Ok(Self {
+            slept_ms: config.ms,
+            cleanup_ms: config.cleanup_ms,
+        })
     }
 
     fn cleanup(&mut self, _ctx: &Context) -> Result<()> {

@@ -11,7 +11,7 @@ use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Error, Manifest, Plugin, Result};
 
 /// Stateless.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Versioned;
 
 /// The package's major version: "1" or "2".
@@ -27,11 +27,11 @@ pub fn fail_marker() -> std::path::PathBuf {
 impl Plugin for Versioned {
     const MANIFEST: Manifest = Manifest::new("versioned", env!("CARGO_PKG_VERSION"));
 
-    fn initialize(&mut self, _ctx: &Context) -> Result<()> {
+    fn new(_ctx: &Context) -> Result<Self> {
         if IS_V2 && fail_marker().exists() {
             return Err(Error::new("not_ready", "version 2 was told to fail"));
         }
-        Ok(())
+        Ok(Self)
     }
 
     fn execute(&mut self, _ctx: &Context, _input: Value) -> Result<Value> {

@@ -8,6 +8,7 @@
 //! Called by `super::router` (the table) and the `GET /api/v1/openapi.json` handler.
 
 use axum::routing::{MethodFilter, MethodRouter, on};
+use plugin_host::PluginInfo;
 use serde_json::{Map, Value, json};
 
 use super::routes::{self, AppState};
@@ -213,6 +214,17 @@ pub(crate) const ROUTES: &[Route] = &[
         handler: |m| on(m, routes::execute),
     },
     Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/call/{function}",
+        summary: "Call one of the plugin's named functions (its input schema is checked first; \
+                  no body is null)",
+        auth: true,
+        body: Body::Optional("Any"),
+        ok: Success::Json(200, "ExecuteResponse"),
+        query: NONE,
+        handler: |m| on(m, routes::call),
+    },
+    Route {
         verb: Verb::Get,
         path: "/api/v1/plugins/{name}/overrides",
         summary: "Read overrides ({} when there are none)",
@@ -376,6 +388,10 @@ fn response_schemas() -> Map<String, Value> {
         ("path", json!({ "type": "string" })),
         ("dependencies", strings.clone()),
         ("dependents", strings.clone()),
+        (
+            "functions",
+            json!({ "type": "array", "items": schema_ref("Function") }),
+        ),
         ("resources", resources.clone()),
         ("declared", resources),
         (
@@ -414,6 +430,10 @@ fn response_schemas() -> Map<String, Value> {
         ),
     );
     let schemas = json!({
+        "Function": { "type": "object",
+            "required": ["name", "summary", "input_schema", "output_schema"],
+            "properties": { "name": { "type": "string" }, "summary": { "type": "string" },
+                            "input_schema": {}, "output_schema": {} } },
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message", "details"],
             "properties": { "code": { "type": "string" }, "message": { "type": "string" },
@@ -480,7 +500,9 @@ fn request_schemas() -> Map<String, Value> {
             "table_map": resource_map, "topic_map": resource_map, "bucket_map": resource_map } },
         "LoadRequest": { "type": "object", "required": ["path"], "additionalProperties": false,
             "properties": { "path": path, "overrides": nullable(schema_ref("Overrides")),
-                            "config": {} } },
+                            "config": {},
+                            "threads": { "type": ["integer", "null"], "minimum": 1,
+                                         "maximum": 64 } } },
         "PathRequest": { "type": "object", "required": ["path"], "additionalProperties": false,
             "properties": { "path": path } },
         "EmitRequest": { "type": "object", "required": ["name"], "additionalProperties": false,
@@ -499,6 +521,11 @@ fn parameters(route: &Route) -> Vec<Value> {
     if route.path.contains("{name}") {
         params.push(json!({ "name": "name", "in": "path", "required": true,
             "description": "A plugin name",
+            "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
+    }
+    if route.path.contains("{function}") {
+        params.push(json!({ "name": "function", "in": "path", "required": true,
+            "description": "A function the plugin declares",
             "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
     }
     if route.path.contains("{token}") {
@@ -560,8 +587,42 @@ fn operation(route: &Route) -> Value {
     op
 }
 
-/// The OpenAPI 3.1 document.
-pub(crate) fn document() -> Value {
+/// The paths of the loaded plugins' functions, one per function, with the request and response
+/// schemas their manifests declare (any JSON where none is declared).
+fn function_paths(plugins: &[PluginInfo], paths: &mut Map<String, Value>) {
+    for p in plugins {
+        for f in &p.functions {
+            let path = format!("/api/v1/plugins/{}/call/{}", p.name, f.name);
+            let input = f.input_schema.clone().unwrap_or_else(|| json!({}));
+            let output = f.output_schema.clone().unwrap_or_else(|| json!({}));
+            let summary = if f.summary.is_empty() {
+                format!("`{}` of plugin `{}`", f.name, p.name)
+            } else {
+                f.summary.clone()
+            };
+            let op = json!({
+                "summary": summary,
+                "operationId": format!("call_{}_{}", p.name, f.name).replace(['-', '.'], "_"),
+                "tags": [p.name],
+                "security": [{ "bearer": [] }],
+                "requestBody": { "required": false,
+                    "content": { "application/json": { "schema": input } } },
+                "responses": {
+                    "200": { "description": "success", "content": { "application/json": {
+                        "schema": { "type": "object", "required": ["output"],
+                                    "properties": { "output": output } } } } },
+                    "default": { "description": "error", "content": { "application/json": {
+                        "schema": schema_ref("Error") } } }
+                }
+            });
+            paths.insert(path, json!({ "post": op }));
+        }
+    }
+}
+
+/// The OpenAPI 3.1 document: the route table, plus one path per function of each loaded
+/// plugin (tagged with the plugin's name).
+pub(crate) fn document(plugins: &[PluginInfo]) -> Value {
     let mut paths = Map::new();
     for route in ROUTES {
         let entry = paths
@@ -569,6 +630,7 @@ pub(crate) fn document() -> Value {
             .or_insert_with(|| json!({}));
         entry[route.verb.as_str()] = operation(route);
     }
+    function_paths(plugins, &mut paths);
     let mut schemas = response_schemas();
     schemas.extend(request_schemas());
     json!({
@@ -588,7 +650,7 @@ mod tests {
 
     #[test]
     fn document_lists_every_route_once() {
-        let doc = document();
+        let doc = document(&[]);
         let mut count = 0;
         for (_, methods) in doc["paths"].as_object().unwrap() {
             count += methods.as_object().unwrap().len();
@@ -619,7 +681,7 @@ mod tests {
                 _ => {}
             }
         }
-        let doc = document();
+        let doc = document(&[]);
         let mut found = Vec::new();
         refs(&doc, &mut found);
         assert!(!found.is_empty());

@@ -297,8 +297,9 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-pub(crate) async fn openapi() -> Json<Value> {
-    Json(super::openapi::document())
+pub(crate) async fn openapi(State(st): State<AppState>) -> ApiResult<Json<Value>> {
+    let plugins = blocking(&st, |m| Ok(m.list())).await?;
+    Ok(Json(super::openapi::document(&plugins)))
 }
 
 /// `GET /presigned/{token}`: the object a presigned link names, with its content type. No bearer
@@ -354,6 +355,9 @@ pub(crate) struct LoadBody {
     overrides: Option<Overrides>,
     #[serde(default)]
     config: Option<Value>,
+    /// Pool size of a concurrent plugin.
+    #[serde(default)]
+    threads: Option<usize>,
 }
 
 /// A path from an API client: sound (no NUL, no over-long component) and absolute. The
@@ -378,10 +382,12 @@ pub(crate) async fn load(
 ) -> ApiResult<Response> {
     client_path(&body.path)?;
     let info = blocking(&st, move |m| {
-        if body.overrides.is_none() && body.config.is_none() {
+        if body.overrides.is_none() && body.config.is_none() && body.threads.is_none() {
             m.load(&body.path)
         } else {
-            m.load_with(&body.path, PluginSettings::new(body.config, body.overrides))
+            let settings =
+                PluginSettings::new(body.config, body.overrides).with_threads(body.threads);
+            m.load_with(&body.path, settings)
         }
     })
     .await?;
@@ -438,13 +444,35 @@ pub(crate) async fn execute(
     ApiPath(name): ApiPath<String>,
     req: Request,
 ) -> ApiResult<Response> {
-    let input = any_json(&st, req, EmptyBody::IsNull).await?;
+    run_call(&st, req, move |m, bytes| m.execute_bytes(&name, bytes)).await
+}
+
+/// `POST /api/v1/plugins/{name}/call/{function}`: a named function, with the body, limits,
+/// envelope and errors of `execute`.
+pub(crate) async fn call(
+    State(st): State<AppState>,
+    ApiPath((name, function)): ApiPath<(String, String)>,
+    req: Request,
+) -> ApiResult<Response> {
+    run_call(&st, req, move |m, bytes| {
+        m.call_bytes(&name, &function, bytes)
+    })
+    .await
+}
+
+/// Reads the JSON body, runs `f` on a blocking thread, answers `{"output": ...}`.
+async fn run_call(
+    st: &AppState,
+    req: Request,
+    f: impl FnOnce(&PluginManager, Vec<u8>) -> plugin_host::Result<Vec<u8>> + Send + 'static,
+) -> ApiResult<Response> {
+    let input = any_json(st, req, EmptyBody::IsNull).await?;
     let bytes = serde_json::to_vec(&input).map_err(|e| {
         ApiError::Host(Error::BadRequest {
             message: e.to_string(),
         })
     })?;
-    let out = blocking(&st, move |m| m.execute_bytes(&name, bytes)).await?;
+    let out = blocking(st, move |m| f(m, bytes)).await?;
     let output: Value = serde_json::from_slice(&out).map_err(|e| {
         ApiError::Host(Error::Internal {
             message: format!("plugin returned invalid JSON: {e}"),

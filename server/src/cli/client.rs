@@ -277,6 +277,7 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             path,
             config,
             overrides,
+            threads,
         } => {
             let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
             let mut body = json!({ "path": abs });
@@ -285,6 +286,9 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             }
             if let Some(o) = overrides {
                 body["overrides"] = parse_json("--overrides", o)?;
+            }
+            if let Some(t) = threads {
+                body["threads"] = json!(t);
             }
             let v = c.send("POST", "/api/v1/plugins", Some(&body))?;
             let human = format!("loaded {}\n", plugin_summary(&v));
@@ -315,27 +319,16 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
         PluginsCommand::Enable { name } => c.action(name, "enable", "enabled")?,
         PluginsCommand::Disable { name } => c.action(name, "disable", "disabled")?,
         PluginsCommand::Exec { name, input } => {
-            let input = match input.as_deref() {
-                None => Value::Null,
-                Some("-") => {
-                    let mut text = String::new();
-                    std::io::stdin()
-                        .read_to_string(&mut text)
-                        .map_err(|e| ClientError::Usage(format!("cannot read stdin: {e}")))?;
-                    parse_json("stdin", &text)?
-                }
-                Some(text) => parse_json("input", text)?,
-            };
-            let v = c.send(
-                "POST",
-                &format!("/api/v1/plugins/{}/execute", enc(name)),
-                Some(&input),
-            )?;
-            let human = format!(
-                "{}\n",
-                serde_json::to_string_pretty(&v["output"]).unwrap_or_default()
-            );
-            (v, human)
+            let path = format!("/api/v1/plugins/{}/execute", enc(name));
+            call_with(&c, &path, input.as_deref())?
+        }
+        PluginsCommand::Call {
+            name,
+            function,
+            input,
+        } => {
+            let path = format!("/api/v1/plugins/{}/call/{}", enc(name), enc(function));
+            call_with(&c, &path, input.as_deref())?
         }
     };
     if json_out {
@@ -346,6 +339,28 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
     } else {
         Ok(human)
     }
+}
+
+/// Posts a JSON input (`None`: `null`; `-`: read from stdin) to an execute or call route and
+/// returns the server's answer with its output, pretty-printed.
+fn call_with(c: &Client, path: &str, input: Option<&str>) -> Result<(Value, String), ClientError> {
+    let input = match input {
+        None => Value::Null,
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| ClientError::Usage(format!("cannot read stdin: {e}")))?;
+            parse_json("stdin", &text)?
+        }
+        Some(text) => parse_json("input", text)?,
+    };
+    let v = c.send("POST", path, Some(&input))?;
+    let human = format!(
+        "{}\n",
+        serde_json::to_string_pretty(&v["output"]).unwrap_or_default()
+    );
+    Ok((v, human))
 }
 
 #[allow(clippy::print_stdout, reason = "events are printed as they arrive")]

@@ -144,6 +144,9 @@ pub enum PluginsCommand {
         /// Resource overrides, as JSON.
         #[arg(long)]
         overrides: Option<String>,
+        /// Threads of the pool of a concurrent plugin (1 to 64, default 4).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Unload a plugin.
     Unload {
@@ -172,6 +175,16 @@ pub enum PluginsCommand {
     Exec {
         /// Plugin name.
         name: String,
+        /// JSON input.
+        input: Option<String>,
+    },
+    /// Call one of a plugin's named functions with JSON input (argument, or `-` for stdin;
+    /// default `null`, which a function taking `()` or an `Option` accepts).
+    Call {
+        /// Plugin name.
+        name: String,
+        /// Function name (see `plugins show NAME` or `inspect FILE`).
+        function: String,
         /// JSON input.
         input: Option<String>,
     },

@@ -313,3 +313,22 @@ fn invalid_function_declarations_are_refused_at_inspect() {
     let e = plugin_host::inspect(&file).unwrap_err();
     assert_eq!(e.code().as_str(), "invalid_plugin", "{e}");
 }
+
+#[test]
+fn the_openapi_document_gives_each_function_with_an_input_schema_its_own_path() {
+    let s = Server::start(&[], &[]);
+    load(&s, "hello");
+    let (st, doc) = s.call("GET", "/api/v1/openapi.json", None);
+    assert_eq!(st, 200);
+    let greet = &doc["paths"]["/api/v1/plugins/hello/call/greet"]["post"];
+    assert_eq!(greet["tags"], json!(["hello"]));
+    // The declared input schema, and a body required because that schema refuses `null`.
+    assert_eq!(
+        greet["requestBody"]["content"]["application/json"]["schema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(greet["requestBody"]["required"], true);
+    // `count` declares no input schema: only the generic route reaches it.
+    assert!(doc["paths"]["/api/v1/plugins/hello/call/count"].is_null());
+    assert!(doc["paths"]["/api/v1/plugins/{name}/call/{function}"]["post"].is_object());
+}

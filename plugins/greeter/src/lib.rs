@@ -39,7 +39,7 @@ impl Plugin for Greeter {
         .functions(&[Function::new("greet")
             .summary("hello's greeting, with an exclamation mark")
             .input_schema(
-                r#"{"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}"#,
+                r#"{"type":"object","properties":{"name":{"type":"string","minLength":1}},"required":["name"]}"#,
             )]);
 
     fn new(ctx: &Context) -> Result<Self> {

@@ -587,13 +587,22 @@ fn operation(route: &Route) -> Value {
     op
 }
 
-/// The paths of the loaded plugins' functions, one per function, with the request and response
-/// schemas their manifests declare (any JSON where none is declared).
+/// The paths of the loaded plugins' functions whose input schema the manifest declares, one per
+/// function, with the request and response schemas declared (any JSON for an undeclared
+/// output). A function without an input schema is reached through the generic
+/// `/call/{function}` route: what its typed input accepts is known only to the plugin, so no
+/// path promises more. The body is required unless the input schema accepts `null` (what a
+/// call without a body sends).
 fn function_paths(plugins: &[PluginInfo], paths: &mut Map<String, Value>) {
     for p in plugins {
         for f in &p.functions {
+            let Some(input) = f.input_schema.clone() else {
+                continue;
+            };
+            let accepts_null = jsonschema::validator_for(&input)
+                .map(|v| v.is_valid(&Value::Null))
+                .unwrap_or(true);
             let path = format!("/api/v1/plugins/{}/call/{}", p.name, f.name);
-            let input = f.input_schema.clone().unwrap_or_else(|| json!({}));
             let output = f.output_schema.clone().unwrap_or_else(|| json!({}));
             let summary = if f.summary.is_empty() {
                 format!("`{}` of plugin `{}`", f.name, p.name)
@@ -605,7 +614,7 @@ fn function_paths(plugins: &[PluginInfo], paths: &mut Map<String, Value>) {
                 "operationId": format!("call_{}_{}", p.name, f.name).replace(['-', '.'], "_"),
                 "tags": [p.name],
                 "security": [{ "bearer": [] }],
-                "requestBody": { "required": false,
+                "requestBody": { "required": !accepts_null,
                     "content": { "application/json": { "schema": input } } },
                 "responses": {
                     "200": { "description": "success", "content": { "application/json": {

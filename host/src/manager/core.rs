@@ -28,10 +28,8 @@ use crate::resources::topics::{ScopedTopics, TopicBackend};
 /// One plugin instance: a manifest, a worker thread running the library, a context.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    pub(crate) manifest: Arc<PluginManifest>,
     pub(crate) path: PathBuf,
     pub(crate) shadow: PathBuf,
-    pub(crate) generation: u64,
     /// The generation of the fresh load this instance descends from through reloads. A
     /// dependency handle obtained from any instance of the lineage follows it to the current
     /// one; once the plugin is unloaded the lineage ends.
@@ -61,7 +59,6 @@ pub(crate) struct Slot {
 impl Slot {
     #[expect(clippy::too_many_arguments, reason = "a plain constructor of a record")]
     pub(crate) fn new(
-        manifest: Arc<PluginManifest>,
         lineage: Option<u64>,
         path: PathBuf,
         shadow: PathBuf,
@@ -75,10 +72,8 @@ impl Slot {
         stats: Arc<Stats>,
     ) -> Self {
         Self {
-            generation: ctx.generation,
             lineage: lineage.unwrap_or(ctx.generation),
-            input_validators: input_validators(&manifest),
-            manifest,
+            input_validators: input_validators(&ctx.manifest),
             path,
             shadow,
             loaded_at: SystemTime::now(),
@@ -97,8 +92,20 @@ impl Slot {
         }
     }
 
+    /// The plugin's name; like its manifest and generation, it lives in the instance's
+    /// context, the one place that owns a plugin instance's identity.
     pub(crate) fn name(&self) -> &str {
-        &self.manifest.name
+        &self.ctx.manifest.name
+    }
+
+    /// The manifest this instance was loaded with.
+    pub(crate) fn manifest(&self) -> &Arc<PluginManifest> {
+        &self.ctx.manifest
+    }
+
+    /// This instance's generation.
+    pub(crate) fn generation(&self) -> u64 {
+        self.ctx.generation
     }
 
     pub(crate) fn state(&self) -> PluginState {
@@ -118,13 +125,13 @@ impl Slot {
     /// Whether a handle obtained at `generation` belongs to this instance's lineage (this
     /// instance or one it replaced).
     pub(crate) fn follows(&self, generation: u64) -> bool {
-        (self.lineage..=self.generation).contains(&generation)
+        (self.lineage..=self.generation()).contains(&generation)
     }
 
     pub(crate) fn owner(&self) -> Owner {
         Owner::Plugin {
             name: self.name().to_owned(),
-            generation: self.generation,
+            generation: self.generation(),
         }
     }
 
@@ -418,7 +425,7 @@ impl Inner {
     pub(crate) fn add_instance(&self, slot: &Arc<Slot>) {
         self.write()
             .instances
-            .insert(slot.generation, Arc::clone(slot));
+            .insert(slot.generation(), Arc::clone(slot));
     }
 
     pub(crate) fn remove_instance(&self, generation: u64) {
@@ -449,7 +456,7 @@ impl Inner {
             return Ok(slot);
         }
         match self.slot(name) {
-            Ok(next) if next.generation != slot.generation => Ok(next),
+            Ok(next) if next.generation() != slot.generation() => Ok(next),
             _ => Ok(slot),
         }
     }
@@ -481,7 +488,7 @@ impl Inner {
             }
             match self.slot(slot.name()) {
                 Ok(next)
-                    if next.generation != slot.generation
+                    if next.generation() != slot.generation()
                         && lineage.is_none_or(|l| next.lineage == l) =>
                 {
                     slot = next;
@@ -598,11 +605,11 @@ impl Inner {
     }
 
     fn info_of(&self, reg: &Registry, slot: &Slot) -> PluginInfo {
-        let m = &slot.manifest;
+        let m = &slot.manifest();
         let mut dependents: Vec<String> = reg
             .plugins
             .values()
-            .filter(|s| s.manifest.depends_on(&m.name))
+            .filter(|s| s.manifest().depends_on(&m.name))
             .map(|s| s.name().to_owned())
             .collect();
         dependents.sort();
@@ -642,7 +649,7 @@ impl Inner {
             overrides: slot.settings.overrides.clone(),
             config: slot.settings.config.clone(),
             loaded_at: rfc3339(slot.loaded_at),
-            generation: slot.generation,
+            generation: slot.generation(),
             error: None,
             stats: slot.stats(),
         }
@@ -652,13 +659,13 @@ impl Inner {
     pub(crate) fn topo_order(&self, reg: &Registry) -> Vec<String> {
         // Load order breaks ties, so the listing is stable.
         let mut slots: Vec<&Arc<Slot>> = reg.plugins.values().collect();
-        slots.sort_by_key(|s| s.generation);
+        slots.sort_by_key(|s| s.generation());
         let nodes: Vec<graph::Node<'_>> = slots
             .iter()
             .map(|s| graph::Node {
-                name: &s.manifest.name,
-                version: &s.manifest.version,
-                dependencies: &s.manifest.dependencies,
+                name: &s.manifest().name,
+                version: &s.manifest().version,
+                dependencies: &s.manifest().dependencies,
             })
             .collect();
         // Loaded plugins are consistent, so everything is in the order; anything the plan
@@ -687,7 +694,7 @@ impl Inner {
         let mut queue = VecDeque::from([name.to_owned()]);
         while let Some(at) = queue.pop_front() {
             for slot in reg.plugins.values() {
-                if slot.manifest.depends_on(&at) && found.insert(slot.name().to_owned()) {
+                if slot.manifest().depends_on(&at) && found.insert(slot.name().to_owned()) {
                     queue.push_back(slot.name().to_owned());
                 }
             }
@@ -794,7 +801,7 @@ fn input_validators(manifest: &PluginManifest) -> HashMap<String, Arc<jsonschema
 /// Checks a call of a named function before it is queued: the function is declared, and the
 /// input is JSON that its declared input schema (if any) accepts.
 fn check_input(slot: &Slot, function: &str, input: &[u8]) -> Result<()> {
-    let manifest = &slot.manifest;
+    let manifest = &slot.manifest();
     let spec = manifest
         .function(function)
         .ok_or_else(|| Error::FunctionNotFound {

@@ -65,7 +65,7 @@ impl HostServices for Inner {
             .declared_dependency(ctx, name)
             .map_err(|e| to_plugin(&e))?;
         match slot.state() {
-            PluginState::Active | PluginState::Disabled => Ok(slot.generation),
+            PluginState::Active | PluginState::Disabled => Ok(slot.generation()),
             state => Err(to_plugin(&Error::NotActive {
                 name: name.to_owned(),
                 state,

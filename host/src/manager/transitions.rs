@@ -130,7 +130,7 @@ impl Inner {
     fn instance_seen(&self, name: &str, failed: bool) -> Option<(u64, PathBuf)> {
         let reg = self.read();
         if let Some(slot) = reg.plugins.get(name) {
-            return Some((slot.generation, slot.path.clone()));
+            return Some((slot.generation(), slot.path.clone()));
         }
         if !failed {
             return None;
@@ -238,8 +238,8 @@ impl Inner {
         }
         self.publish(event(
             LifecycleKind::Loaded,
-            &slot.manifest,
-            Some(slot.generation),
+            slot.manifest(),
+            Some(slot.generation()),
         ));
         Ok(slot)
     }
@@ -264,12 +264,12 @@ impl Inner {
                     dependency: dep.name.clone(),
                 });
             };
-            if !dep.version.matches(&slot.manifest.version) {
+            if !dep.version.matches(&slot.manifest().version) {
                 return Err(Error::DependencyVersion {
                     plugin: manifest.name.clone(),
                     dependency: dep.name.clone(),
                     required: dep.version.to_string(),
-                    found: slot.manifest.version.to_string(),
+                    found: slot.manifest().version.to_string(),
                 });
             }
         }
@@ -277,7 +277,7 @@ impl Inner {
             reg.plugins
                 .get(n)
                 .map(|s| {
-                    s.manifest
+                    s.manifest()
                         .dependencies
                         .iter()
                         .map(|d| d.name.clone())
@@ -291,7 +291,7 @@ impl Inner {
         let has_dependents = reg
             .plugins
             .values()
-            .any(|s| s.manifest.depends_on(&manifest.name));
+            .any(|s| s.manifest().depends_on(&manifest.name));
         if has_dependents
             && let Some(cycle) =
                 graph::cycle_through(&manifest.name, &manifest.dependencies, &deps_of)
@@ -351,7 +351,6 @@ impl Inner {
             }
         };
         let slot = Arc::new(Slot::new(
-            manifest,
             lineage,
             candidate.inspection.path.clone(),
             shadow_path,
@@ -368,6 +367,13 @@ impl Inner {
             stats,
         ));
         self.add_instance(&slot);
+        self.initialize(slot)
+    }
+
+    /// Runs a new instance's `initialize` hook, bounded: active on success; on failure
+    /// everything it registered is rolled back (a hung one is recorded as failed and its
+    /// library never closed).
+    fn initialize(&self, slot: Arc<Slot>) -> Result<Arc<Slot>> {
         match slot
             .mailbox
             .hook(Hook::Initialize, self.config.initialize_timeout)
@@ -387,12 +393,12 @@ impl Inner {
                         let _ = worker.abandon();
                     }
                     slot.set_state(PluginState::Failed);
-                    self.record_failed(&slot.manifest, &slot.path, slot.generation, &error);
+                    self.record_failed(slot.manifest(), &slot.path, slot.generation(), &error);
                 } else {
                     self.close(&slot);
                 }
-                self.remove_instance(slot.generation);
-                self.publish_failed(&slot.manifest, Some(slot.generation), &error);
+                self.remove_instance(slot.generation());
+                self.publish_failed(slot.manifest(), Some(slot.generation()), &error);
                 Err(error)
             }
         }
@@ -518,8 +524,8 @@ impl Inner {
                 if let Some(worker) = slot.take_worker() {
                     let _ = worker.abandon();
                 }
-                self.record_failed(&slot.manifest, &slot.path, slot.generation, &error);
-                self.publish_failed(&slot.manifest, Some(slot.generation), &error);
+                self.record_failed(slot.manifest(), &slot.path, slot.generation(), &error);
+                self.publish_failed(slot.manifest(), Some(slot.generation()), &error);
                 UnloadOutcome::Retained
             }
             other => {
@@ -534,7 +540,7 @@ impl Inner {
             UnloadOutcome::Unmapped => PluginState::Unloaded,
             UnloadOutcome::Retained => PluginState::Retained,
         });
-        self.remove_instance(slot.generation);
+        self.remove_instance(slot.generation());
         outcome
     }
 
@@ -578,15 +584,15 @@ impl Inner {
                 if reg
                     .plugins
                     .get(plugin)
-                    .is_some_and(|s| s.generation == slot.generation)
+                    .is_some_and(|s| s.generation() == slot.generation())
                 {
                     reg.plugins.remove(plugin);
                 }
             }
             let mut e = event(
                 LifecycleKind::Unloaded,
-                &slot.manifest,
-                Some(slot.generation),
+                slot.manifest(),
+                Some(slot.generation()),
             );
             e.outcome = Some(outcome);
             self.publish(e);
@@ -643,7 +649,7 @@ impl Inner {
             let read = Candidate::read(&path, self.config.max_plugin_bytes);
             let _ops = self.lock_ops();
             let slot = match self.slot(dependent) {
-                Ok(slot) if slot.generation == generation => slot,
+                Ok(slot) if slot.generation() == generation => slot,
                 _ => {
                     tracing::debug!(target: "manager", plugin = %dependent, "dependent changed while its file was read; left as it is");
                     continue;
@@ -671,7 +677,7 @@ impl Inner {
         // Direct dependents must accept the new version.
         for dependent in self.read().plugins.values() {
             if let Some(req) = dependent
-                .manifest
+                .manifest()
                 .dependencies
                 .iter()
                 .find(|d| d.name == name)
@@ -701,11 +707,11 @@ impl Inner {
             return Err(e);
         }
         let outcome = self.retire(old);
-        tracing::info!(target: "manager", plugin = %name, old_generation = old.generation, ?outcome, "old instance retired");
+        tracing::info!(target: "manager", plugin = %name, old_generation = old.generation(), ?outcome, "old instance retired");
         self.publish(event(
             LifecycleKind::Reloaded,
-            &new.manifest,
-            Some(new.generation),
+            new.manifest(),
+            Some(new.generation()),
         ));
         Ok(new)
     }
@@ -793,7 +799,7 @@ impl Inner {
             .map(|s| {
                 (
                     s.name().to_owned(),
-                    (s.manifest.version.clone(), s.path.clone()),
+                    (s.manifest().version.clone(), s.path.clone()),
                 )
             })
             .collect();

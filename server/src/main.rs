@@ -52,114 +52,136 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
     Ok(config)
 }
 
-#[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
 fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let config = serve_config(&args)?;
-            init_logging(config.log.format, &config.log.level);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name("plugin-host-api")
-                .build()
-                .context("starting the async runtime")?;
-            runtime
-                .block_on(plugin_host_server::serve(config))
-                .map_err(|e| anyhow::anyhow!(e.chain()))?;
-        }
+        Command::Serve(args) => serve(&args),
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => {
-            let config =
-                HostConfig::load(file.as_deref()).map_err(|e| anyhow::anyhow!(e.chain()))?;
-            config
-                .check_listen()
-                .map_err(|e| anyhow::anyhow!(e.chain()))?;
-            let mut shown = serde_json::to_value(&config)?;
-            for secret in [
-                "/admin_token",
-                "/backends/buckets/secret_access_key",
-                "/backends/buckets/session_token",
-            ] {
-                if let Some(v) = shown.pointer_mut(secret)
-                    && v.is_string()
-                {
-                    *v = serde_json::Value::String("(set)".into());
-                }
-            }
-            println!(
-                "configuration is valid\n{}",
-                serde_json::to_string_pretty(&shown)?
-            );
-        }
-        Command::Plugins(args) => {
-            let out = plugin_host_server::cli::run_client(ClientCommand::Plugins(&args))
-                .map_err(|e| anyhow::anyhow!(e))?;
-            print!("{out}");
-        }
-        Command::Events(args) => {
-            let out = plugin_host_server::cli::run_client(ClientCommand::Events(&args))
-                .map_err(|e| anyhow::anyhow!(e))?;
-            print!("{out}");
-        }
-        Command::Inspect { file } => {
-            init_logging(LogFormat::Pretty, "warn");
-            // The same rules as a load: bounded by the configured limit (config file and
-            // PLUGIN_HOST_MAX_PLUGIN_BYTES), refused if not a regular file.
-            let limit = HostConfig::load(None)
-                .map(|c| c.limits.max_plugin_bytes)
-                .unwrap_or(plugin_host::DEFAULT_MAX_PLUGIN_BYTES);
-            let inspection = plugin_host::inspect_with_limit(&file, limit)
-                .map_err(|e| anyhow::anyhow!(e.chain()))?;
-            println!("{}", serde_json::to_string_pretty(&inspection)?);
-        }
+        } => check_config(file.as_deref()),
+        Command::Plugins(args) => client(ClientCommand::Plugins(&args)),
+        Command::Events(args) => client(ClientCommand::Events(&args)),
+        Command::Inspect { file } => inspect(&file),
         Command::Run {
             plugins_dir,
             once,
             json,
             init_timeout,
-        } => {
-            let level = std::env::var("PLUGIN_HOST_LOG").unwrap_or_else(|_| "info".into());
-            init_logging(LogFormat::Pretty, &level);
-            let config =
-                ManagerConfig::default().with_initialize_timeout(Duration::from_secs(init_timeout));
-            let manager = PluginManager::new(config).map_err(|e| anyhow::anyhow!(e.chain()))?;
-            let report = manager
-                .load_dir(&plugins_dir)
-                .map_err(|e| anyhow::anyhow!(e.chain()))
-                .with_context(|| format!("loading {}", plugins_dir.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for name in &report.loaded {
-                    println!("loaded   {name}");
-                }
-                for f in &report.failed {
-                    println!("failed   {} ({}): {}", f.path.display(), f.code, f.error);
-                }
-                for s in &report.skipped {
-                    println!("skipped  {} (needs {})", s.name, s.because);
-                }
-            }
-            if !once {
-                println!(
-                    "running {} plugin(s); press Ctrl-C to stop",
-                    report.loaded.len()
-                );
-                loop {
-                    std::thread::park();
-                }
-            }
-            drop(manager);
-            if !report.failed.is_empty() || !report.skipped.is_empty() {
-                anyhow::bail!(
-                    "{} plugin(s) failed to load and {} were skipped",
-                    report.failed.len(),
-                    report.skipped.len()
-                );
-            }
+        } => run_folder(&plugins_dir, once, json, init_timeout),
+    }
+}
+
+/// `plugin-host serve`: the server until SIGINT or SIGTERM.
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = serve_config(args)?;
+    init_logging(config.log.format, &config.log.level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("plugin-host-api")
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(plugin_host_server::serve(config))
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    Ok(())
+}
+
+/// `plugin-host config check`: the effective configuration, secrets masked.
+#[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
+fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let config = HostConfig::load(file).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    config
+        .check_listen()
+        .map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let mut shown = serde_json::to_value(&config)?;
+    for secret in [
+        "/admin_token",
+        "/backends/buckets/secret_access_key",
+        "/backends/buckets/session_token",
+    ] {
+        if let Some(v) = shown.pointer_mut(secret)
+            && v.is_string()
+        {
+            *v = serde_json::Value::String("(set)".into());
         }
+    }
+    println!(
+        "configuration is valid\n{}",
+        serde_json::to_string_pretty(&shown)?
+    );
+    Ok(())
+}
+
+/// The client commands: talk to a running server and print what it answered.
+#[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
+fn client(command: ClientCommand<'_>) -> anyhow::Result<()> {
+    let out = plugin_host_server::cli::run_client(command).map_err(|e| anyhow::anyhow!(e))?;
+    print!("{out}");
+    Ok(())
+}
+
+/// `plugin-host inspect FILE`: the declaration read from the file, no code run.
+#[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
+fn inspect(file: &std::path::Path) -> anyhow::Result<()> {
+    init_logging(LogFormat::Pretty, "warn");
+    // The same rules as a load: bounded by the configured limit (config file and
+    // PLUGIN_HOST_MAX_PLUGIN_BYTES), refused if not a regular file.
+    let limit = HostConfig::load(None)
+        .map(|c| c.limits.max_plugin_bytes)
+        .unwrap_or(plugin_host::DEFAULT_MAX_PLUGIN_BYTES);
+    let inspection =
+        plugin_host::inspect_with_limit(file, limit).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    println!("{}", serde_json::to_string_pretty(&inspection)?);
+    Ok(())
+}
+
+/// `plugin-host run DIR`: loads a folder with no server, reports, and keeps running (or, with
+/// `--once`, exits: non-zero when anything failed or was skipped).
+#[allow(clippy::print_stdout, reason = "the command's output goes to stdout")]
+fn run_folder(
+    plugins_dir: &std::path::Path,
+    once: bool,
+    json: bool,
+    init_timeout: u64,
+) -> anyhow::Result<()> {
+    let level = std::env::var("PLUGIN_HOST_LOG").unwrap_or_else(|_| "info".into());
+    init_logging(LogFormat::Pretty, &level);
+    let config =
+        ManagerConfig::default().with_initialize_timeout(Duration::from_secs(init_timeout));
+    let manager = PluginManager::new(config).map_err(|e| anyhow::anyhow!(e.chain()))?;
+    let report = manager
+        .load_dir(plugins_dir)
+        .map_err(|e| anyhow::anyhow!(e.chain()))
+        .with_context(|| format!("loading {}", plugins_dir.display()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for name in &report.loaded {
+            println!("loaded   {name}");
+        }
+        for f in &report.failed {
+            println!("failed   {} ({}): {}", f.path.display(), f.code, f.error);
+        }
+        for s in &report.skipped {
+            println!("skipped  {} (needs {})", s.name, s.because);
+        }
+    }
+    if !once {
+        println!(
+            "running {} plugin(s); press Ctrl-C to stop",
+            report.loaded.len()
+        );
+        loop {
+            std::thread::park();
+        }
+    }
+    drop(manager);
+    if !report.failed.is_empty() || !report.skipped.is_empty() {
+        anyhow::bail!(
+            "{} plugin(s) failed to load and {} were skipped",
+            report.failed.len(),
+            report.skipped.len()
+        );
     }
     Ok(())
 }

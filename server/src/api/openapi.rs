@@ -352,13 +352,11 @@ fn nullable(schema: Value) -> Value {
     json!({ "anyOf": [schema, { "type": "null" }] })
 }
 
-/// Schemas of what the server sends (every field it always sends is required).
-fn response_schemas() -> Map<String, Value> {
-    let strings = json!({ "type": "array", "items": { "type": "string" } });
+/// The schema of the plugin object: every field the server always sends, with its type.
+fn plugin_schema(strings: &Value, counter: &Value) -> Value {
     let string_map = json!({ "type": "object", "additionalProperties": { "type": "string" } });
     let resources = json!({ "type": "object", "required": ["tables", "topics", "buckets"],
         "properties": { "tables": strings, "topics": strings, "buckets": strings } });
-    let counter = json!({ "type": "integer", "minimum": 0 });
     let stats: Map<String, Value> = [
         "executes",
         "execute_errors",
@@ -429,6 +427,15 @@ fn response_schemas() -> Map<String, Value> {
                 .collect(),
         ),
     );
+    Value::Object(plugin)
+}
+
+/// Schemas of what the server sends (every field it always sends is required).
+fn response_schemas() -> Map<String, Value> {
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    let string_map = json!({ "type": "object", "additionalProperties": { "type": "string" } });
+    let counter = json!({ "type": "integer", "minimum": 0 });
+    let plugin = plugin_schema(&strings, &counter);
     let schemas = json!({
         "Function": { "type": "object",
             "required": ["name", "summary", "input_schema", "output_schema"],

@@ -239,35 +239,7 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
     let c = Client::new(&args.client)?;
     let json_out = args.client.json;
     let (value, human) = match &args.command {
-        PluginsCommand::Ls => {
-            let v = c.send("GET", "/api/v1/plugins", None)?;
-            let mut rows = vec![vec![
-                "NAME".into(),
-                "VERSION".into(),
-                "STATE".into(),
-                "GEN".into(),
-                "DEPENDS ON".into(),
-            ]];
-            for p in v.as_array().into_iter().flatten() {
-                rows.push(vec![
-                    p["name"].as_str().unwrap_or_default().to_owned(),
-                    p["version"].as_str().unwrap_or_default().to_owned(),
-                    p["state"].as_str().unwrap_or_default().to_owned(),
-                    p["generation"].to_string(),
-                    p["dependencies"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default(),
-                ]);
-            }
-            let human = table(&rows);
-            (v, human)
-        }
+        PluginsCommand::Ls => list(&c)?,
         PluginsCommand::Show { name } => {
             let v = c.send("GET", &format!("/api/v1/plugins/{}", enc(name)), None)?;
             let human = plugin_details(&v);
@@ -278,43 +250,8 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             config,
             overrides,
             threads,
-        } => {
-            let abs = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            let mut body = json!({ "path": abs });
-            if let Some(cfg) = config {
-                body["config"] = parse_json("--config", cfg)?;
-            }
-            if let Some(o) = overrides {
-                body["overrides"] = parse_json("--overrides", o)?;
-            }
-            if let Some(t) = threads {
-                body["threads"] = json!(t);
-            }
-            let v = c.send("POST", "/api/v1/plugins", Some(&body))?;
-            let human = format!("loaded {}\n", plugin_summary(&v));
-            (v, human)
-        }
-        PluginsCommand::Unload { name, cascade } => {
-            let v = c.send(
-                "DELETE",
-                &format!("/api/v1/plugins/{}?cascade={cascade}", enc(name)),
-                None,
-            )?;
-            let mut human = String::new();
-            for n in v["unloaded"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                let _ = writeln!(
-                    human,
-                    "unloaded {n} ({})",
-                    v["outcome"][n].as_str().unwrap_or("?")
-                );
-            }
-            (v, human)
-        }
+        } => load(&c, path, config.as_deref(), overrides.as_deref(), *threads)?,
+        PluginsCommand::Unload { name, cascade } => unload(&c, name, *cascade)?,
         PluginsCommand::Reload { name } => c.action(name, "reload", "reloaded")?,
         PluginsCommand::Enable { name } => c.action(name, "enable", "enabled")?,
         PluginsCommand::Disable { name } => c.action(name, "disable", "disabled")?,
@@ -339,6 +276,85 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
     } else {
         Ok(human)
     }
+}
+
+/// `plugins ls`: every plugin, in dependency order.
+fn list(c: &Client) -> Result<(Value, String), ClientError> {
+    let v = c.send("GET", "/api/v1/plugins", None)?;
+    let mut rows = vec![vec![
+        "NAME".into(),
+        "VERSION".into(),
+        "STATE".into(),
+        "GEN".into(),
+        "DEPENDS ON".into(),
+    ]];
+    for p in v.as_array().into_iter().flatten() {
+        rows.push(vec![
+            p["name"].as_str().unwrap_or_default().to_owned(),
+            p["version"].as_str().unwrap_or_default().to_owned(),
+            p["state"].as_str().unwrap_or_default().to_owned(),
+            p["generation"].to_string(),
+            p["dependencies"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default(),
+        ]);
+    }
+    let human = table(&rows);
+    Ok((v, human))
+}
+
+/// `plugins load PATH`: the path made absolute (the server's working directory means nothing
+/// to a client), with the settings given.
+fn load(
+    c: &Client,
+    path: &std::path::Path,
+    config: Option<&str>,
+    overrides: Option<&str>,
+    threads: Option<usize>,
+) -> Result<(Value, String), ClientError> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut body = json!({ "path": abs });
+    if let Some(cfg) = config {
+        body["config"] = parse_json("--config", cfg)?;
+    }
+    if let Some(o) = overrides {
+        body["overrides"] = parse_json("--overrides", o)?;
+    }
+    if let Some(t) = threads {
+        body["threads"] = json!(t);
+    }
+    let v = c.send("POST", "/api/v1/plugins", Some(&body))?;
+    let human = format!("loaded {}\n", plugin_summary(&v));
+    Ok((v, human))
+}
+
+/// `plugins unload NAME`: what was unloaded, each with its outcome.
+fn unload(c: &Client, name: &str, cascade: bool) -> Result<(Value, String), ClientError> {
+    let v = c.send(
+        "DELETE",
+        &format!("/api/v1/plugins/{}?cascade={cascade}", enc(name)),
+        None,
+    )?;
+    let mut human = String::new();
+    for n in v["unloaded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        let _ = writeln!(
+            human,
+            "unloaded {n} ({})",
+            v["outcome"][n].as_str().unwrap_or("?")
+        );
+    }
+    Ok((v, human))
 }
 
 /// Posts a JSON input (`None`: `null`; `-`: read from stdin) to an execute or call route and

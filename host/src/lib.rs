@@ -32,7 +32,7 @@ pub use config::{
     LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
     TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
-pub use error::{Change, Error, ErrorCode, Operation, Result, ResultLimit};
+pub use error::{BackendKind, Change, Error, ErrorCode, Operation, Result, ResultLimit};
 pub use loader::{
     DEFAULT_MAX_PLUGIN_BYTES, Inspection, accepted_abi, check_path, inspect, inspect_with_limit,
 };

@@ -155,7 +155,7 @@ crate::error_codes! {
         SqlAccessDenied = "sql_access_denied", 422, {
             plugin: "the plugin",
             kind: "what kind of object: `function`, `schema`, `view`, `language`, ...",
-            name: "the object's name as the database gave it",
+            name: "the object's name as the database gave it (`null` when it named none)",
         };
         /// A statement's result went over `limits.tables_max_rows` or
         /// `limits.tables_max_bytes` while it streamed in (the rest is not read), or, on SQLite,

@@ -141,7 +141,7 @@ impl ErrorCode {
             Self::SqlAccessDenied => Error::SqlAccessDenied {
                 plugin,
                 kind: s("function"),
-                name: s("pg_notify"),
+                name: Some(s("pg_notify")),
             },
             Self::ResultTooLarge => Error::ResultTooLarge {
                 plugin,
@@ -149,7 +149,7 @@ impl ErrorCode {
                 max: 10_000,
             },
             Self::BackendUnavailable => Error::BackendUnavailable {
-                kind: "tables",
+                kind: crate::BackendKind::Tables,
                 message: s("this host has no tables backend configured"),
             },
             Self::TopicAccessDenied => Error::TopicAccessDenied {

@@ -117,6 +117,36 @@ impl std::fmt::Display for ResultLimit {
     }
 }
 
+/// A kind of backend (the `kind` of `backend_unavailable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// Where plugins' tables live.
+    Tables,
+    /// Where plugins' topics live.
+    Topics,
+    /// Where plugins' buckets live.
+    Buckets,
+}
+
+impl BackendKind {
+    /// The lowercase name, as in the configuration (`[backends.tables]`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tables => "tables",
+            Self::Topics => "topics",
+            Self::Buckets => "buckets",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,5 +10,5 @@ mod table;
 mod variants;
 
 pub use codes::ErrorCode;
-pub use kinds::{Change, Operation, ResultLimit};
+pub use kinds::{BackendKind, Change, Operation, ResultLimit};
 pub use variants::{Error, Result};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::codes::ErrorCode;
-use super::kinds::{Change, Operation, ResultLimit};
+use super::kinds::{BackendKind, Change, Operation, ResultLimit};
 use crate::manager::PluginState;
 
 /// `Result` with the host's [`Error`] as the default error.
@@ -353,15 +353,16 @@ pub enum Error {
     /// The database refused a plugin's statement on an object it may not use: a function, a
     /// schema, a language, a catalog view, temporary objects, ... (tables the host maps are
     /// refused with `table_access_denied`).
-    #[error("plugin `{plugin}` may not use {kind} `{name}`")]
+    #[error("plugin `{plugin}` may not use {kind}{}", name.as_ref().map(|n| format!(" `{n}`")).unwrap_or_default())]
     SqlAccessDenied {
         /// The plugin.
         plugin: String,
         /// What kind of object: `table`, `view`, `function`, `schema`, `language`,
         /// `database`, `large object`, ...
         kind: String,
-        /// The object's name as the database gave it.
-        name: String,
+        /// The object's name as the database gave it; `None` when the database refused the
+        /// statement without naming the object.
+        name: Option<String>,
     },
     /// A statement's result went over a configured limit while it streamed in; the rest was
     /// not read.
@@ -389,8 +390,8 @@ pub enum Error {
     /// A backend (database, broker, object store) cannot be reached or is not configured.
     #[error("{kind} backend unavailable: {message}")]
     BackendUnavailable {
-        /// `tables`, `topics` or `buckets`.
-        kind: &'static str,
+        /// Which backend.
+        kind: BackendKind,
         /// What went wrong.
         message: String,
     },

@@ -320,7 +320,7 @@ impl PluginManager {
             .buckets
             .as_ref()
             .ok_or_else(|| Error::BackendUnavailable {
-                kind: "buckets",
+                kind: crate::BackendKind::Buckets,
                 message: "this host has no buckets backend configured".into(),
             })?;
         let object = backend.presigned_get(token)?;

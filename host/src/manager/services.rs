@@ -12,7 +12,7 @@ use super::core::{Inner, Slot};
 use super::types::PluginState;
 use super::worker::Invocation;
 use crate::bus::Owner;
-use crate::error::Error;
+use crate::error::{BackendKind, Error};
 use crate::loader::{HostContext, HostServices};
 use crate::resources::DeniedTable;
 
@@ -231,15 +231,15 @@ impl Inner {
     /// Why a plugin without a scope of a service cannot use it: the host has no such backend,
     /// or the plugin may use none of its resources.
     fn no_scope(&self, ctx: &HostContext, denied: Denied<'_>) -> Error {
-        let (service, configured) = match denied {
-            Denied::Table(_) => (Service::Tables, self.tables.is_some()),
-            Denied::Topic(_) => (Service::Topics, self.topics.is_some()),
-            Denied::Bucket(_) => (Service::Buckets, self.buckets.is_some()),
+        let (kind, configured) = match denied {
+            Denied::Table(_) => (BackendKind::Tables, self.tables.is_some()),
+            Denied::Topic(_) => (BackendKind::Topics, self.topics.is_some()),
+            Denied::Bucket(_) => (BackendKind::Buckets, self.buckets.is_some()),
         };
         if !configured {
             return Error::BackendUnavailable {
-                kind: service.name(),
-                message: format!("this host has no {service} backend configured"),
+                kind,
+                message: format!("this host has no {kind} backend configured"),
             };
         }
         let plugin = ctx.plugin.clone();

@@ -57,7 +57,7 @@ impl std::fmt::Debug for S3Buckets {
 
 fn unavailable(message: impl Into<String>) -> Error {
     Error::BackendUnavailable {
-        kind: "buckets",
+        kind: crate::BackendKind::Buckets,
         message: message.into(),
     }
 }

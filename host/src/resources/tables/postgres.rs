@@ -59,7 +59,7 @@ pub(crate) struct PgTables {
 
 fn unavailable(message: impl std::fmt::Display) -> Error {
     Error::BackendUnavailable {
-        kind: "tables",
+        kind: crate::BackendKind::Tables,
         message: message.to_string(),
     }
 }
@@ -132,7 +132,7 @@ fn db_error(plugin: &str, e: &sqlx::Error) -> Error {
                 Error::SqlAccessDenied {
                     plugin: plugin.to_owned(),
                     kind,
-                    name,
+                    name: Some(name),
                 }
             };
         }

@@ -129,12 +129,12 @@ fn sql_error(
                 Some((kind, name)) => Error::SqlAccessDenied {
                     plugin: plugin.to_owned(),
                     kind: kind.to_owned(),
-                    name,
+                    name: Some(name),
                 },
                 None => Error::SqlAccessDenied {
                     plugin: plugin.to_owned(),
                     kind: "statement".into(),
-                    name: "(refused by the database)".into(),
+                    name: None,
                 },
             };
         }

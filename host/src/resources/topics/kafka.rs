@@ -46,7 +46,7 @@ impl std::fmt::Debug for KafkaTopics {
 
 fn unavailable(e: impl std::fmt::Display) -> Error {
     Error::BackendUnavailable {
-        kind: "topics",
+        kind: crate::BackendKind::Topics,
         message: e.to_string(),
     }
 }

@@ -421,7 +421,7 @@ impl BucketBackend for FolderBuckets {
                 Found::Dir(_) => {}
                 _ => {
                     return Err(Error::BackendUnavailable {
-                        kind: "buckets",
+                        kind: crate::BackendKind::Buckets,
                         message: format!("`{}` is not a folder", dir.display()),
                     });
                 }

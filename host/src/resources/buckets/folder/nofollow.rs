@@ -100,7 +100,7 @@ pub(super) fn real_dir(root: &Path, name: &str) -> Result<()> {
     match descend(root, &[name], true)? {
         Found::Dir(_) => Ok(()),
         _ => Err(Error::BackendUnavailable {
-            kind: "buckets",
+            kind: crate::BackendKind::Buckets,
             message: format!(
                 "`{}` must be a folder, not a file or a link",
                 root.join(name).display()

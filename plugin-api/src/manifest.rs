@@ -1,10 +1,12 @@
-//! What a plugin declares: name, version, dependencies, the typed functions it offers, and the
-//! tables, topics and buckets it may touch.
+//! What a plugin declares: name, version, dependencies, the typed functions it offers, the HTTP
+//! routes it serves, and the tables, topics and buckets it may touch.
 //!
 //! A plugin writes its [`Manifest`] as an associated constant of its [`Plugin`](crate::Plugin)
 //! impl. `export_plugin!` encodes it as JSON *at compile time* into the exported declaration, so
 //! the host can read and validate it from the file before any plugin code runs. The encoder is a
 //! `const fn`; an invalid name is a compile error, not a runtime surprise.
+
+use crate::http::Route;
 
 /// A dependency on another plugin: its name and a semver requirement (`"^1.2"`, `"*"`).
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +103,9 @@ pub struct Manifest {
     pub config_schema: &'static str,
     /// The typed functions the plugin offers.
     pub functions: &'static [Function],
+    /// The HTTP routes the plugin serves on the application listener, each handled by one of
+    /// its functions.
+    pub routes: &'static [Route],
 }
 
 impl Manifest {
@@ -116,6 +121,7 @@ impl Manifest {
             buckets: &[],
             config_schema: "",
             functions: &[],
+            routes: &[],
         }
     }
 
@@ -158,6 +164,13 @@ impl Manifest {
     /// Declares the typed functions the plugin offers (see [`Function`]).
     pub const fn functions(mut self, functions: &'static [Function]) -> Self {
         self.functions = functions;
+        self
+    }
+
+    /// Declares the HTTP routes the plugin serves (see [`Route`]); each route's function must
+    /// be declared in [`Manifest::functions`] too.
+    pub const fn routes(mut self, routes: &'static [Route]) -> Self {
+        self.routes = routes;
         self
     }
 
@@ -250,7 +263,40 @@ impl Manifest {
             s.raw(b"}");
             i += 1;
         }
-        s.raw(b"]}");
+        s.raw(b"]");
+        // Written only when there are routes, so a plugin without any encodes as before.
+        if !self.routes.is_empty() {
+            s.raw(b",\"routes\":[");
+            let mut i = 0;
+            while i < self.routes.len() {
+                if i > 0 {
+                    s.raw(b",");
+                }
+                let r = &self.routes[i];
+                s.raw(b"{\"method\":");
+                s.string(r.method);
+                s.raw(b",\"path\":");
+                s.string(r.path);
+                s.raw(b",\"function\":");
+                s.string(r.function);
+                s.raw(b",\"summary\":");
+                s.string(r.summary);
+                s.raw(b",\"auth\":");
+                s.string(r.auth.as_str());
+                s.raw(b",\"body_schema\":");
+                s.string(r.body_schema);
+                s.raw(b",\"response_schema\":");
+                s.string(r.response_schema);
+                s.raw(b",\"body_limit\":");
+                s.number(r.body_limit);
+                s.raw(b",\"timeout_ms\":");
+                s.number(r.timeout_ms);
+                s.raw(b"}");
+                i += 1;
+            }
+            s.raw(b"]");
+        }
+        s.raw(b"}");
     }
 }
 
@@ -316,6 +362,24 @@ impl Sink<'_> {
         self.byte(b'"');
     }
 
+    const fn number(&mut self, n: u64) {
+        let mut digits = [0u8; 20];
+        let mut len = 0;
+        let mut n = n;
+        loop {
+            digits[len] = b'0' + (n % 10) as u8;
+            len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        while len > 0 {
+            len -= 1;
+            self.byte(digits[len]);
+        }
+    }
+
     const fn list(&mut self, items: &[&str]) {
         self.byte(b'[');
         let mut i = 0;
@@ -333,6 +397,7 @@ impl Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::Auth;
 
     const M: Manifest = Manifest::new("greeter", "1.2.3")
         .description("says \"hi\"\n\\ok")
@@ -359,6 +424,31 @@ mod tests {
         assert_eq!(v["functions"][0]["name"], "greet");
         assert_eq!(v["functions"][0]["summary"], "says hi");
         assert_eq!(v["functions"][1]["input_schema"], r#"{"type":"null"}"#);
+    }
+
+    #[test]
+    fn routes_are_encoded_only_when_declared() {
+        const R: Manifest = Manifest::new("r", "1.0.0")
+            .functions(&[Function::new("get")])
+            .routes(&[
+                Route::get("/items/{id}", "get").summary("one"),
+                Route::post("/items", "get")
+                    .auth(Auth::Token)
+                    .body_limit(18_446_744_073_709_551_615)
+                    .timeout_ms(250),
+            ]);
+        let bytes = R.encode::<{ R.encoded_len() }>();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["routes"][0]["method"], "GET");
+        assert_eq!(v["routes"][0]["path"], "/items/{id}");
+        assert_eq!(v["routes"][0]["auth"], "public");
+        assert_eq!(v["routes"][0]["body_limit"], 0);
+        assert_eq!(v["routes"][1]["auth"], "token");
+        assert_eq!(v["routes"][1]["body_limit"], u64::MAX);
+        assert_eq!(v["routes"][1]["timeout_ms"], 250);
+        let plain = M.encode::<{ M.encoded_len() }>();
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert!(v.get("routes").is_none());
     }
 
     #[test]

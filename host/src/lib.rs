@@ -23,6 +23,7 @@ mod manager;
 mod manifest;
 pub mod metrics;
 mod resources;
+mod routes;
 mod state;
 mod watch;
 
@@ -44,6 +45,7 @@ pub use manager::{
 pub use manifest::{DependencySpec, FunctionSpec, PluginManifest, validate_name};
 pub use resources::buckets::DEFAULT_CONTENT_TYPE;
 pub use resources::{DeniedTable, EffectiveResources, Overrides};
+pub use routes::{METHODS, RouteAuth, RouteMatch, RouteSpec, find as find_route};
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{
     Board as WatchBoard, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile,

@@ -1,6 +1,6 @@
 //! A plugin's manifest as the host sees it: parsed from the JSON in the plugin's declaration and
 //! validated (name rule, semver version and requirements, no duplicates, function schemas that
-//! are JSON Schemas). Pure: no I/O.
+//! are JSON Schemas, routes: see [`crate::routes`]). Pure: no I/O.
 
 use std::path::Path;
 
@@ -8,6 +8,7 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::routes::{RawRoute, RouteSpec};
 
 /// A dependency as declared: a plugin name and the versions accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +56,8 @@ pub struct PluginManifest {
     pub config_schema: Option<serde_json::Value>,
     /// The typed functions the plugin offers (none for plugins of API minor 0 and 1).
     pub functions: Vec<FunctionSpec>,
+    /// The HTTP routes it serves on the application listener.
+    pub routes: Vec<RouteSpec>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,8 @@ struct RawManifest {
     config_schema: String,
     #[serde(default)]
     functions: Vec<RawFunction>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
 }
 
 #[derive(Deserialize)]
@@ -112,7 +117,10 @@ pub(crate) fn schema_errors(
 }
 
 /// Parses an optional schema (empty text: none) and checks it is a JSON Schema.
-fn schema(text: &str, what: &str) -> std::result::Result<Option<serde_json::Value>, String> {
+pub(crate) fn schema(
+    text: &str,
+    what: &str,
+) -> std::result::Result<Option<serde_json::Value>, String> {
     if text.is_empty() {
         return Ok(None);
     }
@@ -161,7 +169,7 @@ impl PluginManifest {
     ///
     /// # Errors
     /// `invalid_plugin` for malformed JSON, versions or requirements; `invalid_name` for a bad
-    /// plugin or dependency name.
+    /// plugin or dependency name; `invalid_route` or `route_conflict` for a bad route.
     pub fn parse(path: &Path, json: &[u8]) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidManifest {
             path: path.to_owned(),
@@ -230,7 +238,9 @@ impl PluginManifest {
                 summary: f.summary,
             });
         }
+        let routes = RouteSpec::parse_all(&raw.name, raw.routes, &functions)?;
         Ok(Self {
+            routes,
             name: raw.name,
             version,
             description: raw.description,

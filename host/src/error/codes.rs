@@ -104,6 +104,22 @@ crate::error_codes! {
         FunctionMismatch = "function_mismatch", 422, {
             plugin: "the plugin",
         };
+        /// A route the manifest declares is invalid: a method other than GET, POST, PUT, PATCH
+        /// or DELETE, a template not starting with `/`, an empty segment, a parameter not
+        /// written `{name}` or named twice, a handler function the manifest does not declare, an
+        /// unknown auth policy, or a schema that does not compile. The load is refused.
+        InvalidRoute = "invalid_route", 400, {
+            plugin: "the plugin",
+            method: "the route's method, as declared",
+            path: "the route's path template, as declared",
+        };
+        /// Two routes of a manifest have the same method and path shape (`/a/{x}` and `/a/{y}`
+        /// are one shape): the load is refused.
+        RouteConflict = "route_conflict", 400, {
+            plugin: "the plugin",
+            method: "the method",
+            paths: "the two conflicting templates",
+        };
         /// The plugin is disabled. Typical cause: execute after disable.
         PluginDisabled = "plugin_disabled", 409, {};
         /// The plugin is loading, stopping or failed. Typical cause: a call racing an unload.

@@ -90,6 +90,17 @@ impl ErrorCode {
                 function: s("greet"),
                 errors: vec![s("/name: 42 is not of type \"string\"")],
             },
+            Self::InvalidRoute => Error::InvalidRoute {
+                plugin: s("items"),
+                method: s("GET"),
+                path: s("/items/{id"),
+                reason: s("parameter `{id` is not `{name}` with a name of letters, digits and `_`"),
+            },
+            Self::RouteConflict => Error::RouteConflict {
+                plugin: s("items"),
+                method: s("GET"),
+                paths: vec![s("/items/{id}"), s("/items/{name}")],
+            },
             Self::FunctionMismatch => Error::FunctionMismatch {
                 plugin,
                 message: s("`greet` is declared in the manifest but not registered"),

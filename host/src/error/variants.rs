@@ -191,6 +191,28 @@ pub enum Error {
         /// What the schema rejected, one entry per error (`/path: message`).
         errors: Vec<String>,
     },
+    /// A declared route is invalid.
+    #[error("`{plugin}` declares an invalid route {method} {path}: {reason}")]
+    InvalidRoute {
+        /// The plugin.
+        plugin: String,
+        /// The method, as declared.
+        method: String,
+        /// The path template, as declared.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two declared routes answer the same requests.
+    #[error("`{plugin}` declares {method} routes of the same shape twice: {}", paths.join(" and "))]
+    RouteConflict {
+        /// The plugin.
+        plugin: String,
+        /// The method.
+        method: String,
+        /// The two templates.
+        paths: Vec<String>,
+    },
     /// The functions a plugin registers differ from those its manifest declares.
     #[error("plugin `{plugin}` does not register the functions it declares: {message}")]
     FunctionMismatch {
@@ -493,6 +515,8 @@ impl Error {
             Self::FunctionNotFound { .. } => ErrorCode::FunctionNotFound,
             Self::InvalidInput { .. } => ErrorCode::InvalidInput,
             Self::FunctionMismatch { .. } => ErrorCode::FunctionMismatch,
+            Self::InvalidRoute { .. } => ErrorCode::InvalidRoute,
+            Self::RouteConflict { .. } => ErrorCode::RouteConflict,
             Self::Disabled { .. } => ErrorCode::PluginDisabled,
             Self::NotActive { .. } => ErrorCode::PluginNotActive,
             Self::DependencyNotDeclared { .. } => ErrorCode::DependencyNotDeclared,
@@ -578,6 +602,17 @@ impl Error {
                 errors,
             } => json!({ "plugin": plugin, "function": function, "errors": errors }),
             Self::FunctionMismatch { plugin, .. } => json!({ "plugin": plugin }),
+            Self::InvalidRoute {
+                plugin,
+                method,
+                path,
+                ..
+            } => json!({ "plugin": plugin, "method": method, "path": path }),
+            Self::RouteConflict {
+                plugin,
+                method,
+                paths,
+            } => json!({ "plugin": plugin, "method": method, "paths": paths }),
             Self::TableAccessDenied {
                 plugin,
                 table,

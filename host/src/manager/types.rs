@@ -207,6 +207,8 @@ pub struct PluginInfo {
     pub description: String,
     /// The typed functions it offers (name, summary, input and output schema).
     pub functions: Vec<crate::manifest::FunctionSpec>,
+    /// The HTTP routes it serves on the application listener.
+    pub routes: Vec<crate::routes::RouteSpec>,
     /// Lifecycle state.
     pub state: PluginState,
     /// ABI version it was built for, `major.minor`.

@@ -390,6 +390,10 @@ fn plugin_schema(strings: &Value, counter: &Value) -> Value {
             "functions",
             json!({ "type": "array", "items": schema_ref("Function") }),
         ),
+        (
+            "routes",
+            json!({ "type": "array", "items": schema_ref("Route") }),
+        ),
         ("resources", resources.clone()),
         ("declared", resources),
         (
@@ -441,6 +445,16 @@ fn response_schemas() -> Map<String, Value> {
             "required": ["name", "summary", "input_schema", "output_schema"],
             "properties": { "name": { "type": "string" }, "summary": { "type": "string" },
                             "input_schema": {}, "output_schema": {} } },
+        "Route": { "type": "object",
+            "required": ["method", "path", "function", "summary", "auth", "body_schema",
+                         "response_schema", "body_limit", "timeout_ms"],
+            "properties": { "method": { "type": "string", "enum": plugin_host::METHODS },
+                            "path": { "type": "string" }, "function": { "type": "string" },
+                            "summary": { "type": "string" },
+                            "auth": { "type": "string", "enum": ["public", "token"] },
+                            "body_schema": {}, "response_schema": {},
+                            "body_limit": { "type": ["integer", "null"], "minimum": 1 },
+                            "timeout_ms": { "type": ["integer", "null"], "minimum": 1 } } },
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message", "details"],
             "properties": { "code": { "type": "string" }, "message": { "type": "string" },

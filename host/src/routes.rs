@@ -1,0 +1,403 @@
+//! The HTTP routes a plugin declares: parsed and validated from its manifest (method, path
+//! template, handler function, schemas, auth policy, limits), and matched against a request
+//! path. Pure: no I/O.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::manifest::FunctionSpec;
+
+/// The methods a route may declare.
+pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// Who may call a route; the application listener checks it before the plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuth {
+    /// Anyone.
+    Public,
+    /// A request carrying the application token as `Authorization: Bearer <token>`.
+    Token,
+}
+
+impl RouteAuth {
+    /// `public` or `token`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Token => "token",
+        }
+    }
+}
+
+/// A validated route: a plugin function served at `/plugins/{plugin}/<path>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RouteSpec {
+    /// HTTP method, upper case (one of [`METHODS`]).
+    pub method: String,
+    /// Path template relative to the plugin's mount point, for example `/items/{id}`.
+    pub path: String,
+    /// The declared function handling it.
+    pub function: String,
+    /// One-line summary (empty when none was given).
+    pub summary: String,
+    /// Who may call it.
+    pub auth: RouteAuth,
+    /// JSON Schema the request body must satisfy.
+    pub body_schema: Option<serde_json::Value>,
+    /// JSON Schema of the response body, for documentation.
+    pub response_schema: Option<serde_json::Value>,
+    /// Largest request body accepted, in bytes (`None`: the host's default).
+    pub body_limit: Option<u64>,
+    /// Time the handler may take, in milliseconds (`None`: the host's execute timeout).
+    pub timeout_ms: Option<u64>,
+}
+
+/// A route as the manifest JSON writes it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    method: String,
+    path: String,
+    function: String,
+    #[serde(default)]
+    summary: String,
+    #[serde(default = "public")]
+    auth: String,
+    #[serde(default)]
+    body_schema: String,
+    #[serde(default)]
+    response_schema: String,
+    #[serde(default)]
+    body_limit: u64,
+    #[serde(default)]
+    timeout_ms: u64,
+}
+
+fn public() -> String {
+    "public".to_owned()
+}
+
+/// One segment of a template: a literal or a named parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment<'a> {
+    Literal(&'a str),
+    Param(&'a str),
+}
+
+/// The segments of a path (`/` has none): what follows the leading `/`, split on `/`.
+fn split(path: &str) -> Vec<&str> {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    if rest.is_empty() {
+        Vec::new()
+    } else {
+        rest.split('/').collect()
+    }
+}
+
+/// Parses a template into segments, or says what is wrong with it.
+fn template(path: &str) -> std::result::Result<Vec<Segment<'_>>, String> {
+    if !path.starts_with('/') {
+        return Err("the path does not start with `/`".into());
+    }
+    let mut out = Vec::new();
+    for seg in split(path) {
+        if seg.is_empty() {
+            return Err("the path has an empty segment (`//` or a trailing `/`)".into());
+        }
+        if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            let ok = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                return Err(format!(
+                    "parameter `{seg}` is not `{{name}}` with a name of letters, digits and `_`"
+                ));
+            }
+            if out.contains(&Segment::Param(name)) {
+                return Err(format!("parameter `{name}` appears twice"));
+            }
+            out.push(Segment::Param(name));
+        } else if let Some(bad) = seg.chars().find(|c| matches!(c, '{' | '}' | '?' | '#')) {
+            return Err(format!(
+                "segment `{seg}` holds {bad:?}; a parameter is a whole segment `{{name}}`"
+            ));
+        } else {
+            out.push(Segment::Literal(seg));
+        }
+    }
+    Ok(out)
+}
+
+impl RouteSpec {
+    /// Validates a manifest's raw routes against its declared functions.
+    ///
+    /// # Errors
+    /// `invalid_route` for a bad method or template, an undeclared function or a schema that
+    /// does not compile; `route_conflict` for two routes of the same method and path shape.
+    pub(crate) fn parse_all(
+        plugin: &str,
+        raw: Vec<RawRoute>,
+        functions: &[FunctionSpec],
+    ) -> Result<Vec<Self>> {
+        let mut routes: Vec<Self> = Vec::with_capacity(raw.len());
+        for r in raw {
+            let invalid = |reason: String| Error::InvalidRoute {
+                plugin: plugin.to_owned(),
+                method: r.method.clone(),
+                path: r.path.clone(),
+                reason,
+            };
+            if !METHODS.contains(&r.method.as_str()) {
+                return Err(invalid(format!(
+                    "method `{}` is not one of {}",
+                    r.method,
+                    METHODS.join(", ")
+                )));
+            }
+            template(&r.path).map_err(invalid)?;
+            if !functions.iter().any(|f| f.name == r.function) {
+                return Err(invalid(format!(
+                    "its function `{}` is not declared in the manifest",
+                    r.function
+                )));
+            }
+            let auth = match r.auth.as_str() {
+                "public" => RouteAuth::Public,
+                "token" => RouteAuth::Token,
+                other => {
+                    return Err(invalid(format!(
+                        "auth `{other}` is not `public` or `token`"
+                    )));
+                }
+            };
+            let schema = |text: &str, what: &str| {
+                crate::manifest::schema(text, what).map_err(&invalid)
+            };
+            let body_schema = schema(&r.body_schema, "the body schema")?;
+            let response_schema = schema(&r.response_schema, "the response schema")?;
+            let spec = Self {
+                body_schema,
+                response_schema,
+                auth,
+                body_limit: (r.body_limit > 0).then_some(r.body_limit),
+                timeout_ms: (r.timeout_ms > 0).then_some(r.timeout_ms),
+                method: r.method,
+                path: r.path,
+                function: r.function,
+                summary: r.summary,
+            };
+            if let Some(other) = routes
+                .iter()
+                .find(|o| o.method == spec.method && o.shape() == spec.shape())
+            {
+                return Err(Error::RouteConflict {
+                    plugin: plugin.to_owned(),
+                    method: spec.method,
+                    paths: vec![other.path.clone(), spec.path],
+                });
+            }
+            routes.push(spec);
+        }
+        Ok(routes)
+    }
+
+    fn segments(&self) -> Vec<Segment<'_>> {
+        // Validated at parse time; an invalid template (impossible) matches nothing.
+        template(&self.path).unwrap_or_default()
+    }
+
+    /// The template with every parameter written `{}`: two routes of one method and one shape
+    /// would answer the same requests.
+    fn shape(&self) -> String {
+        self.segments()
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => format!("/{l}"),
+                Segment::Param(_) => "/{}".to_owned(),
+            })
+            .collect()
+    }
+
+    /// The template's parameter names, in order.
+    pub fn params(&self) -> Vec<&str> {
+        self.segments()
+            .into_iter()
+            .filter_map(|s| match s {
+                Segment::Param(p) => Some(p),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+
+    /// Matches `path` (relative to the mount point, raw segments) against the template: the
+    /// parameters by name, their values as they appear in the path (not decoded).
+    pub fn matches<'p>(&self, path: &'p str) -> Option<BTreeMap<String, &'p str>> {
+        let template = self.segments();
+        let parts = split(path);
+        if template.len() != parts.len() {
+            return None;
+        }
+        let mut params = BTreeMap::new();
+        for (seg, part) in template.iter().zip(parts) {
+            match seg {
+                Segment::Literal(l) if *l == part => {}
+                Segment::Param(name) if !part.is_empty() => {
+                    params.insert((*name).to_owned(), part);
+                }
+                _ => return None,
+            }
+        }
+        Some(params)
+    }
+
+    /// How specific the route is at each segment (a literal beats a parameter), for choosing
+    /// among routes that match one path: `/items/new` before `/items/{id}`.
+    pub fn specificity(&self) -> Vec<bool> {
+        self.segments()
+            .iter()
+            .map(|s| matches!(s, Segment::Literal(_)))
+            .collect()
+    }
+}
+
+/// What a request path finds among a plugin's routes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch<'r, 'p> {
+    /// A route of the request's method matches: it and the raw parameter values.
+    Found(&'r RouteSpec, BTreeMap<String, &'p str>),
+    /// The path matches routes of other methods only: those methods (for `Allow`).
+    OtherMethods(Vec<&'r str>),
+    /// No route matches the path.
+    None,
+}
+
+/// Finds the route answering `method path` (the most specific one when several match).
+pub fn find<'r, 'p>(routes: &'r [RouteSpec], method: &str, path: &'p str) -> RouteMatch<'r, 'p> {
+    let mut best: Option<(&RouteSpec, BTreeMap<String, &str>)> = None;
+    let mut others: Vec<&str> = Vec::new();
+    for route in routes {
+        let Some(params) = route.matches(path) else {
+            continue;
+        };
+        if route.method != method {
+            if !others.contains(&route.method.as_str()) {
+                others.push(&route.method);
+            }
+            continue;
+        }
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| route.specificity() > b.specificity())
+        {
+            best = Some((route, params));
+        }
+    }
+    match (best, others.is_empty()) {
+        (Some((route, params)), _) => RouteMatch::Found(route, params),
+        (None, false) => RouteMatch::OtherMethods(others),
+        (None, true) => RouteMatch::None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn f(name: &str) -> FunctionSpec {
+        FunctionSpec {
+            name: name.into(),
+            summary: String::new(),
+            input_schema: None,
+            output_schema: None,
+        }
+    }
+
+    fn raw(method: &str, path: &str, function: &str) -> RawRoute {
+        serde_json::from_value(serde_json::json!({
+            "method": method, "path": path, "function": function
+        }))
+        .unwrap()
+    }
+
+    fn parse(routes: Vec<RawRoute>) -> Result<Vec<RouteSpec>> {
+        RouteSpec::parse_all("p", routes, &[f("h")])
+    }
+
+    #[test]
+    fn invalid_routes_say_why() {
+        let cases = [
+            (raw("GETS", "/a", "h"), "method"),
+            (raw("GET", "a", "h"), "start with"),
+            (raw("GET", "/a//b", "h"), "empty segment"),
+            (raw("GET", "/a/", "h"), "empty segment"),
+            (raw("GET", "/a/{1x}", "h"), "parameter"),
+            (raw("GET", "/a/{}", "h"), "parameter"),
+            (raw("GET", "/a/x{y}", "h"), "whole segment"),
+            (raw("GET", "/a/{x}/{x}", "h"), "twice"),
+            (raw("GET", "/a", "nope"), "not declared"),
+        ];
+        for (route, why) in cases {
+            let e = parse(vec![route]).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidRoute);
+            assert!(e.to_string().contains(why), "{e}");
+        }
+        let bad_schema: RawRoute = serde_json::from_value(serde_json::json!({
+            "method": "POST", "path": "/a", "function": "h", "body_schema": "{\"type\":3}"
+        }))
+        .unwrap();
+        let e = parse(vec![bad_schema]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidRoute);
+        let bad_auth: RawRoute = serde_json::from_value(serde_json::json!({
+            "method": "POST", "path": "/a", "function": "h", "auth": "plugin:x"
+        }))
+        .unwrap();
+        assert_eq!(
+            parse(vec![bad_auth]).unwrap_err().code(),
+            ErrorCode::InvalidRoute
+        );
+    }
+
+    #[test]
+    fn same_method_and_shape_conflict() {
+        let e = parse(vec![raw("GET", "/a/{x}", "h"), raw("GET", "/a/{y}", "h")]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::RouteConflict);
+        assert!(e.to_string().contains("/a/{y}"), "{e}");
+        parse(vec![raw("GET", "/a/{x}", "h"), raw("POST", "/a/{y}", "h")]).unwrap();
+        parse(vec![raw("GET", "/a/{x}", "h"), raw("GET", "/a/b", "h")]).unwrap();
+    }
+
+    #[test]
+    fn finds_the_most_specific_route_or_the_other_methods() {
+        let routes = parse(vec![
+            raw("GET", "/", "h"),
+            raw("GET", "/items/{id}", "h"),
+            raw("GET", "/items/new", "h"),
+            raw("DELETE", "/items/{id}", "h"),
+        ])
+        .unwrap();
+        let RouteMatch::Found(r, params) = find(&routes, "GET", "/items/7") else {
+            panic!("no match");
+        };
+        assert_eq!((r.path.as_str(), params["id"]), ("/items/{id}", "7"));
+        let RouteMatch::Found(r, _) = find(&routes, "GET", "/items/new") else {
+            panic!("no match");
+        };
+        assert_eq!(r.path, "/items/new");
+        assert!(matches!(find(&routes, "GET", "/"), RouteMatch::Found(..)));
+        assert_eq!(
+            find(&routes, "POST", "/items/7"),
+            RouteMatch::OtherMethods(vec!["GET", "DELETE"])
+        );
+        assert_eq!(find(&routes, "GET", "/items"), RouteMatch::None);
+        assert_eq!(find(&routes, "GET", "/items/7/x"), RouteMatch::None);
+        assert_eq!(find(&routes, "GET", "/items/"), RouteMatch::None);
+        assert_eq!(routes[1].params(), vec!["id"]);
+    }
+}

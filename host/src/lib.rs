@@ -29,8 +29,8 @@ mod watch;
 
 pub use bus::{BusEvent, BusStats, EventBus, HostHandler, Pattern, validate_event_name};
 pub use config::{
-    BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection, LogFormat,
-    LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
+    AppSection, BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection,
+    LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
     TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
 };
 pub use error::{BackendKind, Change, Error, ErrorCode, Operation, Result, ResultLimit};

@@ -176,9 +176,8 @@ impl RouteSpec {
                     )));
                 }
             };
-            let schema = |text: &str, what: &str| {
-                crate::manifest::schema(text, what).map_err(&invalid)
-            };
+            let schema =
+                |text: &str, what: &str| crate::manifest::schema(text, what).map_err(&invalid);
             let body_schema = schema(&r.body_schema, "the body schema")?;
             let response_schema = schema(&r.response_schema, "the response schema")?;
             let spec = Self {

@@ -30,6 +30,9 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<HostConfig> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    if let Some(listen) = args.app_listen {
+        config.app.listen = Some(listen);
+    }
     if let Some(dir) = &args.plugins_dir {
         config.plugins.dir = Some(dir.clone());
     }

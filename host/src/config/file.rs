@@ -25,6 +25,8 @@ pub struct HostConfig {
     pub admin_token: Option<String>,
     /// Folder for the embedded backends' data and the persisted plugin set.
     pub data_dir: PathBuf,
+    /// The application listener, where plugins serve their HTTP routes.
+    pub app: AppSection,
     /// The plugins folder.
     pub plugins: PluginsSection,
     /// Time limits.
@@ -261,6 +263,29 @@ pub struct LogSection {
     pub level: String,
 }
 
+/// `[app]`: the application listener, where plugins serve their HTTP routes under
+/// `/plugins/{name}/`. Off unless `listen` is set. It may bind any address (it faces users);
+/// routes declared `token` need `token`, and answer 401 on a host without one.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct AppSection {
+    /// Address of the application listener (port 0 picks a free port); none: no listener.
+    pub listen: Option<SocketAddr>,
+    /// Bearer token of the routes declared `token` (at least 16 characters, not the admin
+    /// token).
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AppSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSection")
+            .field("listen", &self.listen)
+            .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .finish()
+    }
+}
+
 /// `[plugin.NAME]`
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -280,6 +305,7 @@ impl Default for HostConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
             admin_token: None,
             data_dir: PathBuf::from("plugin-host-data"),
+            app: AppSection::default(),
             plugins: PluginsSection::default(),
             timeouts: TimeoutsSection::default(),
             limits: LimitsSection::default(),
@@ -397,6 +423,12 @@ impl HostConfig {
         }
         if let Some(v) = get("PLUGIN_HOST_ADMIN_TOKEN") {
             self.admin_token = Some(v);
+        }
+        if let Some(v) = get("PLUGIN_HOST_APP_LISTEN") {
+            self.app.listen = Some(parse_var("PLUGIN_HOST_APP_LISTEN", &v)?);
+        }
+        if let Some(v) = get("PLUGIN_HOST_APP_TOKEN") {
+            self.app.token = Some(v);
         }
         if let Some(v) = get("PLUGIN_HOST_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
@@ -637,6 +669,17 @@ impl HostConfig {
             && token.trim().len() < 16
         {
             return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        if let Some(token) = &self.app.token {
+            if token.trim().len() < 16 {
+                return Err(invalid("app.token", "must be at least 16 characters"));
+            }
+            if self.admin_token.as_ref() == Some(token) {
+                return Err(invalid(
+                    "app.token",
+                    "must differ from admin_token: the application token is given to users",
+                ));
+            }
         }
         Ok(())
     }
@@ -975,6 +1018,34 @@ mod tests {
             key_of("[backends.buckets]\nbackend = \"gcs\""),
             "backends.buckets.backend"
         );
+    }
+
+    #[test]
+    fn app_section_from_file_and_env_with_a_distinct_token() {
+        let c = HostConfig::from_toml(
+            "[app]\nlisten = \"0.0.0.0:8080\"\ntoken = \"app-token-0123456789\"",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.app.listen.map(|a| a.port()), Some(8080));
+        assert!(!format!("{c:?}").contains("app-token-0123456789"));
+        assert!(HostConfig::default().app.listen.is_none());
+        let mut c = HostConfig::default();
+        c.apply_env(|k| match k {
+            "PLUGIN_HOST_APP_LISTEN" => Some("127.0.0.1:0".to_owned()),
+            "PLUGIN_HOST_APP_TOKEN" => Some("0123456789abcdef".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.app.listen.map(|a| a.port()), Some(0));
+        c.validate().unwrap();
+        c.admin_token = Some("0123456789abcdef".to_owned());
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("app.token"), "{e}");
+        c.app.token = Some("short".to_owned());
+        assert!(c.validate().unwrap_err().to_string().contains("16"));
+        let bad = HostConfig::from_toml("[app]\nlisten = \"x\"", "t").unwrap_err();
+        assert!(bad.to_string().contains("listen = \"x\""), "{bad}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ mod file;
 mod manager;
 
 pub use file::{
-    BackendsSection, BucketsSection, HostConfig, LimitsSection, LogFormat, LogSection,
+    AppSection, BackendsSection, BucketsSection, HostConfig, LimitsSection, LogFormat, LogSection,
     PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
 };
 pub use manager::{

@@ -535,7 +535,8 @@ impl Inner {
             return Ok(Err(e));
         }
         let operation = input.operation();
-        let result = slot.mailbox.execute(input, self.config.execute_timeout);
+        let limit = input.timeout.unwrap_or(self.config.execute_timeout);
+        let result = slot.mailbox.execute(input, limit);
         // A call that timed out must not keep working: stop its running statement and fail
         // its further table calls until the plugin's next call starts (the worker ends the
         // cancellation then, see `Spawn::on_call`).
@@ -544,7 +545,14 @@ impl Inner {
         {
             tables.cancel();
         }
-        Ok(result.map_err(|f| self.call_failure(slot.name(), operation, f)))
+        Ok(result.map_err(|f| match f {
+            CallFailure::Timeout => Error::Timeout {
+                plugin: slot.name().to_owned(),
+                operation,
+                after: limit,
+            },
+            f => self.call_failure(slot.name(), operation, f),
+        }))
     }
 
     pub(crate) fn call_failure(

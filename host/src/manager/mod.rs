@@ -235,9 +235,24 @@ impl PluginManager {
     /// # Errors
     /// As [`PluginManager::call`].
     pub fn call_bytes(&self, name: &str, function: &str, input: Vec<u8>) -> Result<Vec<u8>> {
+        self.call_bytes_within(name, function, input, None)
+    }
+
+    /// [`PluginManager::call_bytes`] with its own time limit (`None`: the execute timeout).
+    ///
+    /// # Errors
+    /// As [`PluginManager::call`]; `timeout` names `limit` when the call took longer.
+    pub fn call_bytes_within(
+        &self,
+        name: &str,
+        function: &str,
+        input: Vec<u8>,
+        limit: Option<std::time::Duration>,
+    ) -> Result<Vec<u8>> {
         let call = worker::Invocation {
             function: Some(function.to_owned()),
             input,
+            timeout: limit,
         };
         self.inner.execute(name, call)
     }

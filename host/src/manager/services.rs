@@ -116,6 +116,7 @@ impl HostServices for Inner {
         let call = Invocation {
             function: function.map(str::to_owned),
             input: input.to_vec(),
+            timeout: None,
         };
         match self.execute_following(slot, call, Some(lineage)) {
             Ok(out) => Ok(out),

@@ -38,6 +38,8 @@ pub(crate) struct Invocation {
     pub(crate) function: Option<String>,
     /// The input, JSON.
     pub(crate) input: Vec<u8>,
+    /// Its own time limit (`None`: the manager's execute timeout).
+    pub(crate) timeout: Option<std::time::Duration>,
 }
 
 impl Invocation {
@@ -46,6 +48,7 @@ impl Invocation {
         Self {
             function: None,
             input,
+            timeout: None,
         }
     }
 

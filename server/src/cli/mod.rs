@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Address of the admin API, `ADDR:PORT` (port 0 picks a free port).
     #[arg(long)]
     pub listen: Option<std::net::SocketAddr>,
+    /// Address of the application listener, where plugins serve their HTTP routes,
+    /// `ADDR:PORT` (port 0 picks a free port; default: `[app] listen`, else none).
+    #[arg(long)]
+    pub app_listen: Option<std::net::SocketAddr>,
     /// Folder of plugins to load at start.
     #[arg(long)]
     pub plugins_dir: Option<PathBuf>,

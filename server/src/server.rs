@@ -1,12 +1,13 @@
 //! `plugin-host serve`: configuration → manager → restore the persisted plugin set → load the
 //! plugins folder → watch it (with `plugins.watch`) → admin API, until SIGINT/SIGTERM; then the
-//! watcher stops and plugins are unloaded, dependents first.
+//! watcher stops and plugins are unloaded, dependents first. With `[app] listen`, the
+//! application listener (plugin routes) is served beside the admin API.
 
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::api;
+use crate::{api, app};
 use plugin_host::BusEvent;
 use plugin_host::HostConfig;
 use plugin_host::{DataDirLock, StateStore};
@@ -15,7 +16,8 @@ use plugin_host::{FolderWatcher, WatchOptions};
 use plugin_host::{PluginManager, PluginSettings};
 
 /// Runs the server until SIGINT or SIGTERM. Prints `listening on http://ADDR` on stdout as its
-/// first line (the real port when the config asked for port 0).
+/// first line (the real port when the config asked for port 0), then, with `[app] listen`,
+/// `app listening on http://ADDR`.
 ///
 /// The phases, in order: fix the folders, lock the data folder, bind, build the manager, apply
 /// the persisted and configured settings, forward bus events to the event streams, restore the
@@ -34,7 +36,11 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
     let _data_lock = DataDirLock::acquire(&config.data_dir)?;
     // Bind first: with port 0 the real address is known only now, and presigned links must
     // carry it.
-    let (listener, addr) = bind(&config).await?;
+    let (listener, addr) = bind(config.listen, "listen").await?;
+    let app_listener = match config.app.listen {
+        Some(app_addr) => Some(bind(app_addr, "app.listen").await?),
+        None => None,
+    };
     let mut bound = config.clone();
     bound.listen = addr;
     // Backends may run their own runtime (PostgreSQL) and block while connecting: build the
@@ -62,13 +68,36 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
         body_limit: config.limits.body_bytes,
         started: Instant::now(),
     });
-    announce(addr);
+    announce("", "admin API", addr);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let app_task = app_listener.map(|(app_listener, app_addr)| {
+        announce("app ", "application listener", app_addr);
+        let app = Arc::new(app::App {
+            manager: Arc::clone(&manager),
+            token: config.app.token.clone(),
+            body_limit: config.limits.body_bytes as u64,
+        });
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            axum::serve(app_listener, app::router(app))
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await
+        })
+    });
     axum::serve(listener, api::router(shared))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
         .await
         .map_err(|e| Error::Internal {
             message: e.to_string(),
         })?;
+    if let Some(task) = app_task {
+        let _ = task.await;
+    }
     shut_down(watcher, manager).await;
     Ok(())
 }
@@ -87,13 +116,16 @@ fn resolve_folders(config: &mut HostConfig) -> Result<()> {
     Ok(())
 }
 
-/// Binds the admin API's address; answers the listener and the address it really got.
-async fn bind(config: &HostConfig) -> Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
+/// Binds `addr` (the setting `key`); answers the listener and the address it really got.
+async fn bind(
+    addr: std::net::SocketAddr,
+    key: &str,
+) -> Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::InvalidConfig {
-            key: "listen".into(),
-            message: format!("cannot listen on {}: {e}", config.listen),
+            key: key.into(),
+            message: format!("cannot listen on {addr}: {e}"),
         })?;
     let addr = listener.local_addr().map_err(|e| Error::Internal {
         message: e.to_string(),
@@ -197,17 +229,18 @@ fn restore_and_load(
     }
 }
 
-/// Prints the bound address as the first line of stdout, and logs it.
-fn announce(addr: std::net::SocketAddr) {
+/// Prints `{prefix}listening on http://ADDR` as a line of stdout (the admin API's is the first
+/// line, the application listener's comes next), and logs it as `what`.
+fn announce(prefix: &str, what: &str, addr: std::net::SocketAddr) {
     #[allow(
         clippy::print_stdout,
         reason = "the bound address is part of the command's contract"
     )]
     {
-        println!("listening on http://{addr}");
+        println!("{prefix}listening on http://{addr}");
         let _ = std::io::stdout().flush();
     }
-    tracing::info!(target: "server", %addr, "admin API listening");
+    tracing::info!(target: "server", %addr, "{what} listening");
 }
 
 /// Stops applying folder changes, then unloads the plugins (dependents first) and drops the

@@ -212,6 +212,8 @@ pub struct Server {
     child: Option<std::process::Child>,
     /// `http://127.0.0.1:PORT`
     pub addr: String,
+    /// The application listener's `http://127.0.0.1:PORT`, when started with `--app-listen`.
+    pub app: Option<String>,
     /// The data folder.
     pub data_dir: PathBuf,
     /// Where stderr (the log) goes.
@@ -265,9 +267,8 @@ impl Server {
         let mut child = cmd.spawn().expect("plugin-host serve starts");
         let stdout = child.stdout.take().unwrap();
         let mut first = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = std::io::BufReader::new(stdout);
+        stdout.read_line(&mut first).unwrap();
         let addr = first
             .trim()
             .strip_prefix("listening on ")
@@ -278,9 +279,18 @@ impl Server {
                 )
             })
             .to_owned();
+        let app = args.contains(&"--app-listen").then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("app listening on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned()
+        });
         Self {
             child: Some(child),
             addr,
+            app,
             data_dir: data.to_owned(),
             log,
             _tmp: tmp,

@@ -9,6 +9,7 @@ mod error_doc;
 mod metrics;
 
 pub use error::ApiCode;
+pub(crate) use error::ApiError;
 pub(crate) mod openapi;
 mod routes;
 
@@ -18,7 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 
 pub(crate) use metrics::render_metrics;
-pub(crate) use routes::{Shared, StreamItem};
+pub(crate) use routes::{Shared, StreamItem, bearer_token, constant_time_eq, not_found};
 
 /// Builds the admin API router from the route table [`openapi::ROUTES`], the same table the
 /// OpenAPI document is generated from: what is served is what is documented. Token routes live

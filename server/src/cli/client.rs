@@ -245,6 +245,7 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             let human = plugin_details(&v);
             (v, human)
         }
+        PluginsCommand::Routes { name } => routes(&c, name)?,
         PluginsCommand::Load {
             path,
             config,
@@ -307,6 +308,30 @@ fn list(c: &Client) -> Result<(Value, String), ClientError> {
     }
     let human = table(&rows);
     Ok((v, human))
+}
+
+/// `plugins routes NAME`: the plugin's routes (`--json`: the route objects).
+fn routes(c: &Client, name: &str) -> Result<(Value, String), ClientError> {
+    let v = c.send("GET", &format!("/api/v1/plugins/{}", enc(name)), None)?;
+    let routes = v["routes"].clone();
+    let mut rows = vec![vec![
+        "METHOD".into(),
+        "PATH".into(),
+        "AUTH".into(),
+        "FUNCTION".into(),
+        "SUMMARY".into(),
+    ]];
+    let text = |r: &Value, k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    for r in routes.as_array().into_iter().flatten() {
+        rows.push(vec![
+            text(r, "method"),
+            format!("/plugins/{name}{}", text(r, "path")),
+            text(r, "auth"),
+            text(r, "function"),
+            text(r, "summary"),
+        ]);
+    }
+    Ok((routes, table(&rows)))
 }
 
 /// `plugins load PATH`: the path made absolute (the server's working directory means nothing

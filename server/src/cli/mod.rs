@@ -138,6 +138,12 @@ pub enum PluginsCommand {
         /// Plugin name.
         name: String,
     },
+    /// List a plugin's HTTP routes (served on the application listener under
+    /// `/plugins/NAME/`): method, path, auth, handler function, summary.
+    Routes {
+        /// Plugin name.
+        name: String,
+    },
     /// Load a plugin file (a path on the server's machine).
     Load {
         /// The library file.

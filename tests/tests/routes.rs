@@ -1,0 +1,435 @@
+//! Plugin HTTP routes on the application listener, over real HTTP against a real
+//! `plugin-host serve --app-listen` with the `routes-demo` plugin: auth, path parameters, query,
+//! headers, body schema and limit, 404/405, timeout, panic, disabled plugin, conflicting routes
+//! refused at load, the merged OpenAPI document following loads and unloads, routes in the admin
+//! API and the CLI, and reloads under a client loop.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use integration::*;
+use serde_json::{Value, json};
+
+const APP_TOKEN: &str = "app-token-0123456789";
+
+fn start() -> Server {
+    let s = Server::start(
+        &["--app-listen", "127.0.0.1:0"],
+        &[("PLUGIN_HOST_APP_TOKEN", APP_TOKEN)],
+    );
+    let (st, p) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
+    );
+    assert_eq!(st, 201, "{p}");
+    s
+}
+
+/// An answer of the application listener: status, headers (lower-case names), JSON body
+/// (`null` when there is none or it is not JSON).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn app(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let base = s.app.as_deref().expect("an application listener");
+    let mut req = ureq::request(method, &format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let result = match body {
+        Some(b) => req.set("content-type", "application/json").send_string(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .map(|n| {
+            let v = resp.header(&n).unwrap_or_default().to_owned();
+            (n.to_ascii_lowercase(), v)
+        })
+        .collect();
+    let text = resp.into_string().unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::Null),
+    }
+}
+
+fn get(s: &Server, path: &str) -> Answer {
+    app(s, "GET", path, None, &[])
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[test]
+fn health_public_routes_and_the_request_the_handler_sees() {
+    let s = start();
+    assert_eq!(get(&s, "/health").body, json!({"status": "ok"}));
+    let a = get(&s, "/plugins/routes-demo/items");
+    assert_eq!((a.status, &a.body), (200, &json!([])));
+    assert_eq!(a.header("content-type"), Some("application/json"));
+
+    let a = app(
+        &s,
+        "GET",
+        "/plugins/routes-demo/echo/x%20y/2?q=1&r=two%20words",
+        None,
+        &[
+            ("X-Custom", "v"),
+            ("Authorization", "Bearer secret-of-the-user"),
+        ],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.header("x-echo"), Some("1"));
+    let req = &a.body;
+    assert_eq!(req["method"], "GET");
+    assert_eq!(req["path"], "/echo/x%20y/2");
+    assert_eq!(req["params"], json!({"a": "x y", "b": "2"}));
+    assert_eq!(req["query"], json!({"q": "1", "r": "two words"}));
+    assert_eq!(req["headers"]["x-custom"], "v");
+    assert!(req["headers"].get("authorization").is_none(), "{req}");
+    assert_eq!(req["body"], Value::Null);
+
+    let a = get(&s, "/plugins/routes-demo/items/42");
+    assert_eq!(a.status, 404, "the plugin's own 404");
+    assert_eq!(a.body["error"]["code"], "not_found");
+}
+
+#[test]
+fn token_routes_need_the_application_token() {
+    let s = start();
+    let body = r#"{"name":"apple"}"#;
+    let path = "/plugins/routes-demo/items";
+    let missing = app(&s, "POST", path, Some(body), &[]);
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.body["error"]["code"], "unauthorized");
+    let wrong = app(
+        &s,
+        "POST",
+        path,
+        Some(body),
+        &[("Authorization", &bearer("wrong-token-0123456789"))],
+    );
+    assert_eq!(wrong.status, 401);
+    // The admin token is no application token (this server has none anyway).
+    let auth = bearer(APP_TOKEN);
+    let ok = app(&s, "POST", path, Some(body), &[("Authorization", &auth)]);
+    assert_eq!(ok.status, 201, "{}", ok.body);
+    assert_eq!(ok.body, json!({"id": 1, "name": "apple"}));
+    assert_eq!(ok.header("location"), Some("items/1"));
+    app(
+        &s,
+        "POST",
+        path,
+        Some(r#"{"name":"pear"}"#),
+        &[("Authorization", &auth)],
+    );
+
+    let a = get(&s, "/plugins/routes-demo/items?prefix=ap");
+    assert_eq!(a.body, json!([{"id": 1, "name": "apple"}]));
+    assert_eq!(get(&s, "/plugins/routes-demo/items/2").body["name"], "pear");
+
+    let del = app(&s, "DELETE", "/plugins/routes-demo/items/1", None, &[]);
+    assert_eq!(del.status, 401);
+    let del = app(
+        &s,
+        "DELETE",
+        "/plugins/routes-demo/items/1",
+        None,
+        &[("Authorization", &auth)],
+    );
+    assert_eq!((del.status, &del.body), (204, &Value::Null));
+    assert_eq!(get(&s, "/plugins/routes-demo/items/1").status, 404);
+}
+
+#[test]
+fn token_routes_answer_401_on_a_host_without_an_application_token() {
+    let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
+    let (st, _) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
+    );
+    assert_eq!(st, 201);
+    let a = app(
+        &s,
+        "POST",
+        "/plugins/routes-demo/items",
+        Some(r#"{"name":"a"}"#),
+        &[("Authorization", &bearer(APP_TOKEN))],
+    );
+    assert_eq!(a.status, 401);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("none configured")
+    );
+}
+
+#[test]
+fn the_host_checks_method_path_body_and_schema_before_the_plugin() {
+    let s = start();
+    let auth = bearer(APP_TOKEN);
+    let h = [("Authorization", auth.as_str())];
+    let path = "/plugins/routes-demo/items";
+
+    let a = app(&s, "POST", path, Some(r#"{"name":""}"#), &h);
+    assert_eq!(a.status, 400);
+    assert_eq!(a.body["error"]["code"], "invalid_input");
+    let errors = a.body["error"]["details"]["errors"].as_array().unwrap();
+    assert!(
+        errors[0].as_str().unwrap().starts_with("/name"),
+        "{errors:?}"
+    );
+    let a = app(&s, "POST", path, None, &h);
+    assert_eq!(
+        a.status, 400,
+        "an empty body is null, which the schema refuses"
+    );
+    let a = app(&s, "POST", path, Some("{not json"), &h);
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(2000));
+    let a = app(&s, "POST", path, Some(&big), &h);
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+    assert_eq!(
+        get(&s, path).body,
+        json!([]),
+        "nothing refused reached the store"
+    );
+
+    let a = get(&s, "/plugins/routes-demo/nothing/here");
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let a = get(&s, "/plugins/no-such-plugin/items");
+    assert_eq!(a.status, 404);
+    let a = app(&s, "PUT", "/plugins/routes-demo/items/1", Some("{}"), &h);
+    assert_eq!(a.status, 405);
+    assert_eq!(a.header("allow"), Some("GET, DELETE"));
+    assert_eq!(a.body["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn timeout_panic_and_disabled_plugin() {
+    let s = start();
+    let started = Instant::now();
+    let a = get(&s, "/plugins/routes-demo/slow?ms=3000");
+    assert_eq!(
+        (a.status, a.body["error"]["code"].as_str()),
+        (504, Some("timeout"))
+    );
+    assert_eq!(a.body["error"]["details"]["after_ms"], 300);
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    // The timed-out handler still runs (a call cannot be stopped); once it ends, the plugin
+    // serves again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&s, "/plugins/routes-demo/slow?ms=1").status != 200 {
+        assert!(Instant::now() < deadline, "the plugin never served again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let a = get(&s, "/plugins/routes-demo/panic");
+    assert_eq!(a.status, 500);
+    assert_eq!(a.body["error"]["details"]["panicked"], true);
+    assert_eq!(
+        get(&s, "/plugins/routes-demo/items").status,
+        200,
+        "still serving"
+    );
+
+    let (st, _) = s.call("POST", "/api/v1/plugins/routes-demo/disable", None);
+    assert_eq!(st, 200);
+    let a = get(&s, "/plugins/routes-demo/items");
+    assert_eq!(a.status, 503);
+    assert_eq!(a.header("retry-after"), Some("1"));
+    assert_eq!(a.body["error"]["code"], "plugin_disabled");
+    let (st, _) = s.call("POST", "/api/v1/plugins/routes-demo/enable", None);
+    assert_eq!(st, 200);
+    assert_eq!(get(&s, "/plugins/routes-demo/items").status, 200);
+}
+
+#[test]
+fn conflicting_routes_are_refused_at_load() {
+    let s = Server::start(&[], &[]);
+    let dir = temp_dir();
+    let copy = rewritten_plugin("routes-demo", dir.path(), "routes-conflict", |m| {
+        // DELETE /items/{id} becomes a second GET of the shape /items/{}.
+        let routes = m["routes"].as_array_mut().unwrap();
+        let delete = routes.iter_mut().find(|r| r["method"] == "DELETE").unwrap();
+        delete["method"] = json!("GET");
+        delete["path"] = json!("/items/{other}");
+    });
+    let (st, e) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": copy.to_string_lossy() })),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(e["error"]["code"], "route_conflict");
+    assert_eq!(
+        e["error"]["details"]["paths"],
+        json!(["/items/{id}", "/items/{other}"])
+    );
+    let bad = rewritten_plugin("routes-demo", dir.path(), "routes-bad", |m| {
+        m["routes"][0]["path"] = json!("items");
+    });
+    let (st, e) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": bad.to_string_lossy() })),
+    );
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("invalid_route")),
+        "{e}"
+    );
+}
+
+#[test]
+fn openapi_document_follows_loads_and_unloads() {
+    let s = start();
+    let doc = get(&s, "/openapi.json").body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let item = &doc["paths"]["/plugins/routes-demo/items/{id}"];
+    assert_eq!(item["get"]["tags"], json!(["routes-demo"]));
+    assert_eq!(item["get"]["parameters"][0]["name"], "id");
+    assert_eq!(item["delete"]["security"], json!([{"appToken": []}]));
+    let post = &doc["paths"]["/plugins/routes-demo/items"]["post"];
+    let schema = &post["requestBody"]["content"]["application/json"]["schema"];
+    let validator = jsonschema::validator_for(schema).expect("the body schema compiles");
+    assert!(validator.is_valid(&json!({"name": "a"})));
+    assert!(!validator.is_valid(&json!({"name": ""})));
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        assert!(path.starts_with("/plugins/routes-demo/"), "{path}");
+        for (_, op) in methods.as_object().unwrap() {
+            for (_, r) in op["responses"].as_object().unwrap() {
+                if let Some(s) = r.pointer("/content/application~1json/schema") {
+                    jsonschema::validator_for(s).expect("response schemas compile");
+                }
+            }
+        }
+    }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
+
+    let (st, _) = s.call("DELETE", "/api/v1/plugins/routes-demo", None);
+    assert_eq!(st, 200);
+    let doc = get(&s, "/openapi.json").body;
+    assert_eq!(doc["paths"], json!({}));
+    assert_eq!(get(&s, "/plugins/routes-demo/items").status, 404);
+}
+
+#[test]
+fn admin_api_and_cli_list_the_routes() {
+    let s = start();
+    let (st, p) = s.call("GET", "/api/v1/plugins/routes-demo", None);
+    assert_eq!(st, 200);
+    let post = p["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "POST")
+        .unwrap();
+    assert_eq!(post["path"], "/items");
+    assert_eq!(post["function"], "add_item");
+    assert_eq!(post["auth"], "token");
+    assert_eq!(post["body_limit"], 1024);
+    assert_eq!(post["body_schema"]["required"], json!(["name"]));
+
+    let (ok, out, err) = s.cli(&["plugins", "routes", "routes-demo"]);
+    assert!(ok, "{err}");
+    let header = out.lines().next().unwrap();
+    for column in ["METHOD", "PATH", "AUTH", "FUNCTION", "SUMMARY"] {
+        assert!(header.contains(column), "{out}");
+    }
+    assert!(
+        out.lines().any(|l| l.contains("POST")
+            && l.contains("/items")
+            && l.contains("token")
+            && l.contains("add_item")),
+        "{out}"
+    );
+    let (ok, out, _) = s.cli(&["plugins", "routes", "routes-demo", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 7);
+    let (ok, _, err) = s.cli(&["plugins", "routes", "nope"]);
+    assert!(!ok);
+    assert!(err.contains("not_found") || err.contains("nope"), "{err}");
+}
+
+#[test]
+fn reloads_under_a_client_loop_fail_no_request() {
+    let s = Arc::new(start());
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = {
+        let (s, stop, served, failed) = (
+            Arc::clone(&s),
+            Arc::clone(&stop),
+            Arc::clone(&served),
+            Arc::clone(&failed),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let a = get(&s, "/plugins/routes-demo/echo/a/b");
+                if a.status == 200 && a.body["params"]["b"] == "b" {
+                    served.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("failed: {} {}", a.status, a.body);
+                }
+            }
+        })
+    };
+    for _ in 0..20 {
+        let before = served.load(Ordering::SeqCst);
+        let (st, e) = s.call("POST", "/api/v1/plugins/routes-demo/reload", None);
+        assert_eq!(st, 200, "{e}");
+        // Let requests reach the new instance before the next reload.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while served.load(Ordering::SeqCst) < before + 3 && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(served.load(Ordering::SeqCst) >= 60);
+}

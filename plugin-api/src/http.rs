@@ -7,25 +7,41 @@
 //! auth policy, body limit and body schema before the plugin runs, and calls the function by
 //! name.
 //!
+//! The README's two-route plugin (kept identical to it):
+//!
 //! ```
+//! #![forbid(unsafe_code)]
 //! use plugin_api::http::{Auth, HttpRequest, HttpResponse, Route};
-//! use plugin_api::{Context, Result};
+//! use plugin_api::{Context, Function, Functions, Manifest, Plugin, Result};
 //!
-//! const GET_ITEM: Route = Route::get("/items/{id}", "get_item").summary("one item");
-//! const ADD_ITEM: Route = Route::post("/items", "add_item")
-//!     .auth(Auth::Token)
-//!     .body_schema(r#"{"type":"object","required":["name"]}"#);
-//! assert_eq!(GET_ITEM.method, "GET");
+//! #[derive(Default)]
+//! struct Notes { notes: Vec<String> }
 //!
-//! struct Store;
-//! impl Store {
-//!     fn get_item(&mut self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
-//!         match req.params.get("id").map(String::as_str) {
-//!             Some("1") => HttpResponse::ok(&"one"),
-//!             _ => Ok(HttpResponse::not_found()),
-//!         }
+//! impl Plugin for Notes {
+//!     const MANIFEST: Manifest = Manifest::new("notes", "1.0.0")
+//!         .functions(&[Function::new("list"), Function::new("add")])
+//!         .routes(&[
+//!             Route::get("/notes", "list").summary("every note"),
+//!             Route::post("/notes", "add").auth(Auth::Token)
+//!                 .body_schema(r#"{"type":"object","required":["text"]}"#),
+//!         ]);
+//!     fn new(_ctx: &Context) -> Result<Self> { Ok(Notes::default()) }
+//!     fn functions(f: &mut Functions<Self>) {
+//!         f.add_shared("list", Self::list).add("add", Self::add);
 //!     }
 //! }
+//!
+//! impl Notes {
+//!     fn list(&self, _: &Context, _: HttpRequest) -> Result<HttpResponse> {
+//!         HttpResponse::ok(&self.notes)
+//!     }
+//!     fn add(&mut self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
+//!         self.notes.push(req.body["text"].as_str().unwrap_or_default().to_owned());
+//!         HttpResponse::created(&self.notes.len())
+//!     }
+//! }
+//!
+//! plugin_api::export_plugin!(Notes);
 //! ```
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! The documentation that describes the code stays true to it: `docs/architecture.md` names
-//! every source file of the three library crates, and nothing that no longer exists.
+//! every source file of the three library crates, and nothing that no longer exists; the
+//! README's route example is the one `plugin-api` compiles as a doctest.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -76,5 +77,36 @@ fn architecture_lists_every_module_as_it_is() {
         problems.is_empty(),
         "docs/architecture.md, section Modules:\n{}",
         problems.join("\n")
+    );
+}
+
+/// The first ```rust block after `heading` in `text`.
+fn rust_block_after<'a>(text: &'a str, heading: &str) -> &'a str {
+    let after = &text[text.find(heading).expect("heading present")..];
+    let start = after.find("```rust\n").expect("a rust block") + "```rust\n".len();
+    let len = after[start..].find("```").expect("block closed");
+    &after[start..start + len]
+}
+
+#[test]
+fn readme_route_example_is_the_compiled_doctest() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let block = rust_block_after(&readme, "## Serve HTTP routes");
+    let http = std::fs::read_to_string(root().join("plugin-api/src/http.rs")).unwrap();
+    let doc: String = http
+        .lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| {
+            l.strip_prefix("//! ")
+                .unwrap_or(l.trim_start_matches("//!"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let start = doc.find("```\n").expect("the doctest") + "```\n".len();
+    let len = doc[start..].find("```").expect("doctest closed");
+    assert_eq!(
+        block,
+        &doc[start..start + len],
+        "README and plugin-api/src/http.rs differ"
     );
 }

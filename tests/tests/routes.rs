@@ -385,6 +385,16 @@ fn admin_api_and_cli_list_the_routes() {
             && l.contains("add_item")),
         "{out}"
     );
+    let inspected = std::process::Command::new(host_binary())
+        .arg("inspect")
+        .arg(plugin("routes-demo"))
+        .output()
+        .unwrap();
+    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let routes = inspected["manifest"]["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), 7, "inspect shows the routes");
+    assert_eq!(routes[1]["path"], "/items/{id}");
+
     let (ok, out, _) = s.cli(&["plugins", "routes", "routes-demo", "--json"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).unwrap();

@@ -101,7 +101,7 @@ fn health_public_routes_and_the_request_the_handler_sees() {
     let a = app(
         &s,
         "GET",
-        "/plugins/routes-demo/echo/x%20y/2?q=1&r=two%20words",
+        "/plugins/routes-demo/echo/x%20y/2?q=0&r=two%20words&q=1",
         None,
         &[
             ("X-Custom", "v"),
@@ -113,6 +113,7 @@ fn health_public_routes_and_the_request_the_handler_sees() {
     let req = &a.body;
     assert_eq!(req["method"], "GET");
     assert_eq!(req["path"], "/echo/x%20y/2");
+    // A repeated query name: the last value wins.
     assert_eq!(req["params"], json!({"a": "x y", "b": "2"}));
     assert_eq!(req["query"], json!({"q": "1", "r": "two words"}));
     assert_eq!(req["headers"]["x-custom"], "v");
@@ -240,6 +241,14 @@ fn the_host_checks_method_path_body_and_schema_before_the_plugin() {
     );
     let a = get(&s, "/plugins/no-such-plugin/items");
     assert_eq!(a.status, 404);
+    // An encoded plugin name finds the plugin, and the path after it is still the route's.
+    let a = get(&s, "/plugins/routes%2Ddemo/items");
+    assert_eq!((a.status, &a.body), (200, &json!([])));
+    let a = get(&s, "/plugins/routes-demo/echo/a%2Fb/c");
+    assert_eq!(
+        a.body["params"]["a"], "a/b",
+        "an encoded `/` stays inside its parameter"
+    );
     let a = app(&s, "PUT", "/plugins/routes-demo/items/1", Some("{}"), &h);
     assert_eq!(a.status, 405);
     assert_eq!(a.header("allow"), Some("GET, DELETE"));

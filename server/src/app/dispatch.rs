@@ -47,13 +47,12 @@ pub(super) async fn dispatch(
     req: Request,
 ) -> Response {
     // The raw path, not the decoded one: a parameter may hold an encoded `/`.
-    let prefix = format!("/plugins/{name}");
-    let rest = req
+    let after = req
         .uri()
         .path()
-        .strip_prefix(&prefix)
-        .unwrap_or("/")
-        .to_owned();
+        .strip_prefix("/plugins/")
+        .unwrap_or_default();
+    let rest = after.find('/').map_or("/", |i| &after[i..]).to_owned();
     run(app, name, rest, req).await
 }
 

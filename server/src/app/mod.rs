@@ -33,6 +33,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/plugins/{name}", any(dispatch::dispatch_root))
         .route("/plugins/{name}/{*rest}", any(dispatch::dispatch))
         .fallback(crate::api::not_found)
+        // Whatever answered an error (an extractor's rejection too), the body is the JSON error.
+        .layer(axum::middleware::from_fn(crate::api::json_errors))
         .with_state(app)
 }
 

@@ -77,14 +77,13 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
             token: config.app.token.clone(),
             body_limit: config.limits.body_bytes as u64,
         });
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            axum::serve(app_listener, app::router(app))
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await
-        })
+        let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);
+        tokio::spawn(app::serve(
+            app_listener,
+            app::router(app),
+            header_timeout,
+            stopped.clone(),
+        ))
     });
     axum::serve(listener, api::router(shared))
         .with_graceful_shutdown(async move {

@@ -92,7 +92,7 @@ fn bearer(token: &str) -> String {
 
 #[test]
 fn health_public_routes_and_the_request_the_handler_sees() {
-    let s = start();
+    let mut s = start();
     assert_eq!(get(&s, "/health").body, json!({"status": "ok"}));
     let a = get(&s, "/plugins/routes-demo/items");
     assert_eq!((a.status, &a.body), (200, &json!([])));
@@ -123,6 +123,8 @@ fn health_public_routes_and_the_request_the_handler_sees() {
     let a = get(&s, "/plugins/routes-demo/items/42");
     assert_eq!(a.status, 404, "the plugin's own 404");
     assert_eq!(a.body["error"]["code"], "not_found");
+    // Both listeners stop on SIGTERM, and the process exits cleanly.
+    s.stop();
 }
 
 #[test]
@@ -451,4 +453,35 @@ fn reloads_under_a_client_loop_fail_no_request() {
     client.join().unwrap();
     assert_eq!(failed.load(Ordering::SeqCst), 0);
     assert!(served.load(Ordering::SeqCst) >= 60);
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_disconnected() {
+    use std::io::{Read as _, Write as _};
+    let dir = temp_dir();
+    let config = dir.path().join("plugin-host.toml");
+    std::fs::write(&config, "[app]\nheader_timeout_ms = 300\n").unwrap();
+    let s = Server::start(
+        &[
+            "--app-listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let addr = s.app.as_deref().unwrap().trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    // Closed by the server (end of stream, or a reset): not left waiting for the read timeout.
+    let closed = match slow.read(&mut buf) {
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    };
+    assert!(closed && started.elapsed() < Duration::from_secs(4));
+    assert_eq!(get(&s, "/health").status, 200, "other clients are served");
 }

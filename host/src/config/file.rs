@@ -266,7 +266,7 @@ pub struct LogSection {
 /// `[app]`: the application listener, where plugins serve their HTTP routes under
 /// `/plugins/{name}/`. Off unless `listen` is set. It may bind any address (it faces users);
 /// routes declared `token` need `token`, and answer 401 on a host without one.
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct AppSection {
@@ -275,6 +275,19 @@ pub struct AppSection {
     /// Bearer token of the routes declared `token` (at least 16 characters, not the admin
     /// token).
     pub token: Option<String>,
+    /// Time a client has to send a request's head, in milliseconds (default 10000); a client
+    /// that takes longer is disconnected (slow-loris).
+    pub header_timeout_ms: u64,
+}
+
+impl Default for AppSection {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token: None,
+            header_timeout_ms: 10_000,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppSection {
@@ -282,6 +295,7 @@ impl std::fmt::Debug for AppSection {
         f.debug_struct("AppSection")
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
+            .field("header_timeout_ms", &self.header_timeout_ms)
             .finish()
     }
 }
@@ -670,6 +684,9 @@ impl HostConfig {
         {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
+        if self.app.header_timeout_ms == 0 {
+            return Err(invalid("app.header_timeout_ms", "must be greater than 0"));
+        }
         if let Some(token) = &self.app.token {
             if token.trim().len() < 16 {
                 return Err(invalid("app.token", "must be at least 16 characters"));
@@ -1044,6 +1061,9 @@ mod tests {
         assert!(e.to_string().contains("app.token"), "{e}");
         c.app.token = Some("short".to_owned());
         assert!(c.validate().unwrap_err().to_string().contains("16"));
+        assert_eq!(HostConfig::default().app.header_timeout_ms, 10_000);
+        let e = HostConfig::from_toml("[app]\nheader_timeout_ms = 0", "t").unwrap_err();
+        assert!(e.to_string().contains("app.header_timeout_ms"), "{e}");
         let bad = HostConfig::from_toml("[app]\nlisten = \"x\"", "t").unwrap_err();
         assert!(bad.to_string().contains("listen = \"x\""), "{bad}");
     }

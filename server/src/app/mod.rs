@@ -5,7 +5,10 @@
 //! Errors use the admin API's JSON body.
 
 mod dispatch;
+mod listener;
 mod openapi;
+
+pub(crate) use listener::serve;
 
 use std::sync::Arc;
 

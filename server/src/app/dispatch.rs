@@ -172,7 +172,8 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?
     };
     if let Some(schema) = &route.body_schema {
-        let errors = schema_errors(schema, &body);
+        let validator = app.validator(name, info.generation, &route, schema);
+        let errors = schema_errors(validator.as_ref().as_ref(), &body);
         if !errors.is_empty() {
             return Err(refuse(
                 Error::InvalidInput {
@@ -249,9 +250,12 @@ fn request_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// What `schema` rejects in `value`, as `/path: message`.
-fn schema_errors(schema: &serde_json::Value, value: &serde_json::Value) -> Vec<String> {
-    match jsonschema::validator_for(schema) {
+/// What the body schema rejects in `value`, as `/path: message`.
+fn schema_errors(
+    validator: Result<&jsonschema::Validator, &String>,
+    value: &serde_json::Value,
+) -> Vec<String> {
+    match validator {
         Ok(v) => v
             .iter_errors(value)
             .map(|e| {

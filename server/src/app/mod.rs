@@ -10,7 +10,8 @@ mod openapi;
 
 pub(crate) use listener::serve;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::State;
@@ -26,6 +27,43 @@ pub(crate) struct App {
     pub(crate) token: Option<String>,
     /// The body limit of a route that declares none, in bytes.
     pub(crate) body_limit: u64,
+    /// Compiled body schemas, by plugin, generation, method and path: compiled once per
+    /// instance (a reload's new generation replaces its plugin's entries).
+    pub(crate) validators: Mutex<HashMap<ValidatorKey, Compiled>>,
+}
+
+/// Which route's body schema: plugin, instance generation, method, path template.
+type ValidatorKey = (String, u64, String, String);
+/// A compiled body schema, or why it does not compile.
+type Compiled = Arc<Result<jsonschema::Validator, String>>;
+
+impl App {
+    /// The compiled body schema of `route` of instance `generation` of `plugin`.
+    fn validator(
+        &self,
+        plugin: &str,
+        generation: u64,
+        route: &plugin_host::RouteSpec,
+        schema: &serde_json::Value,
+    ) -> Compiled {
+        let key = (
+            plugin.to_owned(),
+            generation,
+            route.method.clone(),
+            route.path.clone(),
+        );
+        let mut cache = self
+            .validators
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = cache.get(&key) {
+            return Arc::clone(v);
+        }
+        cache.retain(|(p, g, _, _), _| p != plugin || *g == generation);
+        let compiled = Arc::new(jsonschema::validator_for(schema).map_err(|e| e.to_string()));
+        cache.insert(key, Arc::clone(&compiled));
+        compiled
+    }
 }
 
 /// The application listener's router.

@@ -99,6 +99,7 @@ fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
     let mut shown = serde_json::to_value(&config)?;
     for secret in [
         "/admin_token",
+        "/app/token",
         "/backends/buckets/secret_access_key",
         "/backends/buckets/session_token",
     ] {

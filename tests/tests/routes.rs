@@ -485,3 +485,26 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     assert!(closed && started.elapsed() < Duration::from_secs(4));
     assert_eq!(get(&s, "/health").status, 200, "other clients are served");
 }
+
+#[test]
+fn config_check_shows_the_app_settings_but_not_the_app_token() {
+    let dir = temp_dir();
+    let out = std::process::Command::new(host_binary())
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env("PLUGIN_HOST_APP_TOKEN", APP_TOKEN)
+        .env("PLUGIN_HOST_APP_LISTEN", "0.0.0.0:8080")
+        .env_remove("PLUGIN_HOST_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(APP_TOKEN), "{text}");
+    let json: Value =
+        serde_json::from_str(text.trim_start_matches("configuration is valid\n")).unwrap();
+    assert_eq!(json["app"]["token"], "(set)");
+    assert_eq!(
+        json["app"]["listen"], "0.0.0.0:8080",
+        "a non-loopback app address is allowed"
+    );
+}

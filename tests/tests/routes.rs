@@ -382,6 +382,14 @@ fn admin_api_and_cli_list_the_routes() {
     assert_eq!(post["auth"], "token");
     assert_eq!(post["body_limit"], 1024);
     assert_eq!(post["body_schema"]["required"], json!(["name"]));
+    // The admin API's OpenAPI document describes these route objects truthfully.
+    let (_, doc) = s.call("GET", "/api/v1/openapi.json", None);
+    let route_schema = &doc["components"]["schemas"]["Route"];
+    let validator = jsonschema::validator_for(route_schema).unwrap();
+    for r in p["routes"].as_array().unwrap() {
+        let errors: Vec<String> = validator.iter_errors(r).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{r}: {errors:?}");
+    }
 
     let (ok, out, err) = s.cli(&["plugins", "routes", "routes-demo"]);
     assert!(ok, "{err}");

@@ -238,7 +238,8 @@ impl PluginManifest {
                 summary: f.summary,
             });
         }
-        let routes = RouteSpec::parse_all(&raw.name, raw.routes, &functions)?;
+        let names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
+        let routes = RouteSpec::parse_all(&raw.name, raw.routes, &functions, &names)?;
         Ok(Self {
             routes,
             name: raw.name,

@@ -13,22 +13,41 @@ use crate::manifest::FunctionSpec;
 pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 /// Who may call a route; the application listener checks it before the plugin runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Serialized as in the manifest: `public`, `token` or `plugin:<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteAuth {
     /// Anyone.
     Public,
     /// A request carrying the application token as `Authorization: Bearer <token>`.
     Token,
+    /// A request the named plugin (a declared dependency) accepts through its function
+    /// `authenticate`.
+    Plugin(String),
 }
 
 impl RouteAuth {
-    /// `public` or `token`.
-    pub fn as_str(self) -> &'static str {
+    /// The kind of policy: `public`, `token` or `plugin`.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Self::Public => "public",
             Self::Token => "token",
+            Self::Plugin(_) => "plugin",
         }
+    }
+}
+
+impl std::fmt::Display for RouteAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plugin(name) => write!(f, "plugin:{name}"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+impl Serialize for RouteAuth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -138,12 +157,14 @@ impl RouteSpec {
     /// Validates a manifest's raw routes against its declared functions.
     ///
     /// # Errors
-    /// `invalid_route` for a bad method or template, an undeclared function or a schema that
-    /// does not compile; `route_conflict` for two routes of the same method and path shape.
+    /// `invalid_route` for a bad method or template, an undeclared function, a schema that
+    /// does not compile or an auth plugin that is not among `dependencies`; `route_conflict`
+    /// for two routes of the same method and path shape.
     pub(crate) fn parse_all(
         plugin: &str,
         raw: Vec<RawRoute>,
         functions: &[FunctionSpec],
+        dependencies: &[&str],
     ) -> Result<Vec<Self>> {
         let mut routes: Vec<Self> = Vec::with_capacity(raw.len());
         for r in raw {
@@ -170,11 +191,21 @@ impl RouteSpec {
             let auth = match r.auth.as_str() {
                 "public" => RouteAuth::Public,
                 "token" => RouteAuth::Token,
-                other => {
-                    return Err(invalid(format!(
-                        "auth `{other}` is not `public` or `token`"
-                    )));
-                }
+                other => match other.strip_prefix("plugin:") {
+                    Some(name) if dependencies.contains(&name) => {
+                        RouteAuth::Plugin(name.to_owned())
+                    }
+                    Some(name) => {
+                        return Err(invalid(format!(
+                            "its auth plugin `{name}` is not a declared dependency"
+                        )));
+                    }
+                    None => {
+                        return Err(invalid(format!(
+                            "auth `{other}` is not `public`, `token` or `plugin:<name>`"
+                        )));
+                    }
+                },
             };
             let schema =
                 |text: &str, what: &str| crate::manifest::schema(text, what).map_err(&invalid);
@@ -326,7 +357,34 @@ mod tests {
     }
 
     fn parse(routes: Vec<RawRoute>) -> Result<Vec<RouteSpec>> {
-        RouteSpec::parse_all("p", routes, &[f("h")])
+        RouteSpec::parse_all("p", routes, &[f("h")], &["auth"])
+    }
+
+    fn with_auth(auth: &str) -> RawRoute {
+        serde_json::from_value(serde_json::json!({
+            "method": "POST", "path": "/a", "function": "h", "auth": auth
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_plugin_policy_names_a_declared_dependency() {
+        let routes = parse(vec![with_auth("plugin:auth")]).unwrap();
+        assert_eq!(routes[0].auth, RouteAuth::Plugin("auth".into()));
+        assert_eq!(
+            serde_json::to_value(&routes[0]).unwrap()["auth"],
+            "plugin:auth"
+        );
+        assert_eq!(
+            serde_json::to_value(&parse(vec![with_auth("token")]).unwrap()[0]).unwrap()["auth"],
+            "token"
+        );
+        for bad in ["plugin:other", "plugin:", "plugin", "Token"] {
+            let e = parse(vec![with_auth(bad)]).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidRoute, "{bad}");
+        }
+        let e = parse(vec![with_auth("plugin:other")]).unwrap_err();
+        assert!(e.to_string().contains("not a declared dependency"), "{e}");
     }
 
     #[test]

@@ -59,14 +59,21 @@ pub enum Auth {
     /// A request carrying `Authorization: Bearer <app token>` (the host's application token,
     /// distinct from the admin token). A host with no application token answers 401 always.
     Token,
+    /// A request the named plugin accepts (manifest JSON `plugin:<name>`): before the handler
+    /// runs, the host calls that plugin's function `authenticate` with the method, the path and
+    /// the headers (`authorization` included) and passes its `identity` to the handler in
+    /// [`HttpRequest::identity`]. The named plugin must be a declared dependency.
+    Plugin(&'static str),
 }
 
 impl Auth {
-    /// The policy as written in the manifest JSON: `public` or `token`.
+    /// The kind of policy: `public`, `token` or `plugin` (the manifest JSON writes the last as
+    /// `plugin:<name>`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Public => "public",
             Self::Token => "token",
+            Self::Plugin(_) => "plugin",
         }
     }
 }
@@ -192,10 +199,13 @@ pub struct HttpRequest {
     /// Query parameters, percent-decoded (the last value wins for a repeated name).
     pub query: BTreeMap<String, String>,
     /// Request headers, names in lower case (values that are not UTF-8 are left out; the
-    /// `authorization` header is never passed on).
+    /// `authorization` header is never passed on to the handler).
     pub headers: BTreeMap<String, String>,
     /// The JSON body (`null` when the request has none).
     pub body: Value,
+    /// Who the caller is, as the route's auth plugin answered (`None` for other policies).
+    #[serde(default)]
+    pub identity: Option<Value>,
 }
 
 /// A handler's answer: status, headers and a JSON body.

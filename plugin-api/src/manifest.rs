@@ -6,7 +6,7 @@
 //! the host can read and validate it from the file before any plugin code runs. The encoder is a
 //! `const fn`; an invalid name is a compile error, not a runtime surprise.
 
-use crate::http::Route;
+use crate::http::{Auth, Route};
 
 /// A dependency on another plugin: its name and a semver requirement (`"^1.2"`, `"*"`).
 #[derive(Debug, Clone, Copy)]
@@ -282,7 +282,10 @@ impl Manifest {
                 s.raw(b",\"summary\":");
                 s.string(r.summary);
                 s.raw(b",\"auth\":");
-                s.string(r.auth.as_str());
+                match r.auth {
+                    Auth::Plugin(name) => s.string_prefixed(b"plugin:", name),
+                    other => s.string(other.as_str()),
+                }
                 s.raw(b",\"body_schema\":");
                 s.string(r.body_schema);
                 s.raw(b",\"response_schema\":");
@@ -341,9 +344,15 @@ impl Sink<'_> {
     }
 
     const fn string(&mut self, s: &str) {
+        self.string_prefixed(b"", s);
+    }
+
+    /// A JSON string of `prefix` (written as is) followed by `s` (escaped).
+    const fn string_prefixed(&mut self, prefix: &[u8], s: &str) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let b = s.as_bytes();
         self.byte(b'"');
+        self.raw(prefix);
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
@@ -397,7 +406,6 @@ impl Sink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::Auth;
 
     const M: Manifest = Manifest::new("greeter", "1.2.3")
         .description("says \"hi\"\n\\ok")
@@ -436,6 +444,7 @@ mod tests {
                     .auth(Auth::Token)
                     .body_limit(18_446_744_073_709_551_615)
                     .timeout_ms(250),
+                Route::delete("/items/{id}", "get").auth(Auth::Plugin("auth")),
             ]);
         let bytes = R.encode::<{ R.encoded_len() }>();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -446,6 +455,7 @@ mod tests {
         assert_eq!(v["routes"][1]["auth"], "token");
         assert_eq!(v["routes"][1]["body_limit"], u64::MAX);
         assert_eq!(v["routes"][1]["timeout_ms"], 250);
+        assert_eq!(v["routes"][2]["auth"], "plugin:auth");
         let plain = M.encode::<{ M.encoded_len() }>();
         let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert!(v.get("routes").is_none());

@@ -1,6 +1,7 @@
 //! `/plugins/{name}/<path>`: a request to a plugin's route. In order: the plugin (404 when
 //! unknown, 503 with `Retry-After` when disabled or not active), the route (404 when no route
-//! has the path, 405 with `Allow` when only other methods do), the auth policy (401), the body
+//! has the path, 405 with `Allow` when only other methods do), the auth policy (401; 503 when
+//! the auth plugin cannot answer), the body
 //! limit (413), the body as JSON (400) and its schema (400 `invalid_input`); then the handler
 //! function runs through the manager (504 on timeout, 500 when it fails or panics) and its
 //! [`HttpResponse`] is answered (500 for a status outside 100..=599; hop-by-hop headers and
@@ -137,9 +138,16 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
     for (key, raw) in raw_params {
         params.insert(key, percent_decode(raw).map_err(bad_request)?);
     }
-    if route.auth == RouteAuth::Token {
-        check_token(app.token.as_deref(), req.headers())?;
-    }
+    let identity = match &route.auth {
+        RouteAuth::Public => None,
+        RouteAuth::Token => {
+            check_token(app.token.as_deref(), req.headers())?;
+            None
+        }
+        RouteAuth::Plugin(auth) => {
+            Some(authenticate(app, auth, method.as_str(), rest, req.headers()).await?)
+        }
+    };
     let query = req
         .uri()
         .query()
@@ -193,6 +201,7 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
     request.query = query;
     request.headers = headers;
     request.body = body;
+    request.identity = identity;
     let input = serde_json::to_vec(&request).map_err(|e| internal(e.to_string()))?;
     let manager = Arc::clone(&app.manager);
     let (plugin, function) = (name.to_owned(), route.function.clone());
@@ -238,6 +247,70 @@ fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Refused> 
         },
         None,
     ))
+}
+
+/// Asks plugin `auth`'s function `authenticate` who makes the request: its input is
+/// `{"method", "path", "headers"}` with every UTF-8 header, `authorization` included, and its
+/// answer `{"identity": <any JSON>}`. A plugin error (any code, `unauthorized` by convention)
+/// is 401; any other failure (not active, timeout, panic, a malformed answer) is 503.
+async fn authenticate(
+    app: &App,
+    auth: &str,
+    method: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<serde_json::Value, Refused> {
+    let all: BTreeMap<String, String> = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let input = serde_json::to_vec(&serde_json::json!({
+        "method": method, "path": path, "headers": all,
+    }))
+    .map_err(|e| internal(e.to_string()))?;
+    let manager = Arc::clone(&app.manager);
+    let plugin = auth.to_owned();
+    let unavailable = |message: String| {
+        refuse(
+            Error::Internal { message }.into(),
+            Some(StatusCode::SERVICE_UNAVAILABLE),
+        )
+    };
+    let output = tokio::task::spawn_blocking(move || {
+        manager.call_bytes_within(&plugin, "authenticate", input, None)
+    })
+    .await
+    .map_err(|e| internal(e.to_string()))?;
+    let output = match output {
+        Ok(output) => output,
+        Err(Error::PluginFailed {
+            message,
+            panicked: false,
+            ..
+        }) => {
+            return Err(refuse(
+                ApiError::Unauthorized {
+                    message: format!("refused by plugin `{auth}`: {message}"),
+                },
+                None,
+            ));
+        }
+        Err(e) => {
+            return Err(unavailable(format!(
+                "the auth plugin `{auth}` could not answer: {e}"
+            )));
+        }
+    };
+    let answer: serde_json::Value = serde_json::from_slice(&output)
+        .map_err(|e| unavailable(format!("the auth plugin `{auth}` answered no JSON: {e}")))?;
+    match answer {
+        serde_json::Value::Object(mut m) if m.contains_key("identity") => {
+            Ok(m.remove("identity").unwrap_or_default())
+        }
+        _ => Err(unavailable(format!(
+            "the auth plugin `{auth}` answered no `identity`"
+        ))),
+    }
 }
 
 /// The request's headers for the plugin: names in lower case, UTF-8 values only, never

@@ -10,6 +10,11 @@ use plugin_host::{PluginInfo, PluginState, RouteAuth};
 pub(super) fn document(plugins: &[PluginInfo]) -> Value {
     let mut paths = Map::new();
     let mut tags = Vec::new();
+    let mut schemes = Map::new();
+    schemes.insert(
+        "appToken".into(),
+        json!({ "type": "http", "scheme": "bearer" }),
+    );
     for p in plugins
         .iter()
         .filter(|p| p.state == PluginState::Active && !p.routes.is_empty())
@@ -60,12 +65,32 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
             };
             let mut responses = Map::new();
             responses.insert("default".into(), ok);
-            if r.auth == RouteAuth::Token {
-                op.insert("security".into(), json!([{ "appToken": [] }]));
-                responses.insert(
-                    "401".into(),
-                    json!({ "description": "missing or wrong application token" }),
-                );
+            match &r.auth {
+                RouteAuth::Public => {}
+                RouteAuth::Token => {
+                    op.insert("security".into(), json!([{ "appToken": [] }]));
+                    responses.insert(
+                        "401".into(),
+                        json!({ "description": "missing or wrong application token" }),
+                    );
+                }
+                RouteAuth::Plugin(auth) => {
+                    let scheme = format!("plugin-{auth}");
+                    op.insert("security".into(), json!([{ scheme.clone(): [] }]));
+                    schemes.insert(
+                        scheme,
+                        json!({ "type": "http", "scheme": "bearer", "description": format!(
+                            "credentials checked by plugin `{auth}`'s function `authenticate`") }),
+                    );
+                    responses.insert(
+                        "401".into(),
+                        json!({ "description": format!("refused by plugin `{auth}`") }),
+                    );
+                    responses.insert(
+                        "503".into(),
+                        json!({ "description": format!("plugin `{auth}` could not answer") }),
+                    );
+                }
             }
             op.insert("responses".into(), Value::Object(responses));
             let entry = paths
@@ -85,7 +110,6 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
         },
         "tags": tags,
         "paths": paths,
-        "components": { "securitySchemes": {
-            "appToken": { "type": "http", "scheme": "bearer" } } },
+        "components": { "securitySchemes": schemes },
     })
 }

@@ -1,0 +1,196 @@
+//! Routes behind an auth plugin (`"auth": "plugin:<name>"`), over real HTTP against a real
+//! `plugin-host serve --app-listen` with the example plugins `auth` (API keys in its SQLite
+//! table) and `todo` (per-user todos): keys made through the admin API, each user sees only
+//! their own todos, missing and wrong keys are 401, an auth plugin that is not a declared
+//! dependency is refused at load, `auth` cannot be unloaded under `todo`, and a stopped auth
+//! plugin makes its routes answer 503.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+
+use integration::*;
+use serde_json::{Value, json};
+
+fn start() -> Server {
+    let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
+    for name in ["auth", "todo"] {
+        let (st, p) = s.call(
+            "POST",
+            "/api/v1/plugins",
+            Some(json!({ "path": plugin(name).to_string_lossy() })),
+        );
+        assert_eq!(st, 201, "{name}: {p}");
+    }
+    s
+}
+
+/// A new key for `user`, through the admin API.
+fn key(s: &Server, user: &str) -> String {
+    let (st, out) = s.call(
+        "POST",
+        "/api/v1/plugins/auth/call/create_key",
+        Some(json!({ "user": user })),
+    );
+    assert_eq!(st, 200, "{out}");
+    let key = out["output"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(key.len(), 64, "{key}");
+    assert!(key.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+    key
+}
+
+/// Status and JSON body (`null` when none) of a request to the application listener.
+fn app(
+    s: &Server,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    auth: Option<&str>,
+) -> (u16, Value) {
+    let base = s.app.as_deref().expect("an application listener");
+    let mut req = ureq::request(method, &format!("{base}{path}"));
+    if let Some(auth) = auth {
+        req = req.set("authorization", auth);
+    }
+    let result = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let text = resp.into_string().unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[test]
+fn each_key_sees_only_its_own_todos() {
+    let s = start();
+    let (a, b) = (key(&s, "a"), key(&s, "b"));
+    assert_ne!(a, b);
+    let (bearer_a, bearer_b) = (format!("Bearer {a}"), format!("Bearer {b}"));
+
+    let (st, todo) = app(
+        &s,
+        "POST",
+        "/plugins/todo/todos",
+        Some(json!({"title": "milk"})),
+        Some(&bearer_a),
+    );
+    assert_eq!(st, 201, "{todo}");
+    // The handler stored the identity the auth plugin answered.
+    assert_eq!(todo["user"], "a");
+    assert_eq!(todo["title"], "milk");
+    let (st, list) = app(&s, "GET", "/plugins/todo/todos", None, Some(&bearer_a));
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list, json!([todo]));
+
+    let (st, list) = app(&s, "GET", "/plugins/todo/todos", None, Some(&bearer_b));
+    assert_eq!((st, list), (200, json!([])));
+    let (st, other) = app(
+        &s,
+        "POST",
+        "/plugins/todo/todos",
+        Some(json!({"title": "eggs"})),
+        Some(&bearer_b),
+    );
+    assert_eq!((st, &other["user"]), (201, &json!("b")), "{other}");
+    let (_, list) = app(&s, "GET", "/plugins/todo/todos", None, Some(&bearer_a));
+    assert_eq!(list, json!([todo]));
+
+    // The body schema still applies behind the auth plugin.
+    let (st, e) = app(
+        &s,
+        "POST",
+        "/plugins/todo/todos",
+        Some(json!({"title": ""})),
+        Some(&bearer_a),
+    );
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("invalid_input")),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_or_wrong_keys_are_401() {
+    let s = start();
+    let good = key(&s, "a");
+    let wrong = "0".repeat(64);
+    for auth in [
+        None,
+        Some(format!("Bearer {wrong}")),
+        Some(good.clone()),
+        Some("Bearer ".into()),
+    ] {
+        for (method, body) in [("GET", None), ("POST", Some(json!({"title": "x"})))] {
+            let (st, e) = app(&s, method, "/plugins/todo/todos", body, auth.as_deref());
+            assert_eq!(st, 401, "{method} {auth:?}: {e}");
+            assert_eq!(e["error"]["code"], "unauthorized", "{e}");
+            assert!(
+                e["error"]["message"].as_str().unwrap().contains("auth"),
+                "{e}"
+            );
+        }
+    }
+    // Nothing was stored by the refused requests.
+    let (st, list) = app(
+        &s,
+        "GET",
+        "/plugins/todo/todos",
+        None,
+        Some(&format!("Bearer {good}")),
+    );
+    assert_eq!((st, list), (200, json!([])));
+}
+
+#[test]
+fn the_auth_plugin_stays_while_todo_depends_on_it() {
+    let s = start();
+    let bearer = format!("Bearer {}", key(&s, "a"));
+    let (st, e) = s.call("DELETE", "/api/v1/plugins/auth", None);
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (409, &json!("has_dependents")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["details"]["dependents"], json!(["todo"]));
+    // The auth plugin stopped: its routes answer 503, not 401 and not the handler.
+    let (st, e) = s.call("POST", "/api/v1/plugins/auth/disable", None);
+    assert_eq!(st, 200, "{e}");
+    let (st, e) = app(&s, "GET", "/plugins/todo/todos", None, Some(&bearer));
+    assert_eq!(st, 503, "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("auth plugin `auth`"), "{e}");
+    // The app OpenAPI document describes the policy as a bearer scheme.
+    let (_, doc) = app(&s, "GET", "/openapi.json", None, None);
+    let op = &doc["paths"]["/plugins/todo/todos"]["get"];
+    assert_eq!(op["security"], json!([{ "plugin-auth": [] }]), "{op}");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["plugin-auth"]["scheme"],
+        "bearer"
+    );
+}
+
+#[test]
+fn an_auth_plugin_must_be_a_declared_dependency() {
+    let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
+    let dir = temp_dir();
+    let copy = rewritten_plugin("todo", dir.path(), "todo-undeclared", |m| {
+        m["dependencies"] = json!([]);
+    });
+    let (st, e) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": copy.to_string_lossy() })),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert_eq!(e["error"]["code"], "invalid_route");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a declared dependency"),
+        "{e}"
+    );
+}

@@ -162,6 +162,19 @@ fn the_auth_plugin_stays_while_todo_depends_on_it() {
     assert_eq!(st, 503, "{e}");
     let message = e["error"]["message"].as_str().unwrap();
     assert!(message.contains("auth plugin `auth`"), "{e}");
+    // The admin API shows the policy as written, and its OpenAPI Route schema accepts it.
+    let (st, info) = s.call("GET", "/api/v1/plugins/todo", None);
+    assert_eq!(st, 200, "{info}");
+    assert_eq!(info["routes"][0]["auth"], "plugin:auth", "{info}");
+    let (_, admin) = s.call("GET", "/api/v1/openapi.json", None);
+    let validator = jsonschema::validator_for(&admin["components"]["schemas"]["Route"]).unwrap();
+    for r in info["routes"].as_array().unwrap() {
+        let errors: Vec<String> = validator.iter_errors(r).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{r}: {errors:?}");
+    }
+    let (ok, out, err) = s.cli(&["plugins", "routes", "todo"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("plugin:auth"), "{out}");
     // The app OpenAPI document describes the policy as a bearer scheme.
     let (_, doc) = app(&s, "GET", "/openapi.json", None, None);
     let op = &doc["paths"]["/plugins/todo/todos"]["get"];

@@ -311,6 +311,19 @@ mod tests {
         assert_eq!((R.body_limit, R.timeout_ms), (10, 20));
         assert_eq!(Route::delete("/", "f").method, "DELETE");
         assert_eq!(Route::put("/", "f").auth, Auth::Public);
+        assert_eq!(Auth::Plugin("auth").as_str(), "plugin");
+    }
+
+    #[test]
+    fn requests_without_an_identity_still_deserialize() {
+        let old = serde_json::json!({"method": "GET", "path": "/", "params": {}, "query": {},
+                                     "headers": {}, "body": null});
+        let req: HttpRequest = serde_json::from_value(old).unwrap();
+        assert_eq!(req.identity, None);
+        let mut with = serde_json::to_value(&req).unwrap();
+        with["identity"] = serde_json::json!({"user": "a"});
+        let req: HttpRequest = serde_json::from_value(with).unwrap();
+        assert_eq!(req.identity, Some(serde_json::json!({"user": "a"})));
     }
 
     #[test]

@@ -133,6 +133,15 @@ fn missing_or_wrong_keys_are_401() {
             );
         }
     }
+    // The scheme name is case-insensitive.
+    let (st, e) = app(
+        &s,
+        "GET",
+        "/plugins/todo/todos",
+        None,
+        Some(&format!("bearer {good}")),
+    );
+    assert_eq!(st, 200, "{e}");
     // Nothing was stored by the refused requests.
     let (st, list) = app(
         &s,

@@ -107,9 +107,12 @@ impl Auth {
             .headers
             .get("authorization")
             .ok_or_else(|| unauthorized("missing `Authorization: Bearer <key>`"))?;
+        // The scheme name is case-insensitive (RFC 9110).
         let key = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty())
             .ok_or_else(|| unauthorized("the `Authorization` header is not `Bearer <key>`"))?;
         let hash = hex(&Sha256::digest(key.as_bytes()));

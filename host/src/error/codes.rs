@@ -107,7 +107,8 @@ crate::error_codes! {
         /// A route the manifest declares is invalid: a method other than GET, POST, PUT, PATCH
         /// or DELETE, a template not starting with `/`, an empty segment, a parameter not
         /// written `{name}` or named twice, a handler function the manifest does not declare, an
-        /// unknown auth policy, or a schema that does not compile. The load is refused.
+        /// unknown auth policy, an auth plugin (`plugin:<name>`) that is not a declared
+        /// dependency, or a schema that does not compile. The load is refused.
         InvalidRoute = "invalid_route", 400, {
             plugin: "the plugin",
             method: "the route's method, as declared",

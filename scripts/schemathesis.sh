@@ -26,11 +26,18 @@ if ! "${st[@]}" --version 2>/dev/null | grep -q "$VERSION"; then
   echo "installing schemathesis $VERSION into $venv"
   mkdir -p "$(dirname "$venv")"
   fresh=$(mktemp -d "$venv.XXXXXX")
-  python3 -m venv "$fresh" || {
-    echo "python3 cannot make a virtualenv (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+  if ! python3 -m venv "$fresh" 2>/dev/null; then
+    # Debian's own python3 needs its venv package; install it where we may, then try again.
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get install -y -qq python3-venv >/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+    fi
     rm -rf "$fresh"
-    exit 1
-  }
+    python3 -m venv "$fresh" || {
+      echo "python3 cannot make a virtualenv (on Debian/Ubuntu: apt-get install python3-venv)" >&2
+      rm -rf "$fresh"
+      exit 1
+    }
+  fi
   "$fresh/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
   rm -rf "$venv"
   mv -T "$fresh" "$venv"

@@ -350,19 +350,37 @@ fn openapi_document_follows_loads_and_unloads() {
     for (path, methods) in doc["paths"].as_object().unwrap() {
         assert!(path.starts_with("/plugins/routes-demo/"), "{path}");
         for (_, op) in methods.as_object().unwrap() {
-            for (_, r) in op["responses"].as_object().unwrap() {
-                if let Some(s) = r.pointer("/content/application~1json/schema") {
-                    jsonschema::validator_for(s).expect("response schemas compile");
-                }
+            for (status, r) in op["responses"].as_object().unwrap() {
+                let Some(s) = r.pointer("/content/application~1json/schema") else {
+                    continue;
+                };
+                // The host's errors share one schema of the components.
+                let s = match s["$ref"].as_str() {
+                    Some(at) => doc
+                        .pointer(at.trim_start_matches('#'))
+                        .unwrap_or_else(|| panic!("{status}: `{at}` names nothing")),
+                    None => s,
+                };
+                jsonschema::validator_for(s).expect("response schemas compile");
+            }
+            for status in ["2XX", "400", "413", "500", "503", "504", "default"] {
+                assert!(op["responses"].get(status).is_some(), "{path}: {status}");
             }
         }
     }
     assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
+    assert_valid_openapi(&doc);
+    let error = &doc["components"]["schemas"]["Error"];
+    let refused = app(&s, "POST", "/plugins/routes-demo/items", Some("{}"), &[]);
+    assert_eq!(refused.status, 401);
+    let error_validator = jsonschema::validator_for(error).unwrap();
+    assert!(error_validator.is_valid(&refused.body), "{}", refused.body);
 
     let (st, _) = s.call("DELETE", "/api/v1/plugins/routes-demo", None);
     assert_eq!(st, 200);
     let doc = get(&s, "/openapi.json").body;
     assert_eq!(doc["paths"], json!({}));
+    assert_valid_openapi(&doc);
     assert_eq!(get(&s, "/plugins/routes-demo/items").status, 404);
 }
 
@@ -515,4 +533,24 @@ fn config_check_shows_the_app_settings_but_not_the_app_token() {
         json["app"]["listen"], "0.0.0.0:8080",
         "a non-loopback app address is allowed"
     );
+}
+
+/// Validates `doc` against the OpenAPI 3.1 specification's own JSON Schema
+/// (`tests/fixtures/openapi-3.1.schema.json`, `https://spec.openapis.org/oas/3.1/schema/2022-10-07`).
+fn assert_valid_openapi(doc: &Value) {
+    let spec: Value = serde_json::from_str(include_str!("../fixtures/openapi-3.1.schema.json"))
+        .expect("the OpenAPI 3.1 schema is JSON");
+    let validator = jsonschema::validator_for(&spec).expect("the OpenAPI 3.1 schema compiles");
+    let errors: Vec<String> = validator
+        .iter_errors(doc)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "not a valid OpenAPI 3.1 document: {errors:#?}"
+    );
+    // The validator does reject what is not OpenAPI: a path item that is not an object.
+    let mut broken = doc.clone();
+    broken["paths"]["/x"] = json!(1);
+    assert!(!validator.is_valid(&broken));
 }

@@ -58,21 +58,11 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
                             "content": { "application/json": { "schema": schema } } }),
                 );
             }
-            let ok = match &r.response_schema {
-                Some(schema) => json!({ "description": "the handler's answer",
-                    "content": { "application/json": { "schema": schema } } }),
-                None => json!({ "description": "the handler's answer" }),
-            };
-            let mut responses = Map::new();
-            responses.insert("default".into(), ok);
+            op.insert("responses".into(), Value::Object(responses(r)));
             match &r.auth {
                 RouteAuth::Public => {}
                 RouteAuth::Token => {
                     op.insert("security".into(), json!([{ "appToken": [] }]));
-                    responses.insert(
-                        "401".into(),
-                        json!({ "description": "missing or wrong application token" }),
-                    );
                 }
                 RouteAuth::Plugin(auth) => {
                     let scheme = format!("plugin-{auth}");
@@ -82,17 +72,8 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
                         json!({ "type": "http", "scheme": "bearer", "description": format!(
                             "credentials checked by plugin `{auth}`'s function `authenticate`") }),
                     );
-                    responses.insert(
-                        "401".into(),
-                        json!({ "description": format!("refused by plugin `{auth}`") }),
-                    );
-                    responses.insert(
-                        "503".into(),
-                        json!({ "description": format!("plugin `{auth}` could not answer") }),
-                    );
                 }
             }
-            op.insert("responses".into(), Value::Object(responses));
             let entry = paths
                 .entry(path)
                 .or_insert_with(|| Value::Object(Map::new()));
@@ -110,6 +91,80 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
         },
         "tags": tags,
         "paths": paths,
-        "components": { "securitySchemes": schemes },
+        "components": {
+            "securitySchemes": schemes,
+            "schemas": { "Error": error_schema() },
+        },
     })
+}
+
+/// The JSON error body the host answers (the admin API's), which `HttpResponse::error` and
+/// `not_found` also produce.
+fn error_schema() -> Value {
+    json!({ "type": "object", "required": ["error"], "properties": { "error": {
+        "type": "object", "required": ["code", "message"],
+        "properties": { "code": { "type": "string" }, "message": { "type": "string" },
+                        "details": { "type": "object" } } } } })
+}
+
+/// A route's responses: the handler's success answer (`2XX`, with its declared schema), each
+/// error the host itself may answer before or around the handler (with the JSON error body),
+/// and `default` for any other answer of the handler.
+fn responses(r: &plugin_host::RouteSpec) -> Map<String, Value> {
+    let error = |description: String| {
+        json!({ "description": description,
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+    };
+    let mut out = Map::new();
+    out.insert(
+        "2XX".into(),
+        match &r.response_schema {
+            Some(schema) => json!({ "description": "the handler's answer",
+                "content": { "application/json": { "schema": schema } } }),
+            None => json!({ "description": "the handler's answer" }),
+        },
+    );
+    out.insert(
+        "400".into(),
+        error("a path parameter or the query that does not decode, a body that is not JSON or that its schema refuses (`bad_request`, `invalid_input` with the schema's errors)".into()),
+    );
+    match &r.auth {
+        RouteAuth::Public => {}
+        RouteAuth::Token => {
+            out.insert(
+                "401".into(),
+                error("missing or wrong application token".into()),
+            );
+        }
+        RouteAuth::Plugin(auth) => {
+            out.insert("401".into(), error(format!("refused by plugin `{auth}`")));
+        }
+    }
+    out.insert(
+        "413".into(),
+        error("the body exceeds the route's limit".into()),
+    );
+    out.insert(
+        "500".into(),
+        error(
+            "the handler failed or panicked, or answered something that is not a valid response"
+                .into(),
+        ),
+    );
+    let unavailable = match &r.auth {
+        RouteAuth::Plugin(auth) => format!(
+            "the plugin is disabled, unloading or reloading (with `Retry-After`), or plugin `{auth}` could not answer"
+        ),
+        _ => "the plugin is disabled, unloading or reloading (with `Retry-After`)".into(),
+    };
+    out.insert("503".into(), error(unavailable));
+    out.insert(
+        "504".into(),
+        error("the handler did not answer within the route's timeout".into()),
+    );
+    out.insert(
+        "default".into(),
+        json!({ "description": "any other answer of the handler" }),
+    );
+    out
 }

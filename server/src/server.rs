@@ -76,6 +76,7 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
             manager: Arc::clone(&manager),
             token: config.app.token.clone(),
             body_limit: config.limits.body_bytes as u64,
+            body_timeout: std::time::Duration::from_millis(config.app.body_timeout_ms),
             validators: std::sync::Mutex::default(),
         });
         let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);

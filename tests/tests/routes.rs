@@ -28,6 +28,21 @@ fn start() -> Server {
     s
 }
 
+/// A server with the application listener and the configuration file `toml` (kept in the
+/// returned folder).
+fn start_configured(toml: &str) -> (Server, tempfile::TempDir) {
+    let dir = temp_dir();
+    let config = dir.path().join("plugin-host.toml");
+    std::fs::write(&config, toml).unwrap();
+    let args = [
+        "--app-listen",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ];
+    (Server::start(&args, &[]), dir)
+}
+
 /// An answer of the application listener: status, headers (lower-case names), JSON body
 /// (`null` when there is none or it is not JSON).
 struct Answer {
@@ -484,18 +499,7 @@ fn reloads_under_a_client_loop_fail_no_request() {
 #[test]
 fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     use std::io::{Read as _, Write as _};
-    let dir = temp_dir();
-    let config = dir.path().join("plugin-host.toml");
-    std::fs::write(&config, "[app]\nheader_timeout_ms = 300\n").unwrap();
-    let s = Server::start(
-        &[
-            "--app-listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (s, _dir) = start_configured("[app]\nheader_timeout_ms = 300\n");
     let addr = s.app.as_deref().unwrap().trim_start_matches("http://");
     let mut slow = std::net::TcpStream::connect(addr).unwrap();
     slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
@@ -510,6 +514,51 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
     };
     assert!(closed && started.elapsed() < Duration::from_secs(4));
     assert_eq!(get(&s, "/health").status, 200, "other clients are served");
+}
+
+#[test]
+fn a_client_that_trickles_its_body_is_answered_408_and_disconnected() {
+    use std::io::{Read as _, Write as _};
+    let (s, _dir) = start_configured("[app]\nbody_timeout_ms = 300\n");
+    let (st, p) = s.call(
+        "POST",
+        "/api/v1/plugins",
+        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
+    );
+    assert_eq!(st, 201, "{p}");
+    let addr = s.app.as_deref().unwrap().trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    // A head announcing 100 bytes of body, then 10 of them, then nothing.
+    slow.write_all(
+        b"GET /plugins/routes-demo/items HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\": ",
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    // The server answers, then closes: read to the end (or a reset), never to the read timeout.
+    let mut buf = [0u8; 4096];
+    loop {
+        match slow.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+                break;
+            }
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+    assert!(answer.contains("\"after_ms\":300"), "{answer}");
+    assert_eq!(
+        get(&s, "/plugins/routes-demo/items").status,
+        200,
+        "others are served"
+    );
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! table) and `todo` (per-user todos): keys made through the admin API, each user sees only
 //! their own todos, missing and wrong keys are 401, an auth plugin that is not a declared
 //! dependency is refused at load, `auth` cannot be unloaded under `todo`, and a stopped auth
-//! plugin makes its routes answer 503.
+//! plugin makes its routes answer 503; with the test plugins `flaky-auth` and `guarded`, an auth
+//! plugin that panics, answers no identity or takes too long is 503 `auth_unavailable`.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use integration::*;
@@ -171,6 +172,7 @@ fn the_auth_plugin_stays_while_todo_depends_on_it() {
     assert_eq!(st, 503, "{e}");
     let message = e["error"]["message"].as_str().unwrap();
     assert!(message.contains("auth plugin `auth`"), "{e}");
+    assert_eq!(e["error"]["code"], "auth_unavailable", "{e}");
     // The admin API shows the policy as written, and its OpenAPI Route schema accepts it.
     let (st, info) = s.call("GET", "/api/v1/plugins/todo", None);
     assert_eq!(st, 200, "{info}");
@@ -215,4 +217,92 @@ fn an_auth_plugin_must_be_a_declared_dependency() {
             .contains("not a declared dependency"),
         "{e}"
     );
+}
+
+/// `GET /plugins/guarded/whoami` with `x-auth: <asked>`: status, `Retry-After`, JSON body.
+fn whoami(s: &Server, asked: Option<&str>) -> (u16, Option<String>, Value) {
+    let base = s.app.as_deref().expect("an application listener");
+    let mut req = ureq::get(&format!("{base}/plugins/guarded/whoami"));
+    if let Some(asked) = asked {
+        req = req.set("x-auth", asked);
+    }
+    let resp = match req.call() {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("whoami: {e}"),
+    };
+    let status = resp.status();
+    let retry = resp.header("retry-after").map(str::to_owned);
+    let text = resp.into_string().unwrap_or_default();
+    (
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn an_auth_plugin_that_cannot_answer_is_503_and_the_route_keeps_serving() {
+    let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
+    for name in ["flaky-auth", "guarded"] {
+        let (st, p) = s.call(
+            "POST",
+            "/api/v1/plugins",
+            Some(json!({ "path": plugin(name).to_string_lossy() })),
+        );
+        assert_eq!(st, 201, "{name}: {p}");
+    }
+    let (st, _, body) = whoami(&s, Some("user:ada"));
+    assert_eq!((st, &body), (200, &json!({"user": "ada"})));
+    // Refused by the auth plugin: 401, and the handler never runs.
+    for refused in [None, Some("nobody")] {
+        let (st, retry, e) = whoami(&s, refused);
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+        assert_eq!(retry, None);
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("flaky-auth"),
+            "{e}"
+        );
+    }
+    // Could not answer (a panic, an answer without identity, over the route's 500 ms): 503
+    // `auth_unavailable` with Retry-After, never the handler, never 401.
+    for broken in ["panic", "no-identity", "slow:1500"] {
+        let started = std::time::Instant::now();
+        let (st, retry, e) = whoami(&s, Some(broken));
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (503, Some("auth_unavailable")),
+            "{broken}: {e}"
+        );
+        assert_eq!(retry.as_deref(), Some("1"), "{broken}");
+        assert_eq!(
+            e["error"]["details"]["plugin"], "flaky-auth",
+            "{broken}: {e}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(1400),
+            "{broken}: the route's time limit bounds the auth call"
+        );
+    }
+    // Both plugins keep serving: the slow call ends on its own, then a good key works again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (st, _, body) = whoami(&s, Some("user:bo"));
+        if st == 200 {
+            assert_eq!(body, json!({"user": "bo"}));
+            break;
+        }
+        assert_eq!(st, 503, "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still failing: {body}"
+        );
+    }
+    let (st, p) = s.call("GET", "/api/v1/plugins/flaky-auth", None);
+    assert_eq!((st, &p["state"]), (200, &json!("active")), "{p}");
 }

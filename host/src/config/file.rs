@@ -278,6 +278,9 @@ pub struct AppSection {
     /// Time a client has to send a request's head, in milliseconds (default 10000); a client
     /// that takes longer is disconnected (slow-loris).
     pub header_timeout_ms: u64,
+    /// Time a request's body has to arrive once its head has, in milliseconds (default
+    /// 10000); a slower body is answered 408 `body_timeout` and the connection closed.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for AppSection {
@@ -286,6 +289,7 @@ impl Default for AppSection {
             listen: None,
             token: None,
             header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
         }
     }
 }
@@ -296,6 +300,7 @@ impl std::fmt::Debug for AppSection {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("header_timeout_ms", &self.header_timeout_ms)
+            .field("body_timeout_ms", &self.body_timeout_ms)
             .finish()
     }
 }
@@ -687,6 +692,9 @@ impl HostConfig {
         if self.app.header_timeout_ms == 0 {
             return Err(invalid("app.header_timeout_ms", "must be greater than 0"));
         }
+        if self.app.body_timeout_ms == 0 {
+            return Err(invalid("app.body_timeout_ms", "must be greater than 0"));
+        }
         if let Some(token) = &self.app.token {
             if token.trim().len() < 16 {
                 return Err(invalid("app.token", "must be at least 16 characters"));
@@ -1062,6 +1070,9 @@ mod tests {
         c.app.token = Some("short".to_owned());
         assert!(c.validate().unwrap_err().to_string().contains("16"));
         assert_eq!(HostConfig::default().app.header_timeout_ms, 10_000);
+        assert_eq!(HostConfig::default().app.body_timeout_ms, 10_000);
+        let e = HostConfig::from_toml("[app]\nbody_timeout_ms = 0", "t").unwrap_err();
+        assert!(e.to_string().contains("app.body_timeout_ms"), "{e}");
         let e = HostConfig::from_toml("[app]\nheader_timeout_ms = 0", "t").unwrap_err();
         assert!(e.to_string().contains("app.header_timeout_ms"), "{e}");
         let bad = HostConfig::from_toml("[app]\nlisten = \"x\"", "t").unwrap_err();

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use plugin_host::{Error, ErrorCode};
 
 plugin_host::error_codes! {
-    /// The codes only the admin API answers with: refusals of the HTTP layer, which the core
-    /// library never raises. Like [`ErrorCode`], stable across releases.
+    /// The codes only the HTTP layer (the admin API and the application listener) answers
+    /// with: its own refusals, which the core library never raises. Like [`ErrorCode`], stable across releases.
     pub enum ApiCode {
         /// The admin token is missing or wrong (`Authorization: Bearer <token>` on `/api/v1`
         /// when a token is configured).
@@ -25,6 +25,17 @@ plugin_host::error_codes! {
         };
         /// The route exists, the method does not.
         MethodNotAllowed = "method_not_allowed", 405, {};
+        /// A route guarded by another plugin (`plugin:<name>`), and that plugin could not say
+        /// who the caller is: it is disabled or not active, it timed out or panicked, or its
+        /// answer had no `identity`. Retry later (`Retry-After`).
+        AuthUnavailable = "auth_unavailable", 503, {
+            plugin: "the auth plugin",
+        };
+        /// The request's body did not arrive within `[app] body_timeout_ms` of its head
+        /// (application listener).
+        BodyTimeout = "body_timeout", 408, {
+            after_ms: "the limit in milliseconds",
+        };
     }
 }
 
@@ -89,6 +100,20 @@ pub(crate) enum ApiError {
         /// The path.
         path: String,
     },
+    /// The auth plugin of a `plugin:<name>` route could not answer.
+    #[error("the auth plugin `{plugin}` could not answer: {message}")]
+    AuthUnavailable {
+        /// The auth plugin.
+        plugin: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A request body did not arrive in time (application listener).
+    #[error("the request body did not arrive within {after:?}")]
+    BodyTimeout {
+        /// The limit.
+        after: Duration,
+    },
     /// An admin request did not finish within the configured time.
     #[error("request did not finish within {after:?}")]
     RequestTimeout {
@@ -107,6 +132,8 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => Code::Api(ApiCode::MethodNotAllowed),
             Self::RouteNotFound { .. } => Code::Host(ErrorCode::NotFound),
             Self::RequestTimeout { .. } => Code::Host(ErrorCode::Timeout),
+            Self::AuthUnavailable { .. } => Code::Api(ApiCode::AuthUnavailable),
+            Self::BodyTimeout { .. } => Code::Api(ApiCode::BodyTimeout),
         }
     }
 
@@ -115,6 +142,8 @@ impl ApiError {
         match self {
             Self::Host(e) => e.details(),
             Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            Self::AuthUnavailable { plugin, .. } => json!({ "plugin": plugin }),
+            Self::BodyTimeout { after } => json!({ "after_ms": after.as_millis() }),
             Self::Unauthorized { .. }
             | Self::MethodNotAllowed { .. }
             | Self::RouteNotFound { .. }

@@ -36,6 +36,13 @@ fn api_example(code: ApiCode) -> ApiError {
             method: "PATCH".into(),
             path: "/api/v1/plugins".into(),
         },
+        ApiCode::AuthUnavailable => ApiError::AuthUnavailable {
+            plugin: "auth".into(),
+            message: "plugin `auth` is disabled".into(),
+        },
+        ApiCode::BodyTimeout => ApiError::BodyTimeout {
+            after: std::time::Duration::from_secs(10),
+        },
     }
 }
 
@@ -49,7 +56,7 @@ fn rows() -> Vec<Row> {
     });
     let api = ApiCode::ALL.iter().map(|c| Row {
         code: Code::Api(*c),
-        owner: format!("admin API only (`plugin_host_server::ApiCode::{c:?}`)"),
+        owner: format!("HTTP layer only (`plugin_host_server::ApiCode::{c:?}`)"),
         meaning: c.meaning(),
         fields: c.details_fields(),
         example: api_example(*c),

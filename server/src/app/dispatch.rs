@@ -145,7 +145,9 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             None
         }
         RouteAuth::Plugin(auth) => {
-            Some(authenticate(app, auth, method.as_str(), rest, req.headers()).await?)
+            let limit = route.timeout_ms.map(Duration::from_millis);
+            let asked = (method.as_str(), rest);
+            Some(authenticate(app, auth, asked, req.headers(), limit).await?)
         }
     };
     let query = req
@@ -160,19 +162,7 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
         .unwrap_or_default();
     let headers = request_headers(req.headers());
     let limit = route.body_limit.unwrap_or(app.body_limit);
-    let bytes = axum::body::to_bytes(
-        req.into_body(),
-        usize::try_from(limit).unwrap_or(usize::MAX),
-    )
-    .await
-    .map_err(|_| {
-        refuse(
-            ApiError::PayloadTooLarge {
-                limit: usize::try_from(limit).unwrap_or(usize::MAX),
-            },
-            None,
-        )
-    })?;
+    let bytes = read_body(req.into_body(), limit, app.body_timeout).await?;
     let body: serde_json::Value = if bytes.is_empty() {
         serde_json::Value::Null
     } else {
@@ -221,6 +211,27 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
     response(name, &route.function, answer)
 }
 
+/// The body, at most `limit` bytes (413 beyond), arriving within `timeout` (408
+/// `body_timeout`: a client that trickles its body does not hold a connection for ever).
+async fn read_body(
+    body: Body,
+    limit: u64,
+    timeout: Duration,
+) -> Result<axum::body::Bytes, Refused> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(refuse(ApiError::PayloadTooLarge { limit }, None)),
+        Err(_) => {
+            let mut r = refuse(ApiError::BodyTimeout { after: timeout }, None);
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(r)
+        }
+    }
+}
+
 fn bad_request(message: String) -> Refused {
     refuse(Error::BadRequest { message }.into(), None)
 }
@@ -251,14 +262,16 @@ fn check_token(token: Option<&str>, headers: &HeaderMap) -> Result<(), Refused> 
 
 /// Asks plugin `auth`'s function `authenticate` who makes the request: its input is
 /// `{"method", "path", "headers"}` with every UTF-8 header, `authorization` included, and its
-/// answer `{"identity": <any JSON>}`. A plugin error (any code, `unauthorized` by convention)
-/// is 401; any other failure (not active, timeout, panic, a malformed answer) is 503.
+/// answer `{"identity": <any JSON>}`, within the route's time limit (`limit`; none: the execute
+/// timeout). A plugin error (any code, `unauthorized` by convention)
+/// is 401; any other failure (not active, timeout, panic, a malformed answer) is 503
+/// `auth_unavailable` with `Retry-After`.
 async fn authenticate(
     app: &App,
     auth: &str,
-    method: &str,
-    path: &str,
+    (method, path): (&str, &str),
     headers: &HeaderMap,
+    limit: Option<Duration>,
 ) -> Result<serde_json::Value, Refused> {
     let all: BTreeMap<String, String> = headers
         .iter()
@@ -271,13 +284,19 @@ async fn authenticate(
     let manager = Arc::clone(&app.manager);
     let plugin = auth.to_owned();
     let unavailable = |message: String| {
-        refuse(
-            Error::Internal { message }.into(),
-            Some(StatusCode::SERVICE_UNAVAILABLE),
-        )
+        let mut r = refuse(
+            ApiError::AuthUnavailable {
+                plugin: auth.to_owned(),
+                message,
+            },
+            None,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
     };
     let output = tokio::task::spawn_blocking(move || {
-        manager.call_bytes_within(&plugin, "authenticate", input, None)
+        manager.call_bytes_within(&plugin, "authenticate", input, limit)
     })
     .await
     .map_err(|e| internal(e.to_string()))?;
@@ -295,21 +314,15 @@ async fn authenticate(
                 None,
             ));
         }
-        Err(e) => {
-            return Err(unavailable(format!(
-                "the auth plugin `{auth}` could not answer: {e}"
-            )));
-        }
+        Err(e) => return Err(unavailable(e.to_string())),
     };
     let answer: serde_json::Value = serde_json::from_slice(&output)
-        .map_err(|e| unavailable(format!("the auth plugin `{auth}` answered no JSON: {e}")))?;
+        .map_err(|e| unavailable(format!("its answer is not JSON: {e}")))?;
     match answer {
         serde_json::Value::Object(mut m) if m.contains_key("identity") => {
             Ok(m.remove("identity").unwrap_or_default())
         }
-        _ => Err(unavailable(format!(
-            "the auth plugin `{auth}` answered no `identity`"
-        ))),
+        _ => Err(unavailable("its answer has no `identity`".to_owned())),
     }
 }
 

@@ -27,6 +27,8 @@ pub(crate) struct App {
     pub(crate) token: Option<String>,
     /// The body limit of a route that declares none, in bytes.
     pub(crate) body_limit: u64,
+    /// The time a request's body has to arrive once its head has (`[app] body_timeout_ms`).
+    pub(crate) body_timeout: std::time::Duration,
     /// Compiled body schemas, by plugin, generation, method and path: compiled once per
     /// instance (a reload's new generation replaces its plugin's entries).
     pub(crate) validators: Mutex<HashMap<ValidatorKey, Compiled>>,

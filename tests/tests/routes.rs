@@ -383,7 +383,7 @@ fn openapi_document_follows_loads_and_unloads() {
             }
         }
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 6);
     assert_valid_openapi(&doc);
     let error = &doc["components"]["schemas"]["Error"];
     let refused = app(&s, "POST", "/plugins/routes-demo/items", Some("{}"), &[]);
@@ -494,6 +494,56 @@ fn reloads_under_a_client_loop_fail_no_request() {
     client.join().unwrap();
     assert_eq!(failed.load(Ordering::SeqCst), 0);
     assert!(served.load(Ordering::SeqCst) >= 60);
+}
+
+#[test]
+fn unload_answers_503_while_it_drains_the_requests_in_flight() {
+    let s = start();
+    let base = s.app.clone().unwrap();
+    // A request that takes 1.5 s, in flight when the unload starts.
+    let slow = std::thread::spawn(move || {
+        let r = ureq::get(&format!("{base}/plugins/routes-demo/wait?ms=1500")).call();
+        r.map(|r| r.status()).map_err(|e| e.to_string())
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, p) = s.call("GET", "/api/v1/plugins/routes-demo", None);
+        if p["stats"]["in_flight"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow request never started: {p}"
+        );
+    }
+    let admin = s.addr.clone();
+    let unload = std::thread::spawn(move || {
+        let r = ureq::delete(&format!("{admin}/api/v1/plugins/routes-demo")).call();
+        r.map(|r| r.status()).map_err(|e| e.to_string())
+    });
+    // While it drains: 503 with Retry-After and the JSON error, never the handler.
+    let mut refused = 0;
+    loop {
+        let a = get(&s, "/plugins/routes-demo/items");
+        match a.status {
+            200 if refused == 0 => {}
+            503 => {
+                assert_eq!(a.header("retry-after"), Some("1"));
+                assert_eq!(a.body["error"]["code"], "plugin_not_active", "{}", a.body);
+                refused += 1;
+            }
+            404 => break,
+            other => panic!("{other}: {}", a.body),
+        }
+        assert!(Instant::now() < deadline, "the unload never finished");
+    }
+    assert!(refused > 0, "no request met the drain");
+    assert_eq!(
+        slow.join().unwrap(),
+        Ok(200),
+        "the request in flight finished"
+    );
+    assert_eq!(unload.join().unwrap(), Ok(200));
 }
 
 #[test]

@@ -146,6 +146,7 @@ impl Slot {
         let s = &self.stats;
         PluginStats {
             executes: s.executes.load(Ordering::Relaxed),
+            in_flight: self.in_flight.count(),
             execute_errors: s.execute_errors.load(Ordering::Relaxed),
             events_delivered: s.events_delivered.load(Ordering::Relaxed),
             events_failed: s.events_failed.load(Ordering::Relaxed),
@@ -187,6 +188,11 @@ pub(crate) struct Calls {
 }
 
 impl Calls {
+    /// How many calls are in flight now.
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed) as u64
+    }
+
     /// Waits until no call is in flight, at most `limit`; returns whether it drained.
     fn drain(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;

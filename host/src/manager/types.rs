@@ -99,6 +99,8 @@ pub struct Resources {
 pub struct PluginStats {
     /// `execute` calls (dependency calls included).
     pub executes: u64,
+    /// Calls running on the instance now (what an unload drains), route requests included.
+    pub in_flight: u64,
     /// Calls that failed, panicked or timed out.
     pub execute_errors: u64,
     /// Events handled.

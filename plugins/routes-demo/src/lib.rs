@@ -6,6 +6,7 @@
 //! - `POST /items` (token, body `{"name": string}` checked by the host) → 201 with the item;
 //! - `DELETE /items/{id}` (token) → 204, or 404;
 //! - `GET /slow?ms=N` (public, 300 ms timeout) sleeps N milliseconds;
+//! - `GET /wait?ms=N` (public, 5 s timeout) the same, for requests that should finish;
 //! - `GET /panic` (public) panics (the host answers 500 and the plugin keeps serving);
 //! - `GET /echo/{a}/{b}` (public) → the whole request it received.
 #![forbid(unsafe_code)]
@@ -68,6 +69,9 @@ impl Plugin for RoutesDemo {
             Route::get("/slow", "slow")
                 .summary("sleeps ?ms= milliseconds")
                 .timeout_ms(300),
+            Route::get("/wait", "slow")
+                .summary("sleeps ?ms= milliseconds, within 5 s")
+                .timeout_ms(5000),
             Route::get("/panic", "panic").summary("panics"),
             Route::get("/echo/{a}/{b}", "echo").summary("answers the request it received"),
         ]);

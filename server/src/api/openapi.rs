@@ -359,6 +359,7 @@ fn plugin_schema(strings: &Value, counter: &Value) -> Value {
         "properties": { "tables": strings, "topics": strings, "buckets": strings } });
     let stats: Map<String, Value> = [
         "executes",
+        "in_flight",
         "execute_errors",
         "events_delivered",
         "events_failed",

@@ -307,17 +307,23 @@ pub enum RouteMatch<'r, 'p> {
     None,
 }
 
-/// Finds the route answering `method path` (the most specific one when several match).
+/// Finds the route answering `method path` (the most specific one when several match). `HEAD`
+/// is answered by the `GET` route (HTTP semantics: the server sends the head of the answer
+/// only), and `Allow` lists `HEAD` beside `GET`.
 pub fn find<'r, 'p>(routes: &'r [RouteSpec], method: &str, path: &'p str) -> RouteMatch<'r, 'p> {
+    let wanted = if method == "HEAD" { "GET" } else { method };
     let mut best: Option<(&RouteSpec, BTreeMap<String, &str>)> = None;
     let mut others: Vec<&str> = Vec::new();
     for route in routes {
         let Some(params) = route.matches(path) else {
             continue;
         };
-        if route.method != method {
+        if route.method != wanted {
             if !others.contains(&route.method.as_str()) {
                 others.push(&route.method);
+                if route.method == "GET" {
+                    others.push("HEAD");
+                }
             }
             continue;
         }
@@ -450,7 +456,16 @@ mod tests {
         assert!(matches!(find(&routes, "GET", "/"), RouteMatch::Found(..)));
         assert_eq!(
             find(&routes, "POST", "/items/7"),
-            RouteMatch::OtherMethods(vec!["GET", "DELETE"])
+            RouteMatch::OtherMethods(vec!["GET", "HEAD", "DELETE"])
+        );
+        let RouteMatch::Found(r, _) = find(&routes, "HEAD", "/items/7") else {
+            panic!("HEAD is answered by the GET route");
+        };
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/items/{id}"));
+        let delete_only = parse(vec![raw("DELETE", "/x", "h")]).unwrap();
+        assert_eq!(
+            find(&delete_only, "HEAD", "/x"),
+            RouteMatch::OtherMethods(vec!["DELETE"])
         );
         assert_eq!(find(&routes, "GET", "/items"), RouteMatch::None);
         assert_eq!(find(&routes, "GET", "/items/7/x"), RouteMatch::None);

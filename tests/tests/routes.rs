@@ -135,6 +135,10 @@ fn health_public_routes_and_the_request_the_handler_sees() {
     assert!(req["headers"].get("authorization").is_none(), "{req}");
     assert_eq!(req["body"], Value::Null);
 
+    // HEAD is answered by the GET route, without a body.
+    let a = app(&s, "HEAD", "/plugins/routes-demo/items", None, &[]);
+    assert_eq!((a.status, &a.body), (200, &Value::Null));
+    assert_eq!(a.header("content-type"), Some("application/json"));
     let a = get(&s, "/plugins/routes-demo/items/42");
     assert_eq!(a.status, 404, "the plugin's own 404");
     assert_eq!(a.body["error"]["code"], "not_found");
@@ -268,7 +272,7 @@ fn the_host_checks_method_path_body_and_schema_before_the_plugin() {
     );
     let a = app(&s, "PUT", "/plugins/routes-demo/items/1", Some("{}"), &h);
     assert_eq!(a.status, 405);
-    assert_eq!(a.header("allow"), Some("GET, DELETE"));
+    assert_eq!(a.header("allow"), Some("GET, HEAD, DELETE"));
     assert_eq!(a.body["error"]["code"], "method_not_allowed");
 }
 

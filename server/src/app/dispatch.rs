@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -19,6 +19,7 @@ use plugin_api::{HttpRequest, HttpResponse};
 use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
 
 use super::App;
+use super::metrics::{Finished, Trace};
 use crate::api::{ApiError, bearer_token, constant_time_eq};
 
 /// Headers a plugin may not set: hop-by-hop ones, and `content-length` (the server sets it).
@@ -57,11 +58,25 @@ pub(super) async fn dispatch(
     run(app, name, rest, req).await
 }
 
+/// Serves the request, then records it in the metrics and the access log: every answer
+/// counts, refusals included (measured to the response head; a body still streaming is not).
 async fn run(app: Arc<App>, name: String, rest: String, req: Request) -> Response {
-    match serve_route(&app, &name, &rest, req).await {
+    let started = Instant::now();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let trace = Trace::default();
+    let response = match serve_route(&app, &name, &rest, req, &trace).await {
         Ok(response) => response,
         Err(refused) => *refused,
-    }
+    };
+    let done = Finished {
+        plugin: &name,
+        method: &method,
+        path: uri.path(),
+        status: response.status(),
+        elapsed: started.elapsed(),
+    };
+    app.metrics.finish(&trace, &done);
+    response
 }
 
 /// A refusal: an error response, boxed (it is large and travels in `Err`).
@@ -92,8 +107,15 @@ fn host_error(error: Error) -> Refused {
     refuse(error.into(), status)
 }
 
-async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<Response, Refused> {
+async fn serve_route(
+    app: &App,
+    name: &str,
+    rest: &str,
+    req: Request,
+    trace: &Trace,
+) -> Result<Response, Refused> {
     let info = app.manager.get(name).map_err(host_error)?;
+    trace.found();
     match info.state {
         PluginState::Active => {}
         PluginState::Disabled => {
@@ -110,7 +132,10 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
     }
     let method = req.method().clone();
     let (route, raw_params) = match plugin_host::find_route(&info.routes, method.as_str(), rest) {
-        RouteMatch::Found(route, params) => (route.clone(), params),
+        RouteMatch::Found(route, params) => {
+            trace.matched(route);
+            (route.clone(), params)
+        }
         RouteMatch::OtherMethods(methods) => {
             let mut r = refuse(
                 ApiError::MethodNotAllowed {
@@ -148,6 +173,7 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             Some(authenticate(app, auth, method.as_str(), rest, req.headers()).await?)
         }
     };
+    trace.identified(identity.as_ref());
     let query = req
         .uri()
         .query()

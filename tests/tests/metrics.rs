@@ -596,3 +596,60 @@ fn the_access_log_turns_off_by_its_target() {
     assert!(!log.contains(" DEBUG "), "{log}");
     assert!(access_lines(&s, 0).is_empty(), "{log}");
 }
+
+#[test]
+fn a_request_whose_client_goes_away_counts_as_499() {
+    let s = app_server("info");
+    let base = s.app.as_deref().unwrap();
+    // The handler sleeps 250 ms (the route's limit is 300 ms); the client gives up at 50 ms.
+    let impatient = ureq::AgentBuilder::new()
+        .timeout_read(std::time::Duration::from_millis(50))
+        .build();
+    let result = impatient
+        .get(&format!("{base}/plugins/routes-demo/slow?ms=250"))
+        .call();
+    assert!(
+        matches!(result, Err(ureq::Error::Transport(_))),
+        "{result:?}"
+    );
+    drop(impatient);
+    let labels = [
+        ("class", "4xx"),
+        ("plugin", "routes-demo"),
+        ("route", "GET /slow"),
+    ];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let e = loop {
+        let text = ureq::get(&format!("{}/metrics", s.addr))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let e = check(&text).unwrap_or_else(|why| panic!("{why}\n{text}"));
+        if e.value("plugin_host_app_requests_total", &labels).is_some()
+            || std::time::Instant::now() > deadline
+        {
+            break e;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        e.value("plugin_host_app_requests_total", &labels),
+        Some(1.0)
+    );
+    let total: f64 = ["1xx", "2xx", "3xx", "5xx"]
+        .iter()
+        .filter_map(|class| {
+            let labels = [
+                ("class", *class),
+                ("plugin", "routes-demo"),
+                ("route", "GET /slow"),
+            ];
+            e.value("plugin_host_app_requests_total", &labels)
+        })
+        .sum();
+    assert_eq!(total, 0.0, "recorded once, as the client's going away");
+    let lines = access_lines(&s, 1);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(lines[0].contains("route=/slow status=499 "), "{lines:#?}");
+}

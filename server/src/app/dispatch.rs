@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
@@ -19,7 +19,7 @@ use plugin_api::{HttpRequest, HttpResponse};
 use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
 
 use super::App;
-use super::metrics::{Finished, Trace};
+use super::metrics::{Pending, Trace};
 use crate::api::{ApiError, bearer_token, constant_time_eq};
 
 /// Headers a plugin may not set: hop-by-hop ones, and `content-length` (the server sets it).
@@ -61,21 +61,12 @@ pub(super) async fn dispatch(
 /// Serves the request, then records it in the metrics and the access log: every answer
 /// counts, refusals included (measured to the response head; a body still streaming is not).
 async fn run(app: Arc<App>, name: String, rest: String, req: Request) -> Response {
-    let started = Instant::now();
-    let (method, uri) = (req.method().clone(), req.uri().clone());
-    let trace = Trace::default();
-    let response = match serve_route(&app, &name, &rest, req, &trace).await {
+    let mut pending = Pending::new(&app.metrics, &name, &req);
+    let response = match serve_route(&app, &name, &rest, req, pending.trace()).await {
         Ok(response) => response,
         Err(refused) => *refused,
     };
-    let done = Finished {
-        plugin: &name,
-        method: &method,
-        path: uri.path(),
-        status: response.status(),
-        elapsed: started.elapsed(),
-    };
-    app.metrics.finish(&trace, &done);
+    pending.answered(response.status());
     response
 }
 

@@ -1,8 +1,9 @@
 //! The application listener's metrics and access log. Per plugin and route: requests by status
 //! class (`plugin_host_app_requests_total`) and a latency histogram
 //! (`plugin_host_app_request_seconds`), which the admin API's `/metrics` renders; and one
-//! `access` log line per request. `dispatch.rs` fills a [`Trace`] as a request goes and hands it
-//! to [`AppMetrics::finish`] with the answer's status.
+//! `access` log line per request. `dispatch.rs` holds a [`Pending`] while it serves a request,
+//! fills its [`Trace`] as the request goes and gives it the answer's status; the request is
+//! recorded when the `Pending` is dropped (as 499 if the client went away first).
 //!
 //! Label values are bounded by the manifests: `route` is the matched route's method and declared
 //! template (`GET /items/{id}`), never the raw path; a request that reached no route of a loaded
@@ -17,9 +18,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::http::{Method, StatusCode};
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
 use plugin_host::RouteSpec;
 use plugin_host::metrics::{Histogram, Sample, family};
 
@@ -101,24 +103,82 @@ impl Trace {
     }
 }
 
+/// A request being served: recorded and logged when dropped, with the status given to
+/// [`Pending::answered`], or as 499 (nginx's "client closed request") when it never was: the
+/// client went away and the server dropped the request's handling.
+#[derive(Debug)]
+pub(crate) struct Pending<'a> {
+    metrics: &'a AppMetrics,
+    trace: Trace,
+    plugin: &'a str,
+    method: Method,
+    uri: Uri,
+    started: Instant,
+    status: Option<StatusCode>,
+}
+
+impl<'a> Pending<'a> {
+    /// Starts timing `req`, a request to plugin `plugin`.
+    pub(crate) fn new(metrics: &'a AppMetrics, plugin: &'a str, req: &Request) -> Self {
+        Self {
+            metrics,
+            trace: Trace::default(),
+            plugin,
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            started: Instant::now(),
+            status: None,
+        }
+    }
+
+    /// What dispatch fills as the request goes.
+    pub(crate) fn trace(&self) -> &Trace {
+        &self.trace
+    }
+
+    /// The answer's head is ready, with `status`.
+    pub(crate) fn answered(&mut self, status: StatusCode) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let done = Finished {
+            plugin: self.plugin,
+            method: &self.method,
+            path: self.uri.path(),
+            status: self.status.unwrap_or(CLIENT_CLOSED),
+            elapsed: self.started.elapsed(),
+        };
+        self.metrics.finish(&self.trace, &done);
+    }
+}
+
+/// The status a request is recorded with when its client went away before the answer.
+const CLIENT_CLOSED: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
+
 /// One finished request, as [`AppMetrics::finish`] records and logs it.
 #[derive(Debug)]
-pub(crate) struct Finished<'a> {
+struct Finished<'a> {
     /// The plugin name from the path, as sent (percent-decoded).
-    pub(crate) plugin: &'a str,
+    plugin: &'a str,
     /// The request's method.
-    pub(crate) method: &'a Method,
+    method: &'a Method,
     /// The request's path, raw (no query: it may carry secrets).
-    pub(crate) path: &'a str,
+    path: &'a str,
     /// The answer's status.
-    pub(crate) status: StatusCode,
+    status: StatusCode,
     /// Time from the request's arrival at dispatch to its response head.
-    pub(crate) elapsed: Duration,
+    elapsed: Duration,
 }
 
 impl AppMetrics {
     /// Records a finished request in its series and writes its `access` log line (info).
-    pub(crate) fn finish(&self, trace: &Trace, done: &Finished<'_>) {
+    fn finish(&self, trace: &Trace, done: &Finished<'_>) {
         let plugin = if trace.found.load(Ordering::Relaxed) {
             done.plugin
         } else {

@@ -5,16 +5,22 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Histogram bucket upper bounds, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 1.0, 10.0,
+/// Histogram bucket upper bounds, in seconds: from 100 µs to 10 s.
+pub const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
-/// A lock-free latency histogram with fixed buckets.
+/// A lock-free latency histogram with fixed buckets ([`BUCKETS`]).
+///
+/// An observation adds to one slot (the first bucket it fits, or the overflow slot past the
+/// last bound) and to the sum: two atomic additions. The cumulative `le` counts, `+Inf` and
+/// `_count` are computed from one read of every slot when the histogram is written, so a
+/// scrape during observations still shows cumulative buckets and `+Inf` equal to `_count`.
 #[derive(Debug, Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
+    /// Per bucket, the observations that fit it and no smaller one; the last slot: over 10 s.
+    slots: [AtomicU64; BUCKETS.len() + 1],
     sum_nanos: AtomicU64,
 }
 
@@ -22,12 +28,11 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
+        let slot = BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(BUCKETS.len());
+        self.slots[slot].fetch_add(1, Ordering::Relaxed);
         self.sum_nanos.fetch_add(
             u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
@@ -36,23 +41,65 @@ impl Histogram {
 
     /// Number of observations.
     pub fn count(&self) -> u64 {
-        self.count.load(Ordering::Relaxed)
+        self.slots.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Writes the family's `# HELP` and `# TYPE` lines (then write each series with
+    /// [`Histogram::write_series`]).
+    pub fn write_header(out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    }
+
+    /// Writes this histogram's samples (`{name}_bucket` for each bound and `+Inf`, `{name}_sum`,
+    /// `{name}_count`) with `labels`, escaped as the text format requires.
+    pub fn write_series(&self, out: &mut String, name: &str, labels: &[(&str, &str)]) {
+        let labels = label_list(labels);
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.slots[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.slots[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = |l: &str| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("{{{l}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(&labels));
+        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(&labels));
     }
 
     fn write(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{bound}\"}} {}",
-                self.buckets[i].load(Ordering::Relaxed)
-            );
-        }
-        let count = self.count();
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        Self::write_header(out, name, help);
+        self.write_series(out, name, &[]);
     }
+}
+
+/// `a="x",b="y"`: label pairs, values escaped (`\\`, `\"`, `\n`), no braces.
+fn label_list(labels: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let value = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n");
+        let _ = write!(out, "{k}=\"{value}\"");
+    }
+    out
 }
 
 /// Lifecycle counters and latencies of one manager.
@@ -90,19 +137,9 @@ pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[S
         if s.labels.is_empty() {
             let _ = writeln!(out, "{name} {}", s.value);
         } else {
-            let labels: Vec<String> = s
-                .labels
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}=\"{}\"",
-                        v.replace('\\', "\\\\")
-                            .replace('"', "\\\"")
-                            .replace('\n', "\\n")
-                    )
-                })
-                .collect();
-            let _ = writeln!(out, "{name}{{{}}} {}", labels.join(","), s.value);
+            let labels: Vec<(&str, &str)> =
+                s.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let _ = writeln!(out, "{name}{{{}}} {}", label_list(&labels), s.value);
         }
     }
 }
@@ -158,6 +195,25 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"0.005\"} 2"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 2"), "{out}");
         assert!(out.contains("x_count 2"));
+    }
+
+    #[test]
+    fn labelled_histograms_count_overflow_in_inf_only() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(300));
+        h.observe(Duration::from_secs(11));
+        let mut out = String::new();
+        h.write_series(&mut out, "x", &[("route", "GET /a/{id}")]);
+        assert!(
+            out.contains("x_bucket{route=\"GET /a/{id}\",le=\"0.25\"} 0"),
+            "{out}"
+        );
+        assert!(out.contains("x_bucket{route=\"GET /a/{id}\",le=\"0.5\"} 1"));
+        assert!(out.contains("x_bucket{route=\"GET /a/{id}\",le=\"10\"} 1"));
+        assert!(out.contains("x_bucket{route=\"GET /a/{id}\",le=\"+Inf\"} 2"));
+        assert!(out.contains("x_sum{route=\"GET /a/{id}\"} 11.3\n"), "{out}");
+        assert!(out.contains("x_count{route=\"GET /a/{id}\"} 2\n"));
+        assert_eq!(h.count(), 2);
     }
 
     #[test]

@@ -9,18 +9,25 @@ use clap::Parser as _;
 use plugin_host::{HostConfig, LogFormat, ManagerConfig, PluginManager};
 use plugin_host_server::cli::{Cli, ClientCommand, Command, ConfigCommand, ServeArgs};
 
-fn init_logging(format: LogFormat, level: &str) {
-    let level = level
-        .parse::<tracing::Level>()
-        .unwrap_or(tracing::Level::INFO);
+/// Logs to stderr. `filter` is `log.level`: a level, then optional `target=level` directives
+/// (`info,access=off`); one that does not parse logs at `info`.
+fn init_logging(format: LogFormat, filter: &str) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let targets = filter
+        .parse::<tracing_subscriber::filter::Targets>()
+        .unwrap_or_else(|_| {
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing_subscriber::filter::LevelFilter::INFO)
+        });
     let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().init(),
-        _ => builder.init(),
+        LogFormat::Json => builder.json().finish().with(targets).init(),
+        _ => builder.finish().with(targets).init(),
     }
 }
 

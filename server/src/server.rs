@@ -58,6 +58,9 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
 
     // The watched folder, once its initial load is done; kept until shutdown.
     let watcher = start_watcher(&config, &manager, &store).await;
+    let app_metrics = app_listener
+        .as_ref()
+        .map(|_| Arc::new(app::AppMetrics::default()));
     let shared = Arc::new(api::Shared {
         manager: Arc::clone(&manager),
         store: Some(store),
@@ -67,6 +70,7 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
         request_timeout: std::time::Duration::from_millis(config.timeouts.request_ms),
         body_limit: config.limits.body_bytes,
         started: Instant::now(),
+        app_metrics: app_metrics.clone(),
     });
     announce("", "admin API", addr);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -78,6 +82,7 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
             body_limit: config.limits.body_bytes as u64,
             body_timeout: std::time::Duration::from_millis(config.app.body_timeout_ms),
             validators: std::sync::Mutex::default(),
+            metrics: app_metrics.unwrap_or_default(),
         });
         let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);
         tokio::spawn(app::serve(

@@ -259,7 +259,9 @@ pub enum LogFormat {
 pub struct LogSection {
     /// `pretty` or `json`.
     pub format: LogFormat,
-    /// `error`, `warn`, `info`, `debug` or `trace`.
+    /// A level (`error`, `warn`, `info`, `debug` or `trace`), optionally followed by
+    /// comma-separated `target=level` directives (levels also `off`): `info,access=off` logs at
+    /// `info` but turns the application listener's access log off.
     pub level: String,
 }
 
@@ -585,11 +587,12 @@ impl HostConfig {
     }
 
     fn validate_log_and_timeouts(&self) -> Result<()> {
-        if self.log.level.parse::<tracing::Level>().is_err() {
+        if !valid_log_filter(&self.log.level) {
             return Err(invalid(
                 "log.level",
                 format!(
-                    "{:?}: use error, warn, info, debug or trace",
+                    "{:?}: use error, warn, info, debug or trace, optionally followed by \
+                     `,target=level` directives (levels also off)",
                     self.log.level
                 ),
             ));
@@ -849,6 +852,26 @@ fn parse_bool(var: &str, v: &str) -> Result<bool> {
     }
 }
 
+/// Whether `filter` is a log filter: comma-separated directives, each a level or
+/// `target=level`, where a target is a module path (`access`, `plugin_host::manager`) and a
+/// level `error`, `warn`, `info`, `debug`, `trace` or `off`. The first directive must be a
+/// bare level other than `off` (what the rest of the log is kept at).
+fn valid_log_filter(filter: &str) -> bool {
+    let mut directives = filter.split(',');
+    let default_level = directives.next().unwrap_or_default();
+    let level = |s: &str| s.parse::<tracing::level_filters::LevelFilter>().is_ok();
+    default_level.parse::<tracing::Level>().is_ok()
+        && directives.all(|d| {
+            d.split_once('=').is_some_and(|(target, l)| {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+                    && level(l)
+            })
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -894,6 +917,29 @@ mod tests {
     }
 
     #[test]
+    fn log_levels_take_target_directives() {
+        for ok in [
+            "info",
+            "debug",
+            "info,access=off",
+            "warn,plugin_host::manager=debug,access=info",
+        ] {
+            assert!(valid_log_filter(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "off",
+            "loud",
+            "info,",
+            "info,access",
+            "info,access=loud",
+            "info,a b=off",
+        ] {
+            assert!(!valid_log_filter(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         assert_eq!(key_of("lisen = \"127.0.0.1:1\""), "lisen");
         assert_eq!(
@@ -901,6 +947,9 @@ mod tests {
             "timeouts.initialize_ms"
         );
         assert_eq!(key_of("[log]\nlevel = \"loud\""), "log.level");
+        assert_eq!(key_of("[log]\nlevel = \"info,access\""), "log.level");
+        assert_eq!(key_of("[log]\nlevel = \"info,=off\""), "log.level");
+        assert_eq!(key_of("[log]\nlevel = \"access=off\""), "log.level");
         assert_eq!(key_of("[plugin.\"Bad.Name\"]"), "plugin.Bad.Name");
         assert_eq!(key_of("admin_token = \"short\""), "admin_token");
         assert_eq!(

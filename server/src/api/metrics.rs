@@ -1,14 +1,16 @@
 //! `/metrics`: the manager's counters and histograms, plugins by state, per-plugin call, event
-//! and denial counters, and the bus, in the Prometheus text format 0.0.4. Counters are read
-//! from the manager's atomics at scrape time; nothing is kept here.
+//! and denial counters, the bus, and (with the application listener) its requests by plugin and
+//! route, in the Prometheus text format 0.0.4. Counters are read from the manager's and the
+//! listener's atomics at scrape time; nothing is kept here.
 
 use std::collections::HashSet;
 
+use crate::app::AppMetrics;
 use plugin_host::metrics::{Sample, family};
 use plugin_host::{PluginInfo, PluginManager, PluginState, PluginStats};
 
-/// The whole exposition.
-pub(crate) fn render_metrics(manager: &PluginManager) -> String {
+/// The whole exposition; `app`: the application listener's metrics, when it runs.
+pub(crate) fn render_metrics(manager: &PluginManager, app: Option<&AppMetrics>) -> String {
     let mut out = String::new();
     plugin_host::metrics::render(&mut out, manager.metrics());
     let list = manager.list();
@@ -29,6 +31,9 @@ pub(crate) fn render_metrics(manager: &PluginManager) -> String {
             value: manager.bus().stats().emitted as f64,
         }],
     );
+    if let Some(app) = app {
+        app.render(&mut out);
+    }
     out
 }
 

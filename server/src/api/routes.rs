@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) request_timeout: Duration,
     pub(crate) body_limit: usize,
     pub(crate) started: Instant,
+    /// The application listener's metrics, when it runs (rendered by `/metrics`).
+    pub(crate) app_metrics: Option<Arc<crate::app::AppMetrics>>,
 }
 
 pub(crate) type AppState = Arc<Shared>;
@@ -293,7 +295,7 @@ pub(crate) async fn health(State(st): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
-    let text = super::render_metrics(&st.manager);
+    let text = super::render_metrics(&st.manager, st.app_metrics.as_deref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

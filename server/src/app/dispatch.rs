@@ -19,6 +19,7 @@ use plugin_api::{HttpRequest, HttpResponse};
 use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
 
 use super::App;
+use super::metrics::{Pending, Trace};
 use crate::api::{ApiError, bearer_token, constant_time_eq};
 
 /// Headers a plugin may not set: hop-by-hop ones, and `content-length` (the server sets it).
@@ -57,11 +58,16 @@ pub(super) async fn dispatch(
     run(app, name, rest, req).await
 }
 
+/// Serves the request, then records it in the metrics and the access log: every answer
+/// counts, refusals included (measured to the response head; a body still streaming is not).
 async fn run(app: Arc<App>, name: String, rest: String, req: Request) -> Response {
-    match serve_route(&app, &name, &rest, req).await {
+    let mut pending = Pending::new(&app.metrics, &name, &req);
+    let response = match serve_route(&app, &name, &rest, req, pending.trace()).await {
         Ok(response) => response,
         Err(refused) => *refused,
-    }
+    };
+    pending.answered(response.status());
+    response
 }
 
 /// A refusal: an error response, boxed (it is large and travels in `Err`).
@@ -92,8 +98,15 @@ fn host_error(error: Error) -> Refused {
     refuse(error.into(), status)
 }
 
-async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<Response, Refused> {
+async fn serve_route(
+    app: &App,
+    name: &str,
+    rest: &str,
+    req: Request,
+    trace: &Trace,
+) -> Result<Response, Refused> {
     let info = app.manager.get(name).map_err(host_error)?;
+    trace.found();
     match info.state {
         PluginState::Active => {}
         PluginState::Disabled => {
@@ -110,7 +123,10 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
     }
     let method = req.method().clone();
     let (route, raw_params) = match plugin_host::find_route(&info.routes, method.as_str(), rest) {
-        RouteMatch::Found(route, params) => (route.clone(), params),
+        RouteMatch::Found(route, params) => {
+            trace.matched(route);
+            (route.clone(), params)
+        }
         RouteMatch::OtherMethods(methods) => {
             let mut r = refuse(
                 ApiError::MethodNotAllowed {
@@ -150,6 +166,7 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             Some(authenticate(app, auth, asked, req.headers(), limit).await?)
         }
     };
+    trace.identified(identity.as_ref());
     let query = req
         .uri()
         .query()

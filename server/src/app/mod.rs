@@ -1,14 +1,16 @@
 //! The application listener (`[app] listen`): where plugins serve their HTTP routes, apart from
 //! the admin API. It answers `GET /health`, `GET /openapi.json` (every active plugin's routes,
 //! built per request from the manager's list, so always current) and
-//! `/plugins/{name}/<path>`, dispatched to the plugin's handler function (see `dispatch.rs`).
-//! Errors use the admin API's JSON body.
+//! `/plugins/{name}/<path>`, dispatched to the plugin's handler function (see `dispatch.rs`),
+//! each such request counted and logged (see `metrics.rs`). Errors use the admin API's JSON body.
 
 mod dispatch;
 mod listener;
+mod metrics;
 mod openapi;
 
 pub(crate) use listener::serve;
+pub(crate) use metrics::AppMetrics;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,8 @@ pub(crate) struct App {
     /// Compiled body schemas, by plugin, generation, method and path: compiled once per
     /// instance (a reload's new generation replaces its plugin's entries).
     pub(crate) validators: Mutex<HashMap<ValidatorKey, Compiled>>,
+    /// Request counters and latencies by plugin and route (rendered by the admin `/metrics`).
+    pub(crate) metrics: Arc<AppMetrics>,
 }
 
 /// Which route's body schema: plugin, instance generation, method, path template.

@@ -357,7 +357,7 @@ fn openapi_document_follows_loads_and_unloads() {
             }
         }
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 5);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 7);
 
     let (st, _) = s.call("DELETE", "/api/v1/plugins/routes-demo", None);
     assert_eq!(st, 200);

@@ -278,6 +278,12 @@ pub struct AppSection {
     /// Time a client has to send a request's head, in milliseconds (default 10000); a client
     /// that takes longer is disconnected (slow-loris).
     pub header_timeout_ms: u64,
+    /// Most Server-Sent Event streams open at once per plugin (default 64); one more is
+    /// answered 503 `too_many_streams`.
+    pub max_streams: usize,
+    /// Silence after which an event stream sends a `: keep-alive` comment, in milliseconds
+    /// (default 15000).
+    pub keep_alive_ms: u64,
 }
 
 impl Default for AppSection {
@@ -286,6 +292,8 @@ impl Default for AppSection {
             listen: None,
             token: None,
             header_timeout_ms: 10_000,
+            max_streams: 64,
+            keep_alive_ms: 15_000,
         }
     }
 }
@@ -296,6 +304,8 @@ impl std::fmt::Debug for AppSection {
             .field("listen", &self.listen)
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("header_timeout_ms", &self.header_timeout_ms)
+            .field("max_streams", &self.max_streams)
+            .field("keep_alive_ms", &self.keep_alive_ms)
             .finish()
     }
 }
@@ -687,6 +697,12 @@ impl HostConfig {
         if self.app.header_timeout_ms == 0 {
             return Err(invalid("app.header_timeout_ms", "must be greater than 0"));
         }
+        if self.app.max_streams == 0 {
+            return Err(invalid("app.max_streams", "must be greater than 0"));
+        }
+        if self.app.keep_alive_ms == 0 {
+            return Err(invalid("app.keep_alive_ms", "must be greater than 0"));
+        }
         if let Some(token) = &self.app.token {
             if token.trim().len() < 16 {
                 return Err(invalid("app.token", "must be at least 16 characters"));
@@ -1064,6 +1080,11 @@ mod tests {
         assert_eq!(HostConfig::default().app.header_timeout_ms, 10_000);
         let e = HostConfig::from_toml("[app]\nheader_timeout_ms = 0", "t").unwrap_err();
         assert!(e.to_string().contains("app.header_timeout_ms"), "{e}");
+        assert_eq!(HostConfig::default().app.max_streams, 64);
+        for key in ["max_streams", "keep_alive_ms"] {
+            let e = HostConfig::from_toml(&format!("[app]\n{key} = 0"), "t").unwrap_err();
+            assert!(e.to_string().contains(&format!("app.{key}")), "{e}");
+        }
         let bad = HostConfig::from_toml("[app]\nlisten = \"x\"", "t").unwrap_err();
         assert!(bad.to_string().contains("listen = \"x\""), "{bad}");
     }

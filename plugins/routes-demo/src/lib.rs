@@ -7,7 +7,12 @@
 //! - `DELETE /items/{id}` (token) → 204, or 404;
 //! - `GET /slow?ms=N` (public, 300 ms timeout) sleeps N milliseconds;
 //! - `GET /panic` (public) panics (the host answers 500 and the plugin keeps serving);
-//! - `GET /echo/{a}/{b}` (public) → the whole request it received.
+//! - `GET /echo/{a}/{b}` (public) → the whole request it received;
+//! - `GET /events?patterns=a,b` (public, declares the stream patterns `demo:*`) → a Server-Sent
+//!   Events stream of the bus events matching the chosen patterns (default `demo:*`) that the
+//!   route declares;
+//! - `GET /undeclared-stream` (public) answers an event stream on a route that declares none
+//!   (the host answers 500).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -46,6 +51,8 @@ impl Plugin for RoutesDemo {
             Function::new("slow").summary("sleeps ?ms= milliseconds"),
             Function::new("panic").summary("panics"),
             Function::new("echo").summary("answers the request it received"),
+            Function::new("watch").summary("streams the chosen bus events"),
+            Function::new("undeclared").summary("streams without declaring it"),
         ])
         .routes(&[
             Route::get("/items", "list_items")
@@ -70,6 +77,11 @@ impl Plugin for RoutesDemo {
                 .timeout_ms(300),
             Route::get("/panic", "panic").summary("panics"),
             Route::get("/echo/{a}/{b}", "echo").summary("answers the request it received"),
+            Route::get("/events", "watch")
+                .summary("Server-Sent Events of `demo:*` (`?patterns=` chooses among them)")
+                .streams(&["demo:*"]),
+            Route::get("/undeclared-stream", "undeclared")
+                .summary("answers a stream on a route that declares none"),
         ]);
 
     fn new(_ctx: &Context) -> Result<Self> {
@@ -83,7 +95,9 @@ impl Plugin for RoutesDemo {
             .add("delete_item", Self::delete_item)
             .add_shared("slow", Self::slow)
             .add_shared("panic", Self::panic)
-            .add_shared("echo", Self::echo);
+            .add_shared("echo", Self::echo)
+            .add_shared("watch", Self::watch)
+            .add_shared("undeclared", Self::undeclared);
     }
 }
 
@@ -144,6 +158,16 @@ impl RoutesDemo {
 
     fn echo(&self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
         Ok(HttpResponse::ok(&req)?.header("x-echo", "1"))
+    }
+
+    fn watch(&self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
+        let chosen = req.query.get("patterns").map_or("demo:*", String::as_str);
+        let patterns: Vec<&str> = chosen.split(',').collect();
+        Ok(HttpResponse::events(&patterns).header("x-stream", "demo"))
+    }
+
+    fn undeclared(&self, _: &Context, _: HttpRequest) -> Result<HttpResponse> {
+        Ok(HttpResponse::events(&["demo:*"]))
     }
 }
 

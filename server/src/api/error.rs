@@ -25,6 +25,12 @@ plugin_host::error_codes! {
         };
         /// The route exists, the method does not.
         MethodNotAllowed = "method_not_allowed", 405, {};
+        /// A plugin already has `[app] max_streams` Server-Sent Event streams open on the
+        /// application listener; the new stream is refused (with `Retry-After`).
+        TooManyStreams = "too_many_streams", 503, {
+            plugin: "the plugin",
+            limit: "the most streams open at once per plugin",
+        };
     }
 }
 
@@ -95,6 +101,14 @@ pub(crate) enum ApiError {
         /// The limit.
         after: Duration,
     },
+    /// A plugin has as many event streams open as it may.
+    #[error("plugin `{plugin}` already has {limit} event streams open")]
+    TooManyStreams {
+        /// The plugin.
+        plugin: String,
+        /// The most streams open at once per plugin.
+        limit: usize,
+    },
 }
 
 impl ApiError {
@@ -107,6 +121,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => Code::Api(ApiCode::MethodNotAllowed),
             Self::RouteNotFound { .. } => Code::Host(ErrorCode::NotFound),
             Self::RequestTimeout { .. } => Code::Host(ErrorCode::Timeout),
+            Self::TooManyStreams { .. } => Code::Api(ApiCode::TooManyStreams),
         }
     }
 
@@ -115,6 +130,7 @@ impl ApiError {
         match self {
             Self::Host(e) => e.details(),
             Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
+            Self::TooManyStreams { plugin, limit } => json!({ "plugin": plugin, "limit": limit }),
             Self::Unauthorized { .. }
             | Self::MethodNotAllowed { .. }
             | Self::RouteNotFound { .. }

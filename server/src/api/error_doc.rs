@@ -36,6 +36,10 @@ fn api_example(code: ApiCode) -> ApiError {
             method: "PATCH".into(),
             path: "/api/v1/plugins".into(),
         },
+        ApiCode::TooManyStreams => ApiError::TooManyStreams {
+            plugin: "todo".into(),
+            limit: 64,
+        },
     }
 }
 

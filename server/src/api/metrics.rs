@@ -29,6 +29,16 @@ pub(crate) fn render_metrics(manager: &PluginManager) -> String {
             value: manager.bus().stats().emitted as f64,
         }],
     );
+    family(
+        &mut out,
+        "plugin_host_bus_subscriptions",
+        "gauge",
+        "Live bus subscriptions (plugins' and the host's, event streams included).",
+        &[Sample {
+            labels: vec![],
+            value: manager.bus().subscription_count() as f64,
+        }],
+    );
     out
 }
 

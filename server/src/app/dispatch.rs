@@ -5,7 +5,7 @@
 //! limit (413), the body as JSON (400) and its schema (400 `invalid_input`); then the handler
 //! function runs through the manager (504 on timeout, 500 when it fails or panics) and its
 //! [`HttpResponse`] is answered (500 for a status outside 100..=599; hop-by-hop headers and
-//! `content-length` dropped).
+//! `content-length` dropped), or, for an event-stream answer, handed to `stream.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{HttpRequest, HttpResponse};
 use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
 
-use super::App;
+use super::{App, stream};
 use crate::api::{ApiError, bearer_token, constant_time_eq};
 
 /// Headers a plugin may not set: hop-by-hop ones, and `content-length` (the server sets it).
@@ -218,7 +218,62 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             route.function
         ))
     })?;
+    if !answer.stream.is_empty() {
+        return open_stream(app, name, info.generation, &route, answer);
+    }
     response(name, &route.function, answer)
+}
+
+/// A handler's event-stream answer as a `text/event-stream` (see `stream.rs`): status 200 only,
+/// its headers kept; 500 when the route declares no streams or a chosen pattern does not parse,
+/// 503 `too_many_streams` past the cap.
+fn open_stream(
+    app: &App,
+    name: &str,
+    generation: u64,
+    route: &plugin_host::RouteSpec,
+    answer: HttpResponse,
+) -> Result<Response, Refused> {
+    if answer.status != 200 {
+        return Err(internal(format!(
+            "`{name}`'s function `{}` answered an event stream with status {}, not 200",
+            route.function, answer.status
+        )));
+    }
+    let headers = answer_headers(name, &route.function, &answer.headers)?;
+    let request = stream::Request {
+        plugin: name,
+        generation,
+        function: &route.function,
+        declared: &route.streams,
+        chosen: &answer.stream,
+    };
+    let response = app.streams.open(&request, headers).map_err(|r| match r {
+        stream::Refusal::TooMany { limit } => {
+            let error = ApiError::TooManyStreams {
+                plugin: name.to_owned(),
+                limit,
+            };
+            let mut r = refuse(error, None);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        stream::Refusal::Invalid(message) => internal(message),
+    })?;
+    // The plugin may have changed while the handler ran and before the stream was registered,
+    // after the lifecycle event that would have ended it: check now.
+    match app.manager.get(name) {
+        Ok(i) if i.state == PluginState::Disabled => {
+            app.streams.end_plugin(name, None, stream::End::Disabled);
+        }
+        Ok(i) if i.state == PluginState::Active => {
+            app.streams
+                .end_plugin(name, Some(i.generation), stream::End::Reloaded);
+        }
+        _ => app.streams.end_plugin(name, None, stream::End::Unloaded),
+    }
+    Ok(response)
 }
 
 fn bad_request(message: String) -> Refused {
@@ -363,19 +418,14 @@ fn percent_decode(raw: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("path segment `{raw}` is not UTF-8 once decoded"))
 }
 
-/// The handler's answer as HTTP.
-fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Response, Refused> {
-    let status = StatusCode::from_u16(answer.status)
-        .ok()
-        .filter(|s| (100..=599).contains(&s.as_u16()))
-        .ok_or_else(|| {
-            internal(format!(
-                "`{plugin}`'s function `{function}` answered status {}, outside 100..=599",
-                answer.status
-            ))
-        })?;
+/// A handler's headers as HTTP, without the hop-by-hop ones and `content-length`.
+fn answer_headers(
+    plugin: &str,
+    function: &str,
+    answer: &BTreeMap<String, String>,
+) -> Result<HeaderMap, Refused> {
     let mut headers = HeaderMap::new();
-    for (name, value) in &answer.headers {
+    for (name, value) in answer {
         let lower = name.to_ascii_lowercase();
         if DROPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
             continue;
@@ -390,6 +440,21 @@ fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Respon
         };
         headers.insert(n, v);
     }
+    Ok(headers)
+}
+
+/// The handler's answer as HTTP.
+fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Response, Refused> {
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .ok_or_else(|| {
+            internal(format!(
+                "`{plugin}`'s function `{function}` answered status {}, outside 100..=599",
+                answer.status
+            ))
+        })?;
+    let mut headers = answer_headers(plugin, function, &answer.headers)?;
     let body = if matches!(status.as_u16(), 204 | 304) || status.is_informational() {
         Body::empty()
     } else {

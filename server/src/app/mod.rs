@@ -1,14 +1,17 @@
 //! The application listener (`[app] listen`): where plugins serve their HTTP routes, apart from
 //! the admin API. It answers `GET /health`, `GET /openapi.json` (every active plugin's routes,
 //! built per request from the manager's list, so always current) and
-//! `/plugins/{name}/<path>`, dispatched to the plugin's handler function (see `dispatch.rs`).
-//! Errors use the admin API's JSON body.
+//! `/plugins/{name}/<path>`, dispatched to the plugin's handler function (see `dispatch.rs`),
+//! whose answer may be a stream of bus events (see `stream.rs`). Errors use the admin API's
+//! JSON body.
 
 mod dispatch;
 mod listener;
 mod openapi;
+mod stream;
 
 pub(crate) use listener::serve;
+pub(crate) use stream::Streams;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,8 @@ pub(crate) struct App {
     /// Compiled body schemas, by plugin, generation, method and path: compiled once per
     /// instance (a reload's new generation replaces its plugin's entries).
     pub(crate) validators: Mutex<HashMap<ValidatorKey, Compiled>>,
+    /// The open Server-Sent Event streams.
+    pub(crate) streams: Arc<Streams>,
 }
 
 /// Which route's body schema: plugin, instance generation, method, path template.

@@ -1,10 +1,29 @@
 //! The application listener's OpenAPI 3.1 document: every active plugin's routes under
 //! `/plugins/{name}/<path>`, tagged by plugin, with their path parameters, body and response
-//! schemas and auth policy.
+//! schemas and auth policy; a route that may stream bus events answers `text/event-stream`.
 
 use serde_json::{Map, Value, json};
 
 use plugin_host::{PluginInfo, PluginState, RouteAuth};
+
+/// A route that may stream: its answer may be `text/event-stream` (events matching `patterns`,
+/// listed in `x-event-patterns`), and 503 when the plugin has too many streams open.
+fn streams(ok: &mut Value, responses: &mut Map<String, Value>, patterns: &[String]) {
+    let events = json!({ "schema": { "type": "string",
+        "description": "Server-Sent Events: `id`, `event` (the bus event name) and `data` \
+                        (its JSON payload); a final `end` or `overflow` event" } });
+    match ok.get_mut("content").and_then(Value::as_object_mut) {
+        Some(content) => {
+            content.insert("text/event-stream".into(), events);
+        }
+        None => ok["content"] = json!({ "text/event-stream": events }),
+    }
+    ok["x-event-patterns"] = json!(patterns);
+    responses.insert(
+        "503".into(),
+        json!({ "description": "the plugin has too many event streams open" }),
+    );
+}
 
 /// The document for `plugins` (only the active ones are listed).
 pub(super) fn document(plugins: &[PluginInfo]) -> Value {
@@ -58,12 +77,15 @@ pub(super) fn document(plugins: &[PluginInfo]) -> Value {
                             "content": { "application/json": { "schema": schema } } }),
                 );
             }
-            let ok = match &r.response_schema {
+            let mut ok = match &r.response_schema {
                 Some(schema) => json!({ "description": "the handler's answer",
                     "content": { "application/json": { "schema": schema } } }),
                 None => json!({ "description": "the handler's answer" }),
             };
             let mut responses = Map::new();
+            if !r.streams.is_empty() {
+                streams(&mut ok, &mut responses, &r.streams);
+            }
             responses.insert("default".into(), ok);
             match &r.auth {
                 RouteAuth::Public => {}

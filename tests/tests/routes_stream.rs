@@ -363,6 +363,7 @@ fn streams_a_route_does_not_declare_or_cannot_parse_are_server_errors() {
         (400, Some("invalid_route")),
         "{e}"
     );
+    assert_eq!(e["error"]["details"]["path"], "/events", "{e}");
 }
 
 #[test]

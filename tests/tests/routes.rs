@@ -413,7 +413,11 @@ fn admin_api_and_cli_list_the_routes() {
     let routes = inspected["manifest"]["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 9, "inspect shows the routes");
     assert_eq!(routes[1]["path"], "/items/{id}");
-    assert_eq!(routes[7]["streams"], json!(["demo:*"]), "and their stream patterns");
+    assert_eq!(
+        routes[7]["streams"],
+        json!(["demo:*"]),
+        "and their stream patterns"
+    );
 
     let (ok, out, _) = s.cli(&["plugins", "routes", "routes-demo", "--json"]);
     assert!(ok);

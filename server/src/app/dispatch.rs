@@ -65,10 +65,10 @@ async fn run(app: Arc<App>, name: String, rest: String, req: Request) -> Respons
 }
 
 /// A refusal: an error response, boxed (it is large and travels in `Err`).
-type Refused = Box<Response>;
+pub(super) type Refused = Box<Response>;
 
 /// An error answered with the admin API's JSON body, with its status replaced.
-fn refuse(error: ApiError, status: Option<StatusCode>) -> Refused {
+pub(super) fn refuse(error: ApiError, status: Option<StatusCode>) -> Refused {
     let mut response = error.into_response();
     if let Some(status) = status {
         *response.status_mut() = status;
@@ -219,68 +219,16 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
         ))
     })?;
     if !answer.stream.is_empty() {
-        return open_stream(app, name, info.generation, &route, answer);
+        return stream::answer(app, name, info.generation, &route, answer);
     }
     response(name, &route.function, answer)
-}
-
-/// A handler's event-stream answer as a `text/event-stream` (see `stream.rs`): status 200 only,
-/// its headers kept; 500 when the route declares no streams or a chosen pattern does not parse,
-/// 503 `too_many_streams` past the cap.
-fn open_stream(
-    app: &App,
-    name: &str,
-    generation: u64,
-    route: &plugin_host::RouteSpec,
-    answer: HttpResponse,
-) -> Result<Response, Refused> {
-    if answer.status != 200 {
-        return Err(internal(format!(
-            "`{name}`'s function `{}` answered an event stream with status {}, not 200",
-            route.function, answer.status
-        )));
-    }
-    let headers = answer_headers(name, &route.function, &answer.headers)?;
-    let request = stream::Request {
-        plugin: name,
-        generation,
-        function: &route.function,
-        declared: &route.streams,
-        chosen: &answer.stream,
-    };
-    let response = app.streams.open(&request, headers).map_err(|r| match r {
-        stream::Refusal::TooMany { limit } => {
-            let error = ApiError::TooManyStreams {
-                plugin: name.to_owned(),
-                limit,
-            };
-            let mut r = refuse(error, None);
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-        stream::Refusal::Invalid(message) => internal(message),
-    })?;
-    // The plugin may have changed while the handler ran and before the stream was registered,
-    // after the lifecycle event that would have ended it: check now.
-    match app.manager.get(name) {
-        Ok(i) if i.state == PluginState::Disabled => {
-            app.streams.end_plugin(name, None, stream::End::Disabled);
-        }
-        Ok(i) if i.state == PluginState::Active => {
-            app.streams
-                .end_plugin(name, Some(i.generation), stream::End::Reloaded);
-        }
-        _ => app.streams.end_plugin(name, None, stream::End::Unloaded),
-    }
-    Ok(response)
 }
 
 fn bad_request(message: String) -> Refused {
     refuse(Error::BadRequest { message }.into(), None)
 }
 
-fn internal(message: String) -> Refused {
+pub(super) fn internal(message: String) -> Refused {
     refuse(Error::Internal { message }.into(), None)
 }
 
@@ -419,7 +367,7 @@ fn percent_decode(raw: &str) -> Result<String, String> {
 }
 
 /// A handler's headers as HTTP, without the hop-by-hop ones and `content-length`.
-fn answer_headers(
+pub(super) fn answer_headers(
     plugin: &str,
     function: &str,
     answer: &BTreeMap<String, String>,

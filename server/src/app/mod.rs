@@ -8,6 +8,7 @@
 mod dispatch;
 mod listener;
 mod openapi;
+mod sse;
 mod stream;
 
 pub(crate) use listener::serve;

@@ -21,58 +21,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use plugin_host::{BusEvent, EventBus, Pattern};
+use plugin_api::HttpResponse;
+use plugin_host::{BusEvent, EventBus, Pattern, PluginState};
 use tokio::sync::{mpsc, watch};
+
+use super::App;
+use super::dispatch::{self, Refused};
+pub(crate) use super::sse::End;
+use super::sse::{self, Item};
+use crate::api::ApiError;
 
 /// Events a stream may hold before its client reads them; one more ends it with `overflow`.
 pub(crate) const QUEUE: usize = 256;
-
-/// Why a stream ended; the data of its final event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    /// The client read too slowly and its queue filled up: events were lost.
-    Overflow,
-    /// The plugin was unloaded.
-    Unloaded,
-    /// The plugin was replaced by a new instance.
-    Reloaded,
-    /// The plugin was disabled.
-    Disabled,
-    /// The plugin's instance failed (a hook failed or hung).
-    Failed,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl End {
-    /// The reason as the final event's data says it.
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Overflow => "overflow",
-            Self::Unloaded => "unloaded",
-            Self::Reloaded => "reloaded",
-            Self::Disabled => "disabled",
-            Self::Failed => "failed",
-            Self::Shutdown => "shutdown",
-        }
-    }
-
-    /// The final frame: `event: overflow` for an overflow, `event: end` otherwise.
-    fn frame(self) -> Bytes {
-        let event = if self == Self::Overflow {
-            "overflow"
-        } else {
-            "end"
-        };
-        Bytes::from(format!(
-            "event: {event}\ndata: {{\"reason\":\"{}\"}}\n\n",
-            self.reason()
-        ))
-    }
-}
 
 /// The end signal of one stream: the first reason given wins; never blocks.
 #[derive(Debug)]
@@ -285,14 +247,6 @@ fn patterns(texts: &[String], what: &str, req: &Request<'_>) -> Result<Vec<Patte
         .collect()
 }
 
-/// One event on its way to the client.
-#[derive(Debug)]
-struct Item {
-    name: Arc<str>,
-    payload: Arc<[u8]>,
-    raw: bool,
-}
-
 /// Removes a stream's subscriptions and registry entry when its body is dropped (the client
 /// disconnected or the stream ended).
 #[derive(Debug)]
@@ -369,23 +323,64 @@ impl Streams {
             HeaderValue::from_static("text/event-stream"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let body = Body::from_stream(futures_util::stream::unfold(
-            Pump {
-                rx,
-                end: end_rx,
-                ending: None,
-                done: false,
-                seq: 0,
-                keep_alive: self.keep_alive,
-                _guard: guard,
-            },
-            Pump::next,
-        ));
+        let body = sse::body(rx, end_rx, self.keep_alive, guard);
         let mut response = Response::new(body);
         *response.status_mut() = StatusCode::OK;
         *response.headers_mut() = headers;
         Ok(response)
     }
+}
+
+/// A handler's event-stream answer as a `text/event-stream` (see `stream.rs`): status 200 only,
+/// its headers kept; 500 when the route declares no streams or a chosen pattern does not parse,
+/// 503 `too_many_streams` past the cap.
+pub(super) fn answer(
+    app: &App,
+    name: &str,
+    generation: u64,
+    route: &plugin_host::RouteSpec,
+    answer: HttpResponse,
+) -> Result<Response, Refused> {
+    if answer.status != 200 {
+        return Err(dispatch::internal(format!(
+            "`{name}`'s function `{}` answered an event stream with status {}, not 200",
+            route.function, answer.status
+        )));
+    }
+    let headers = dispatch::answer_headers(name, &route.function, &answer.headers)?;
+    let request = Request {
+        plugin: name,
+        generation,
+        function: &route.function,
+        declared: &route.streams,
+        chosen: &answer.stream,
+    };
+    let response = app.streams.open(&request, headers).map_err(|r| match r {
+        Refusal::TooMany { limit } => {
+            let error = ApiError::TooManyStreams {
+                plugin: name.to_owned(),
+                limit,
+            };
+            let mut r = dispatch::refuse(error, None);
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+        Refusal::Invalid(message) => dispatch::internal(message),
+    })?;
+    // The plugin may have changed while the handler ran and before the stream was registered,
+    // after the lifecycle event that would have ended it: check now.
+    match app.manager.get(name) {
+        Ok(i) if i.state == PluginState::Disabled => {
+            app.streams.end_plugin(name, None, End::Disabled);
+        }
+        Ok(i) if i.state == PluginState::Active => {
+            app.streams
+                .end_plugin(name, Some(i.generation), End::Reloaded);
+        }
+        _ => app.streams.end_plugin(name, None, End::Unloaded),
+    }
+    Ok(response)
 }
 
 /// The host handler of chosen pattern `index`: it hands an event matching a declared pattern to
@@ -415,85 +410,6 @@ fn feed(
             ender.end(End::Overflow);
         }
     })
-}
-
-/// The body of one stream: events in order, keep-alive comments in silences, then the final
-/// frame. Owns the guard, so dropping the body (a disconnected client) unsubscribes.
-#[derive(Debug)]
-struct Pump {
-    rx: mpsc::Receiver<Item>,
-    end: watch::Receiver<Option<End>>,
-    /// Set once the end is signalled: the queue is drained, then the final frame is sent.
-    ending: Option<End>,
-    /// The final frame was sent.
-    done: bool,
-    seq: u64,
-    keep_alive: Duration,
-    _guard: Guard,
-}
-
-/// One chunk of the body.
-type Chunk = Result<Bytes, std::convert::Infallible>;
-
-impl Pump {
-    async fn next(mut self) -> Option<(Chunk, Self)> {
-        if self.done {
-            return None;
-        }
-        if self.ending.is_none() {
-            let waited = tokio::time::timeout(self.keep_alive, async {
-                tokio::select! {
-                    // Events first: one queued before the end signal is sent before the end.
-                    biased;
-                    item = self.rx.recv() => item,
-                    _ = self.end.wait_for(Option::is_some) => None,
-                }
-            })
-            .await;
-            match waited {
-                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self)),
-                Ok(Some(item)) => {
-                    let frame = self.frame(&item);
-                    return Some((Ok(frame), self));
-                }
-                // The end was signalled (or every sender is gone, which cannot happen while the
-                // guard holds the subscriptions).
-                Ok(None) => self.ending = Some((*self.end.borrow()).unwrap_or(End::Shutdown)),
-            }
-        }
-        // Ending: what is still queued, then the final frame.
-        if let Ok(item) = self.rx.try_recv() {
-            let frame = self.frame(&item);
-            return Some((Ok(frame), self));
-        }
-        self.done = true;
-        let reason = self.ending.unwrap_or(End::Shutdown);
-        Some((Ok(reason.frame()), self))
-    }
-
-    fn frame(&mut self, item: &Item) -> Bytes {
-        self.seq += 1;
-        Bytes::from(format!(
-            "id: {}\nevent: {}\ndata: {}\n\n",
-            self.seq,
-            item.name,
-            data(&item.payload, item.raw)
-        ))
-    }
-}
-
-/// The `data:` line of an event: its JSON payload on one line (re-encoded if it spans lines);
-/// a raw payload, or one that is not JSON, as a JSON string (UTF-8, invalid bytes replaced).
-fn data(payload: &[u8], raw: bool) -> String {
-    let text = String::from_utf8_lossy(payload);
-    if !raw && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-        return if text.contains(['\n', '\r']) {
-            v.to_string()
-        } else {
-            text.into_owned()
-        };
-    }
-    serde_json::Value::String(text.into_owned()).to_string()
 }
 
 #[cfg(test)]
@@ -597,21 +513,5 @@ mod tests {
         streams.shut_down();
         let late = open(&streams, &["a:*"], &["a:*"]).unwrap();
         assert!(text(late).await.ends_with("{\"reason\":\"shutdown\"}\n\n"));
-    }
-
-    #[test]
-    fn data_is_one_line_of_json() {
-        assert_eq!(data(br#"{"a":1}"#, false), r#"{"a":1}"#);
-        assert_eq!(data(b"{\n  \"a\": 1\n}", false), r#"{"a":1}"#);
-        assert_eq!(data(b"line\nbreak", true), r#""line\nbreak""#);
-        assert_eq!(data(b"not json", false), r#""not json""#);
-        assert_eq!(
-            End::Overflow.frame(),
-            "event: overflow\ndata: {\"reason\":\"overflow\"}\n\n"
-        );
-        assert_eq!(
-            End::Reloaded.frame(),
-            "event: end\ndata: {\"reason\":\"reloaded\"}\n\n"
-        );
     }
 }

@@ -7,6 +7,11 @@
 //! auth policy, body limit and body schema before the plugin runs, and calls the function by
 //! name.
 //!
+//! A route that declares bus patterns with [`Route::streams`] may answer
+//! [`HttpResponse::events`]: the host then streams, as Server-Sent Events, the bus events that
+//! match both the chosen and the declared patterns, until the client goes or the plugin is
+//! unloaded, reloaded or disabled (docs/routes.md, "Event streams").
+//!
 //! The README's two-route plugin (kept identical to it):
 //!
 //! ```

@@ -73,6 +73,9 @@ pub struct RouteSpec {
     pub body_limit: Option<u64>,
     /// Time the handler may take, in milliseconds (`None`: the host's execute timeout).
     pub timeout_ms: Option<u64>,
+    /// Bus event patterns the route may stream as Server-Sent Events (empty: none), each a
+    /// valid bus [`Pattern`](crate::bus::Pattern).
+    pub streams: Vec<String>,
 }
 
 /// A route as the manifest JSON writes it.
@@ -94,6 +97,8 @@ pub(crate) struct RawRoute {
     body_limit: u64,
     #[serde(default)]
     timeout_ms: u64,
+    #[serde(default)]
+    streams: Vec<String>,
 }
 
 fn public() -> String {
@@ -211,12 +216,20 @@ impl RouteSpec {
                 |text: &str, what: &str| crate::manifest::schema(text, what).map_err(&invalid);
             let body_schema = schema(&r.body_schema, "the body schema")?;
             let response_schema = schema(&r.response_schema, "the response schema")?;
+            for pattern in &r.streams {
+                crate::bus::Pattern::parse(pattern).map_err(|e| {
+                    invalid(format!(
+                        "its stream pattern `{pattern}` is not a bus pattern: {e}"
+                    ))
+                })?;
+            }
             let spec = Self {
                 body_schema,
                 response_schema,
                 auth,
                 body_limit: (r.body_limit > 0).then_some(r.body_limit),
                 timeout_ms: (r.timeout_ms > 0).then_some(r.timeout_ms),
+                streams: r.streams,
                 method: r.method,
                 path: r.path,
                 function: r.function,
@@ -425,6 +438,32 @@ mod tests {
             parse(vec![bad_auth]).unwrap_err().code(),
             ErrorCode::InvalidRoute
         );
+    }
+
+    #[test]
+    fn stream_patterns_must_be_bus_patterns() {
+        let route = |streams: serde_json::Value| -> RawRoute {
+            serde_json::from_value(serde_json::json!({
+                "method": "GET", "path": "/e", "function": "h", "streams": streams
+            }))
+            .unwrap()
+        };
+        let ok = parse(vec![route(serde_json::json!(["todo:*", "a:**"]))]).unwrap();
+        assert_eq!(ok[0].streams, ["todo:*", "a:**"]);
+        assert_eq!(
+            serde_json::to_value(&ok[0]).unwrap()["streams"],
+            serde_json::json!(["todo:*", "a:**"])
+        );
+        assert!(
+            parse(vec![raw("GET", "/e", "h")]).unwrap()[0]
+                .streams
+                .is_empty()
+        );
+        for bad in ["to*", "**:a", "", "a::b"] {
+            let e = parse(vec![route(serde_json::json!([bad]))]).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidRoute, "{bad}");
+            assert!(e.to_string().contains("stream pattern"), "{e}");
+        }
     }
 
     #[test]

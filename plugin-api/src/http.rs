@@ -7,6 +7,11 @@
 //! auth policy, body limit and body schema before the plugin runs, and calls the function by
 //! name.
 //!
+//! A route that declares bus patterns with [`Route::streams`] may answer
+//! [`HttpResponse::events`]: the host then streams, as Server-Sent Events, the bus events that
+//! match both the chosen and the declared patterns, until the client goes or the plugin is
+//! unloaded, reloaded or disabled (docs/routes.md, "Event streams").
+//!
 //! The README's two-route plugin (kept identical to it):
 //!
 //! ```
@@ -104,6 +109,9 @@ pub struct Route {
     pub body_limit: u64,
     /// Time the handler may take, in milliseconds (0: the host's execute timeout).
     pub timeout_ms: u64,
+    /// Bus event patterns the route may stream as Server-Sent Events (empty: none); see
+    /// [`Route::streams`] and [`HttpResponse::events`].
+    pub streams: &'static [&'static str],
 }
 
 impl Route {
@@ -120,6 +128,7 @@ impl Route {
             response_schema: "",
             body_limit: 0,
             timeout_ms: 0,
+            streams: &[],
         }
     }
 
@@ -184,6 +193,15 @@ impl Route {
         self.timeout_ms = ms;
         self
     }
+
+    /// Declares the bus event patterns (`todo:*`, `user:**`; the bus's pattern rules) the route
+    /// may stream: its handler may then answer [`HttpResponse::events`], and the host delivers
+    /// an event only when it matches one of these patterns *and* one the handler chose. A
+    /// pattern that does not parse is refused at load (`invalid_route`).
+    pub const fn streams(mut self, patterns: &'static [&'static str]) -> Self {
+        self.streams = patterns;
+        self
+    }
 }
 
 /// A request to a route, as the handler function receives it.
@@ -208,7 +226,8 @@ pub struct HttpRequest {
     pub identity: Option<Value>,
 }
 
-/// A handler's answer: status, headers and a JSON body.
+/// A handler's answer: status, headers and a JSON body, or (with [`HttpResponse::events`]) a
+/// stream of bus events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HttpResponse {
     /// HTTP status, 100 to 599 (anything else is answered as a 500 by the host).
@@ -219,6 +238,11 @@ pub struct HttpResponse {
     /// The JSON body (`null`: the body is `null`, except for 204 and 304, which have none).
     #[serde(default)]
     pub body: Value,
+    /// Bus event patterns to stream as Server-Sent Events instead of the body (empty: an
+    /// ordinary answer). Only on a route that declares [`Route::streams`]; the host delivers the
+    /// events that match one of these *and* one the route declares.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stream: Vec<String>,
 }
 
 impl HttpResponse {
@@ -231,6 +255,7 @@ impl HttpResponse {
             status,
             headers: BTreeMap::new(),
             body: serde_json::to_value(body)?,
+            stream: Vec::new(),
         })
     }
 
@@ -267,6 +292,7 @@ impl HttpResponse {
             status,
             headers: BTreeMap::new(),
             body: Value::Null,
+            stream: Vec::new(),
         }
     }
 
@@ -279,6 +305,20 @@ impl HttpResponse {
             body: serde_json::json!({
                 "error": { "code": code, "message": message, "details": {} }
             }),
+            stream: Vec::new(),
+        }
+    }
+
+    /// A 200 stream of the bus events matching `patterns` (and a pattern the route declares
+    /// with [`Route::streams`]), sent as Server-Sent Events until the client disconnects or the
+    /// plugin is unloaded, reloaded or disabled. Headers set with [`HttpResponse::header`] are
+    /// sent too; the body is ignored.
+    pub fn events(patterns: &[&str]) -> Self {
+        Self {
+            status: 200,
+            headers: BTreeMap::new(),
+            body: Value::Null,
+            stream: patterns.iter().map(|p| (*p).to_owned()).collect(),
         }
     }
 
@@ -312,6 +352,18 @@ mod tests {
         assert_eq!(Route::delete("/", "f").method, "DELETE");
         assert_eq!(Route::put("/", "f").auth, Auth::Public);
         assert_eq!(Auth::Plugin("auth").as_str(), "plugin");
+        assert!(R.streams.is_empty());
+        assert_eq!(Route::get("/e", "f").streams(&["a:*"]).streams, ["a:*"]);
+    }
+
+    #[test]
+    fn event_answers_carry_their_patterns_and_plain_ones_encode_as_before() {
+        let r = HttpResponse::events(&["todo:created", "todo:*"]);
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["stream"], serde_json::json!(["todo:created", "todo:*"]));
+        assert_eq!(serde_json::from_value::<HttpResponse>(v).unwrap(), r);
+        let plain = serde_json::to_value(HttpResponse::status(200)).unwrap();
+        assert!(plain.get("stream").is_none(), "{plain}");
     }
 
     #[test]

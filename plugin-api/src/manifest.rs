@@ -294,6 +294,11 @@ impl Manifest {
                 s.number(r.body_limit);
                 s.raw(b",\"timeout_ms\":");
                 s.number(r.timeout_ms);
+                // Written only when declared, so a route without streams encodes as before.
+                if !r.streams.is_empty() {
+                    s.raw(b",\"streams\":");
+                    s.list(r.streams);
+                }
                 s.raw(b"}");
                 i += 1;
             }
@@ -445,6 +450,7 @@ mod tests {
                     .body_limit(18_446_744_073_709_551_615)
                     .timeout_ms(250),
                 Route::delete("/items/{id}", "get").auth(Auth::Plugin("auth")),
+                Route::get("/events", "get").streams(&["a:*", "b:**"]),
             ]);
         let bytes = R.encode::<{ R.encoded_len() }>();
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
@@ -456,6 +462,11 @@ mod tests {
         assert_eq!(v["routes"][1]["body_limit"], u64::MAX);
         assert_eq!(v["routes"][1]["timeout_ms"], 250);
         assert_eq!(v["routes"][2]["auth"], "plugin:auth");
+        assert!(v["routes"][2].get("streams").is_none());
+        assert_eq!(
+            v["routes"][3]["streams"],
+            serde_json::json!(["a:*", "b:**"])
+        );
         let plain = M.encode::<{ M.encoded_len() }>();
         let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert!(v.get("routes").is_none());

@@ -74,24 +74,40 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
     });
     announce("", "admin API", addr);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let app_task = app_listener.map(|(app_listener, app_addr)| {
-        announce("app ", "application listener", app_addr);
-        let app = Arc::new(app::App {
-            manager: Arc::clone(&manager),
-            token: config.app.token.clone(),
-            body_limit: config.limits.body_bytes as u64,
-            body_timeout: std::time::Duration::from_millis(config.app.body_timeout_ms),
-            validators: std::sync::Mutex::default(),
-            metrics: app_metrics.unwrap_or_default(),
-        });
-        let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);
-        tokio::spawn(app::serve(
-            app_listener,
-            app::router(app),
-            header_timeout,
-            stopped.clone(),
-        ))
-    });
+    let app_task = match app_listener {
+        Some((app_listener, app_addr)) => {
+            announce("app ", "application listener", app_addr);
+            let streams = app::Streams::new(
+                Arc::clone(manager.bus()),
+                config.app.max_streams,
+                std::time::Duration::from_millis(config.app.keep_alive_ms),
+            )?;
+            // Open streams end when the server stops, so the graceful stop does not wait on them.
+            let mut stopping = stopped.clone();
+            let ending = Arc::clone(&streams);
+            tokio::spawn(async move {
+                let _ = stopping.wait_for(|s| *s).await;
+                ending.shut_down();
+            });
+            let app = Arc::new(app::App {
+                manager: Arc::clone(&manager),
+                token: config.app.token.clone(),
+                body_limit: config.limits.body_bytes as u64,
+                body_timeout: std::time::Duration::from_millis(config.app.body_timeout_ms),
+                validators: std::sync::Mutex::default(),
+                metrics: app_metrics.unwrap_or_default(),
+                streams,
+            });
+            let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);
+            Some(tokio::spawn(app::serve(
+                app_listener,
+                app::router(app),
+                header_timeout,
+                stopped.clone(),
+            )))
+        }
+        None => None,
+    };
     axum::serve(listener, api::router(shared))
         .with_graceful_shutdown(async move {
             shutdown_signal().await;

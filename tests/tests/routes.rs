@@ -387,7 +387,7 @@ fn openapi_document_follows_loads_and_unloads() {
             }
         }
     }
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 6);
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 8);
     assert_valid_openapi(&doc);
     let error = &doc["components"]["schemas"]["Error"];
     let refused = app(&s, "POST", "/plugins/routes-demo/items", Some("{}"), &[]);
@@ -448,13 +448,18 @@ fn admin_api_and_cli_list_the_routes() {
         .unwrap();
     let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
     let routes = inspected["manifest"]["routes"].as_array().unwrap();
-    assert_eq!(routes.len(), 7, "inspect shows the routes");
+    assert_eq!(routes.len(), 10, "inspect shows the routes");
     assert_eq!(routes[1]["path"], "/items/{id}");
+    assert_eq!(
+        routes[8]["streams"],
+        json!(["demo:*"]),
+        "and their stream patterns"
+    );
 
     let (ok, out, _) = s.cli(&["plugins", "routes", "routes-demo", "--json"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert_eq!(v.as_array().unwrap().len(), 10);
     let (ok, _, err) = s.cli(&["plugins", "routes", "nope"]);
     assert!(!ok);
     assert!(err.contains("not_found") || err.contains("nope"), "{err}");

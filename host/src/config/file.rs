@@ -283,6 +283,12 @@ pub struct AppSection {
     /// Time a request's body has to arrive once its head has, in milliseconds (default
     /// 10000); a slower body is answered 408 `body_timeout` and the connection closed.
     pub body_timeout_ms: u64,
+    /// Most Server-Sent Event streams open at once per plugin (default 64); one more is
+    /// answered 503 `too_many_streams`.
+    pub max_streams: usize,
+    /// Silence after which an event stream sends a `: keep-alive` comment, in milliseconds
+    /// (default 15000).
+    pub keep_alive_ms: u64,
 }
 
 impl Default for AppSection {
@@ -292,6 +298,8 @@ impl Default for AppSection {
             token: None,
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
+            max_streams: 64,
+            keep_alive_ms: 15_000,
         }
     }
 }
@@ -303,6 +311,8 @@ impl std::fmt::Debug for AppSection {
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("header_timeout_ms", &self.header_timeout_ms)
             .field("body_timeout_ms", &self.body_timeout_ms)
+            .field("max_streams", &self.max_streams)
+            .field("keep_alive_ms", &self.keep_alive_ms)
             .finish()
     }
 }
@@ -697,6 +707,12 @@ impl HostConfig {
         }
         if self.app.body_timeout_ms == 0 {
             return Err(invalid("app.body_timeout_ms", "must be greater than 0"));
+        }
+        if self.app.max_streams == 0 {
+            return Err(invalid("app.max_streams", "must be greater than 0"));
+        }
+        if self.app.keep_alive_ms == 0 {
+            return Err(invalid("app.keep_alive_ms", "must be greater than 0"));
         }
         if let Some(token) = &self.app.token {
             if token.trim().len() < 16 {
@@ -1124,6 +1140,11 @@ mod tests {
         assert!(e.to_string().contains("app.body_timeout_ms"), "{e}");
         let e = HostConfig::from_toml("[app]\nheader_timeout_ms = 0", "t").unwrap_err();
         assert!(e.to_string().contains("app.header_timeout_ms"), "{e}");
+        assert_eq!(HostConfig::default().app.max_streams, 64);
+        for key in ["max_streams", "keep_alive_ms"] {
+            let e = HostConfig::from_toml(&format!("[app]\n{key} = 0"), "t").unwrap_err();
+            assert!(e.to_string().contains(&format!("app.{key}")), "{e}");
+        }
         let bad = HostConfig::from_toml("[app]\nlisten = \"x\"", "t").unwrap_err();
         assert!(bad.to_string().contains("listen = \"x\""), "{bad}");
     }

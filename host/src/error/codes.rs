@@ -108,7 +108,8 @@ crate::error_codes! {
         /// or DELETE, a template not starting with `/`, an empty segment, a parameter not
         /// written `{name}` or named twice, a handler function the manifest does not declare, an
         /// unknown auth policy, an auth plugin (`plugin:<name>`) that is not a declared
-        /// dependency, or a schema that does not compile. The load is refused.
+        /// dependency, a schema that does not compile, or a stream pattern that is not a bus
+        /// pattern. The load is refused.
         InvalidRoute = "invalid_route", 400, {
             plugin: "the plugin",
             method: "the route's method, as declared",

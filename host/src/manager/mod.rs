@@ -289,7 +289,7 @@ impl PluginManager {
     }
 
     /// The event bus: lifecycle events (`plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`,
-    /// `plugin:failed`) and plugin events. Host code can emit and subscribe here.
+    /// `plugin:failed`, `plugin:disabled`, `plugin:enabled`) and plugin events. Host code can emit and subscribe here.
     pub fn bus(&self) -> &Arc<EventBus> {
         &self.inner.bus
     }

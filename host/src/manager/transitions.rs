@@ -742,6 +742,12 @@ impl Inner {
             .hook(hook, self.config.execute_timeout)
             .map_err(|f| self.call_failure(name, hook.operation(), f))?;
         slot.set_state(to);
+        let kind = if enabled {
+            LifecycleKind::Enabled
+        } else {
+            LifecycleKind::Disabled
+        };
+        self.publish(event(kind, slot.manifest(), Some(slot.generation())));
         self.get(name)
     }
 

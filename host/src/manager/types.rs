@@ -300,16 +300,23 @@ pub enum LifecycleKind {
     Reloaded,
     /// A plugin failed to load, or failed or hung in a hook.
     Failed,
+    /// A plugin was disabled (its `disable` hook succeeded).
+    Disabled,
+    /// A disabled plugin was enabled again (its `enable` hook succeeded).
+    Enabled,
 }
 
 impl LifecycleKind {
-    /// The bus event name: `plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`, `plugin:failed`.
+    /// The bus event name: `plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`,
+    /// `plugin:failed`, `plugin:disabled`, `plugin:enabled`.
     pub fn event_name(self) -> &'static str {
         match self {
             Self::Loaded => "plugin:loaded",
             Self::Unloaded => "plugin:unloaded",
             Self::Reloaded => "plugin:reloaded",
             Self::Failed => "plugin:failed",
+            Self::Disabled => "plugin:disabled",
+            Self::Enabled => "plugin:enabled",
         }
     }
 }

@@ -8,7 +8,12 @@
 //! - `GET /slow?ms=N` (public, 300 ms timeout) sleeps N milliseconds;
 //! - `GET /wait?ms=N` (public, 5 s timeout) the same, for requests that should finish;
 //! - `GET /panic` (public) panics (the host answers 500 and the plugin keeps serving);
-//! - `GET /echo/{a}/{b}` (public) → the whole request it received.
+//! - `GET /echo/{a}/{b}` (public) → the whole request it received;
+//! - `GET /events?patterns=a,b` (public, declares the stream patterns `demo:*`) → a Server-Sent
+//!   Events stream of the bus events matching the chosen patterns (default `demo:*`) that the
+//!   route declares;
+//! - `GET /undeclared-stream` (public) answers an event stream on a route that declares none
+//!   (the host answers 500).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -47,6 +52,8 @@ impl Plugin for RoutesDemo {
             Function::new("slow").summary("sleeps ?ms= milliseconds"),
             Function::new("panic").summary("panics"),
             Function::new("echo").summary("answers the request it received"),
+            Function::new("watch").summary("streams the chosen bus events"),
+            Function::new("undeclared").summary("streams without declaring it"),
         ])
         .routes(&[
             Route::get("/items", "list_items")
@@ -74,6 +81,11 @@ impl Plugin for RoutesDemo {
                 .timeout_ms(5000),
             Route::get("/panic", "panic").summary("panics"),
             Route::get("/echo/{a}/{b}", "echo").summary("answers the request it received"),
+            Route::get("/events", "watch")
+                .summary("Server-Sent Events of `demo:*` (`?patterns=` chooses among them)")
+                .streams(&["demo:*"]),
+            Route::get("/undeclared-stream", "undeclared")
+                .summary("answers a stream on a route that declares none"),
         ]);
 
     fn new(_ctx: &Context) -> Result<Self> {
@@ -87,7 +99,9 @@ impl Plugin for RoutesDemo {
             .add("delete_item", Self::delete_item)
             .add_shared("slow", Self::slow)
             .add_shared("panic", Self::panic)
-            .add_shared("echo", Self::echo);
+            .add_shared("echo", Self::echo)
+            .add_shared("watch", Self::watch)
+            .add_shared("undeclared", Self::undeclared);
     }
 }
 
@@ -148,6 +162,16 @@ impl RoutesDemo {
 
     fn echo(&self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
         Ok(HttpResponse::ok(&req)?.header("x-echo", "1"))
+    }
+
+    fn watch(&self, _: &Context, req: HttpRequest) -> Result<HttpResponse> {
+        let chosen = req.query.get("patterns").map_or("demo:*", String::as_str);
+        let patterns: Vec<&str> = chosen.split(',').collect();
+        Ok(HttpResponse::events(&patterns).header("x-stream", "demo"))
+    }
+
+    fn undeclared(&self, _: &Context, _: HttpRequest) -> Result<HttpResponse> {
+        Ok(HttpResponse::events(&["demo:*"]))
     }
 }
 

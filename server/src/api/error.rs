@@ -36,6 +36,12 @@ plugin_host::error_codes! {
         BodyTimeout = "body_timeout", 408, {
             after_ms: "the limit in milliseconds",
         };
+        /// A plugin already has `[app] max_streams` Server-Sent Event streams open on the
+        /// application listener; the new stream is refused (with `Retry-After`).
+        TooManyStreams = "too_many_streams", 503, {
+            plugin: "the plugin",
+            limit: "the most streams open at once per plugin",
+        };
     }
 }
 
@@ -120,6 +126,14 @@ pub(crate) enum ApiError {
         /// The limit.
         after: Duration,
     },
+    /// A plugin has as many event streams open as it may.
+    #[error("plugin `{plugin}` already has {limit} event streams open")]
+    TooManyStreams {
+        /// The plugin.
+        plugin: String,
+        /// The most streams open at once per plugin.
+        limit: usize,
+    },
 }
 
 impl ApiError {
@@ -134,6 +148,7 @@ impl ApiError {
             Self::RequestTimeout { .. } => Code::Host(ErrorCode::Timeout),
             Self::AuthUnavailable { .. } => Code::Api(ApiCode::AuthUnavailable),
             Self::BodyTimeout { .. } => Code::Api(ApiCode::BodyTimeout),
+            Self::TooManyStreams { .. } => Code::Api(ApiCode::TooManyStreams),
         }
     }
 
@@ -144,6 +159,7 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => json!({ "limit": limit }),
             Self::AuthUnavailable { plugin, .. } => json!({ "plugin": plugin }),
             Self::BodyTimeout { after } => json!({ "after_ms": after.as_millis() }),
+            Self::TooManyStreams { plugin, limit } => json!({ "plugin": plugin, "limit": limit }),
             Self::Unauthorized { .. }
             | Self::MethodNotAllowed { .. }
             | Self::RouteNotFound { .. }

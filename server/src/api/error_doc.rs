@@ -43,6 +43,10 @@ fn api_example(code: ApiCode) -> ApiError {
         ApiCode::BodyTimeout => ApiError::BodyTimeout {
             after: std::time::Duration::from_secs(10),
         },
+        ApiCode::TooManyStreams => ApiError::TooManyStreams {
+            plugin: "todo".into(),
+            limit: 64,
+        },
     }
 }
 

@@ -34,6 +34,16 @@ pub(crate) fn render_metrics(manager: &PluginManager, app: Option<&AppMetrics>) 
     if let Some(app) = app {
         app.render(&mut out);
     }
+    family(
+        &mut out,
+        "plugin_host_bus_subscriptions",
+        "gauge",
+        "Live bus subscriptions (plugins' and the host's, event streams included).",
+        &[Sample {
+            labels: vec![],
+            value: manager.bus().subscription_count() as f64,
+        }],
+    );
     out
 }
 

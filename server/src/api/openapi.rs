@@ -448,7 +448,7 @@ fn response_schemas() -> Map<String, Value> {
                             "input_schema": {}, "output_schema": {} } },
         "Route": { "type": "object",
             "required": ["method", "path", "function", "summary", "auth", "body_schema",
-                         "response_schema", "body_limit", "timeout_ms"],
+                         "response_schema", "body_limit", "timeout_ms", "streams"],
             "properties": { "method": { "type": "string", "enum": plugin_host::METHODS },
                             "path": { "type": "string" }, "function": { "type": "string" },
                             "summary": { "type": "string" },
@@ -456,7 +456,8 @@ fn response_schemas() -> Map<String, Value> {
                                       "pattern": "^(public|token|plugin:[a-z][a-z0-9_-]*)$" },
                             "body_schema": {}, "response_schema": {},
                             "body_limit": { "type": ["integer", "null"], "minimum": 1 },
-                            "timeout_ms": { "type": ["integer", "null"], "minimum": 1 } } },
+                            "timeout_ms": { "type": ["integer", "null"], "minimum": 1 },
+                            "streams": { "type": "array", "items": { "type": "string" } } } },
         "Error": { "type": "object", "required": ["error"], "properties": { "error": {
             "type": "object", "required": ["code", "message", "details"],
             "properties": { "code": { "type": "string" }, "message": { "type": "string" },

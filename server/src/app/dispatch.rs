@@ -5,7 +5,7 @@
 //! limit (413), the body as JSON (400) and its schema (400 `invalid_input`); then the handler
 //! function runs through the manager (504 on timeout, 500 when it fails or panics) and its
 //! [`HttpResponse`] is answered (500 for a status outside 100..=599; hop-by-hop headers and
-//! `content-length` dropped).
+//! `content-length` dropped), or, for an event-stream answer, handed to `stream.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use plugin_api::{HttpRequest, HttpResponse};
 use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
 
-use super::App;
 use super::metrics::{Pending, Trace};
+use super::{App, stream};
 use crate::api::{ApiError, bearer_token, constant_time_eq};
 
 /// Headers a plugin may not set: hop-by-hop ones, and `content-length` (the server sets it).
@@ -71,10 +71,10 @@ async fn run(app: Arc<App>, name: String, rest: String, req: Request) -> Respons
 }
 
 /// A refusal: an error response, boxed (it is large and travels in `Err`).
-type Refused = Box<Response>;
+pub(super) type Refused = Box<Response>;
 
 /// An error answered with the admin API's JSON body, with its status replaced.
-fn refuse(error: ApiError, status: Option<StatusCode>) -> Refused {
+pub(super) fn refuse(error: ApiError, status: Option<StatusCode>) -> Refused {
     let mut response = error.into_response();
     if let Some(status) = status {
         *response.status_mut() = status;
@@ -225,6 +225,9 @@ async fn serve_route(
             route.function
         ))
     })?;
+    if !answer.stream.is_empty() {
+        return stream::answer(app, name, info.generation, &route, answer);
+    }
     response(name, &route.function, answer)
 }
 
@@ -253,7 +256,7 @@ fn bad_request(message: String) -> Refused {
     refuse(Error::BadRequest { message }.into(), None)
 }
 
-fn internal(message: String) -> Refused {
+pub(super) fn internal(message: String) -> Refused {
     refuse(Error::Internal { message }.into(), None)
 }
 
@@ -393,19 +396,14 @@ fn percent_decode(raw: &str) -> Result<String, String> {
     String::from_utf8(out).map_err(|_| format!("path segment `{raw}` is not UTF-8 once decoded"))
 }
 
-/// The handler's answer as HTTP.
-fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Response, Refused> {
-    let status = StatusCode::from_u16(answer.status)
-        .ok()
-        .filter(|s| (100..=599).contains(&s.as_u16()))
-        .ok_or_else(|| {
-            internal(format!(
-                "`{plugin}`'s function `{function}` answered status {}, outside 100..=599",
-                answer.status
-            ))
-        })?;
+/// A handler's headers as HTTP, without the hop-by-hop ones and `content-length`.
+pub(super) fn answer_headers(
+    plugin: &str,
+    function: &str,
+    answer: &BTreeMap<String, String>,
+) -> Result<HeaderMap, Refused> {
     let mut headers = HeaderMap::new();
-    for (name, value) in &answer.headers {
+    for (name, value) in answer {
         let lower = name.to_ascii_lowercase();
         if DROPPED.contains(&lower.as_str()) || lower.starts_with("proxy-") {
             continue;
@@ -420,6 +418,21 @@ fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Respon
         };
         headers.insert(n, v);
     }
+    Ok(headers)
+}
+
+/// The handler's answer as HTTP.
+fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Response, Refused> {
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .ok_or_else(|| {
+            internal(format!(
+                "`{plugin}`'s function `{function}` answered status {}, outside 100..=599",
+                answer.status
+            ))
+        })?;
+    let mut headers = answer_headers(plugin, function, &answer.headers)?;
     let body = if matches!(status.as_u16(), 204 | 304) || status.is_informational() {
         Body::empty()
     } else {

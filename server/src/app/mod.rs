@@ -2,15 +2,19 @@
 //! the admin API. It answers `GET /health`, `GET /openapi.json` (every active plugin's routes,
 //! built per request from the manager's list, so always current) and
 //! `/plugins/{name}/<path>`, dispatched to the plugin's handler function (see `dispatch.rs`),
-//! each such request counted and logged (see `metrics.rs`). Errors use the admin API's JSON body.
+//! each such request counted and logged (see `metrics.rs`), and whose answer may be a stream of
+//! bus events (see `stream.rs`). Errors use the admin API's JSON body.
 
 mod dispatch;
 mod listener;
 mod metrics;
 mod openapi;
+mod sse;
+mod stream;
 
 pub(crate) use listener::serve;
 pub(crate) use metrics::AppMetrics;
+pub(crate) use stream::Streams;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -36,6 +40,8 @@ pub(crate) struct App {
     pub(crate) validators: Mutex<HashMap<ValidatorKey, Compiled>>,
     /// Request counters and latencies by plugin and route (rendered by the admin `/metrics`).
     pub(crate) metrics: Arc<AppMetrics>,
+    /// The open Server-Sent Event streams.
+    pub(crate) streams: Arc<Streams>,
 }
 
 /// Which route's body schema: plugin, instance generation, method, path template.

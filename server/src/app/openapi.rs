@@ -1,10 +1,25 @@
 //! The application listener's OpenAPI 3.1 document: every active plugin's routes under
 //! `/plugins/{name}/<path>`, tagged by plugin, with their path parameters, body and response
-//! schemas and auth policy.
+//! schemas and auth policy; a route that may stream bus events answers `text/event-stream`.
 
 use serde_json::{Map, Value, json};
 
 use plugin_host::{PluginInfo, PluginState, RouteAuth};
+
+/// A route that may stream: its answer may be `text/event-stream` (events matching `patterns`,
+/// listed in `x-event-patterns`).
+fn streams(ok: &mut Value, patterns: &[String]) {
+    let events = json!({ "schema": { "type": "string",
+        "description": "Server-Sent Events: `id`, `event` (the bus event name) and `data` \
+                        (its JSON payload); a final `end` or `overflow` event" } });
+    match ok.get_mut("content").and_then(Value::as_object_mut) {
+        Some(content) => {
+            content.insert("text/event-stream".into(), events);
+        }
+        None => ok["content"] = json!({ "text/event-stream": events }),
+    }
+    ok["x-event-patterns"] = json!(patterns);
+}
 
 /// The document for `plugins` (only the active ones are listed).
 pub(super) fn document(plugins: &[PluginInfo]) -> Value {
@@ -116,14 +131,15 @@ fn responses(r: &plugin_host::RouteSpec) -> Map<String, Value> {
                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
     };
     let mut out = Map::new();
-    out.insert(
-        "2XX".into(),
-        match &r.response_schema {
-            Some(schema) => json!({ "description": "the handler's answer",
-                "content": { "application/json": { "schema": schema } } }),
-            None => json!({ "description": "the handler's answer" }),
-        },
-    );
+    let mut ok = match &r.response_schema {
+        Some(schema) => json!({ "description": "the handler's answer",
+            "content": { "application/json": { "schema": schema } } }),
+        None => json!({ "description": "the handler's answer" }),
+    };
+    if !r.streams.is_empty() {
+        streams(&mut ok, &r.streams);
+    }
+    out.insert("2XX".into(), ok);
     out.insert(
         "400".into(),
         error("a path parameter or the query that does not decode, a body that is not JSON or that its schema refuses (`bad_request`, `invalid_input` with the schema's errors)".into()),
@@ -156,6 +172,13 @@ fn responses(r: &plugin_host::RouteSpec) -> Map<String, Value> {
             "the plugin is disabled, unloading or reloading (with `Retry-After`), or plugin `{auth}` could not answer"
         ),
         _ => "the plugin is disabled, unloading or reloading (with `Retry-After`)".into(),
+    };
+    let unavailable = if r.streams.is_empty() {
+        unavailable
+    } else {
+        format!(
+            "{unavailable}; or the plugin has `[app] max_streams` event streams open (`too_many_streams`)"
+        )
     };
     out.insert("503".into(), error(unavailable));
     out.insert(

@@ -382,7 +382,7 @@ fn openapi_document_follows_loads_and_unloads() {
                 };
                 jsonschema::validator_for(s).expect("response schemas compile");
             }
-            for status in ["2XX", "400", "413", "500", "503", "504", "default"] {
+            for status in ["2XX", "400", "408", "413", "500", "503", "504", "default"] {
                 assert!(op["responses"].get(status).is_some(), "{path}: {status}");
             }
         }

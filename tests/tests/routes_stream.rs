@@ -377,17 +377,13 @@ fn openapi_and_plugin_info_show_the_stream_patterns() {
         .unwrap();
     let responses = &doc["paths"]["/plugins/routes-demo/events"]["get"]["responses"];
     assert!(
-        responses["default"]["content"]["text/event-stream"].is_object(),
+        responses["2XX"]["content"]["text/event-stream"].is_object(),
         "{responses}"
     );
-    assert_eq!(responses["default"]["x-event-patterns"], json!(["demo:*"]));
+    assert_eq!(responses["2XX"]["x-event-patterns"], json!(["demo:*"]));
     assert!(responses["503"].is_object(), "{responses}");
     let items = &doc["paths"]["/plugins/routes-demo/items"]["get"]["responses"];
-    assert!(
-        items["default"]["content"]
-            .get("text/event-stream")
-            .is_none()
-    );
+    assert!(items["2XX"]["content"].get("text/event-stream").is_none());
     let (_, info) = s.call("GET", "/api/v1/plugins/routes-demo", None);
     let route = info["routes"]
         .as_array()

@@ -157,6 +157,10 @@ fn responses(r: &plugin_host::RouteSpec) -> Map<String, Value> {
         }
     }
     out.insert(
+        "408".into(),
+        error("the body did not arrive in time (`body_timeout`)".into()),
+    );
+    out.insert(
         "413".into(),
         error("the body exceeds the route's limit".into()),
     );

@@ -92,7 +92,11 @@ fn the_admin_api_shows_jobs_and_schedules() {
         "/api/v1/plugins/jobs-demo/call/send_email_fn",
         Some(json!({ "to": "ada" })),
     );
-    assert_eq!((st, &out["sent"]["to"]), (200, &json!("ada")), "{out}");
+    assert_eq!(
+        (st, &out["output"]["sent"]["to"]),
+        (200, &json!("ada")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -164,7 +168,7 @@ const REFUSALS: &[Refusal] = &[
     ),
     (
         "duplicate-job",
-        |m| m["jobs"][1]["name"] = json!("send_email"),
+        |m| m["jobs"][0]["name"] = json!("cleanup"),
         "invalid_job",
         "declared twice",
     ),
@@ -194,7 +198,7 @@ const REFUSALS: &[Refusal] = &[
     ),
     (
         "duplicate-schedule",
-        |m| m["schedules"][1]["name"] = json!("nightly"),
+        |m| m["schedules"][0]["name"] = json!("poll"),
         "invalid_schedule",
         "declared twice",
     ),

@@ -75,9 +75,34 @@ fn the_admin_api_shows_jobs_and_schedules() {
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["state"], "active");
     assert_demo_declarations(&p["jobs"], &p["schedules"]);
+    // The answer satisfies the admin OpenAPI document's Plugin schema (as schemathesis checks).
+    let (_, doc) = s.call("GET", "/api/v1/openapi.json", None);
+    let plugin_schema = jsonschema::validator_for(&json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": "#/components/schemas/Plugin",
+        "components": doc["components"],
+    }))
+    .unwrap();
+    let errors: Vec<String> = plugin_schema
+        .iter_errors(&p)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(
+        doc["components"]["schemas"]["Job"]["required"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("dedupe"))
+    );
+    let mut broken = p.clone();
+    broken["jobs"][0]["max_attempts"] = json!(0);
+    assert!(!plugin_schema.is_valid(&broken), "the schema checks jobs");
     // A plugin without jobs shows empty lists; the list route shows them too.
     let (_, hello) = s.call("GET", "/api/v1/plugins/hello", None);
-    assert_eq!((&hello["jobs"], &hello["schedules"]), (&json!([]), &json!([])));
+    assert_eq!(
+        (&hello["jobs"], &hello["schedules"]),
+        (&json!([]), &json!([]))
+    );
     let (_, list) = s.call("GET", "/api/v1/plugins", None);
     let demo = list
         .as_array()

@@ -59,7 +59,10 @@ mod tests {
         let clean = &m.jobs[1];
         assert_eq!(clean.max_attempts, super::DEFAULT_MAX_ATTEMPTS);
         assert_eq!(clean.backoff, super::BackoffSpec::default());
-        assert_eq!((clean.timeout_ms, &clean.dedupe, clean.priority), (None, &None, 0));
+        assert_eq!(
+            (clean.timeout_ms, &clean.dedupe, clean.priority),
+            (None, &None, 0)
+        );
         let v = serde_json::to_value(&m).unwrap();
         assert_eq!(v["jobs"][0]["dedupe"], "{event.id}");
         assert_eq!(v["jobs"][1]["dedupe"], serde_json::Value::Null);
@@ -74,14 +77,17 @@ mod tests {
 
     #[test]
     fn a_manifest_without_jobs_has_none() {
-        let m = PluginManifest::parse(Path::new("p.so"), br#"{"name":"p","version":"1.0.0"}"#)
-            .unwrap();
+        let m =
+            PluginManifest::parse(Path::new("p.so"), br#"{"name":"p","version":"1.0.0"}"#).unwrap();
         assert!(m.jobs.is_empty() && m.schedules.is_empty());
     }
 
     /// Each bad job: its JSON and a word of the expected reason.
     const BAD_JOBS: &[(&str, &str)] = &[
-        (r#"{"name":"j","function":"nope"}"#, "`nope` is not declared"),
+        (
+            r#"{"name":"j","function":"nope"}"#,
+            "`nope` is not declared",
+        ),
         (r#"{"name":"J","function":"send_fn"}"#, "name rule"),
         (
             r#"{"name":"j","function":"send_fn","triggers":["da*"]}"#,

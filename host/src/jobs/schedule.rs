@@ -132,7 +132,9 @@ impl ScheduleSpec {
         }
         let trigger = match (r.cron.is_empty(), r.every_ms) {
             (true, 0) if r.time_zone.is_empty() => {
-                return Err("it has neither a cron expression nor an interval (every_ms is 0)".into());
+                return Err(
+                    "it has neither a cron expression nor an interval (every_ms is 0)".into(),
+                );
             }
             (true, 0) => return Err("it has a time zone but no cron expression".into()),
             (false, n) if n > 0 => {

@@ -18,6 +18,7 @@ mod bus;
 mod config;
 mod error;
 mod graph;
+pub mod jobs;
 mod loader;
 mod manager;
 mod manifest;

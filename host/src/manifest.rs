@@ -1,6 +1,7 @@
 //! A plugin's manifest as the host sees it: parsed from the JSON in the plugin's declaration and
 //! validated (name rule, semver version and requirements, no duplicates, function schemas that
-//! are JSON Schemas, routes: see [`crate::routes`]). Pure: no I/O.
+//! are JSON Schemas, routes: see [`crate::routes`], jobs and schedules: see [`crate::jobs`]).
+//! Pure but for reading the time zone database when a schedule names a time zone.
 
 use std::path::Path;
 
@@ -8,6 +9,7 @@ use semver::{Version, VersionReq};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::jobs::{JobSpec, RawJob, RawSchedule, ScheduleSpec};
 use crate::routes::{RawRoute, RouteSpec};
 
 /// A dependency as declared: a plugin name and the versions accepted.
@@ -58,6 +60,10 @@ pub struct PluginManifest {
     pub functions: Vec<FunctionSpec>,
     /// The HTTP routes it serves on the application listener.
     pub routes: Vec<RouteSpec>,
+    /// The job kinds it handles (declarations only: the queue is not built yet).
+    pub jobs: Vec<JobSpec>,
+    /// The schedules that enqueue its job kinds.
+    pub schedules: Vec<ScheduleSpec>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +94,10 @@ struct RawManifest {
     functions: Vec<RawFunction>,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    jobs: Vec<RawJob>,
+    #[serde(default)]
+    schedules: Vec<RawSchedule>,
 }
 
 #[derive(Deserialize)]
@@ -169,7 +179,8 @@ impl PluginManifest {
     ///
     /// # Errors
     /// `invalid_plugin` for malformed JSON, versions or requirements; `invalid_name` for a bad
-    /// plugin or dependency name; `invalid_route` or `route_conflict` for a bad route.
+    /// plugin or dependency name; `invalid_route` or `route_conflict` for a bad route;
+    /// `invalid_job` for a bad job kind; `invalid_schedule` for a bad schedule.
     pub fn parse(path: &Path, json: &[u8]) -> Result<Self> {
         let invalid = |reason: String| Error::InvalidManifest {
             path: path.to_owned(),
@@ -240,8 +251,12 @@ impl PluginManifest {
         }
         let names: Vec<&str> = dependencies.iter().map(|d| d.name.as_str()).collect();
         let routes = RouteSpec::parse_all(&raw.name, raw.routes, &functions, &names)?;
+        let jobs = JobSpec::parse_all(&raw.name, raw.jobs, &functions)?;
+        let schedules = ScheduleSpec::parse_all(&raw.name, raw.schedules, &jobs)?;
         Ok(Self {
             routes,
+            jobs,
+            schedules,
             name: raw.name,
             version,
             description: raw.description,

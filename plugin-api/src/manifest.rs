@@ -1,5 +1,6 @@
 //! What a plugin declares: name, version, dependencies, the typed functions it offers, the HTTP
-//! routes it serves, and the tables, topics and buckets it may touch.
+//! routes it serves, the job kinds and schedules it declares, and the tables, topics and buckets
+//! it may touch.
 //!
 //! A plugin writes its [`Manifest`] as an associated constant of its [`Plugin`](crate::Plugin)
 //! impl. `export_plugin!` encodes it as JSON *at compile time* into the exported declaration, so
@@ -7,6 +8,7 @@
 //! `const fn`; an invalid name is a compile error, not a runtime surprise.
 
 use crate::http::{Auth, Route};
+use crate::jobs::{Job, Schedule};
 
 /// A dependency on another plugin: its name and a semver requirement (`"^1.2"`, `"*"`).
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +108,11 @@ pub struct Manifest {
     /// The HTTP routes the plugin serves on the application listener, each handled by one of
     /// its functions.
     pub routes: &'static [Route],
+    /// The job kinds the plugin handles, each run by one of its functions (declarations only:
+    /// the queue is not built yet).
+    pub jobs: &'static [Job],
+    /// The schedules that enqueue its job kinds.
+    pub schedules: &'static [Schedule],
 }
 
 impl Manifest {
@@ -122,6 +129,8 @@ impl Manifest {
             config_schema: "",
             functions: &[],
             routes: &[],
+            jobs: &[],
+            schedules: &[],
         }
     }
 
@@ -174,6 +183,19 @@ impl Manifest {
         self
     }
 
+    /// Declares the job kinds the plugin handles (see [`Job`]); each kind's function must be
+    /// declared in [`Manifest::functions`] too.
+    pub const fn jobs(mut self, jobs: &'static [Job]) -> Self {
+        self.jobs = jobs;
+        self
+    }
+
+    /// Declares the schedules that enqueue the plugin's job kinds (see [`Schedule`]).
+    pub const fn schedules(mut self, schedules: &'static [Schedule]) -> Self {
+        self.schedules = schedules;
+        self
+    }
+
     /// Whether a function called `name` is declared.
     pub fn declares_function(&self, name: &str) -> bool {
         self.functions.iter().any(|f| f.name == name)
@@ -209,6 +231,22 @@ impl Manifest {
             assert!(
                 valid_name(self.functions[i].name),
                 "function name must be 1-64 chars of a-z 0-9 - _, starting with a letter"
+            );
+            i += 1;
+        }
+        let mut i = 0;
+        while i < self.jobs.len() {
+            assert!(
+                valid_name(self.jobs[i].name),
+                "job name must be 1-64 chars of a-z 0-9 - _, starting with a letter"
+            );
+            i += 1;
+        }
+        let mut i = 0;
+        while i < self.schedules.len() {
+            assert!(
+                valid_name(self.schedules[i].name),
+                "schedule name must be 1-64 chars of a-z 0-9 - _, starting with a letter"
             );
             i += 1;
         }
@@ -265,14 +303,22 @@ impl Manifest {
         }
         s.raw(b"]");
         // Written only when there are routes, so a plugin without any encodes as before.
-        if !self.routes.is_empty() {
+        Self::write_routes(self.routes, s);
+        // Likewise for jobs and schedules.
+        Self::write_jobs(self.jobs, s);
+        Self::write_schedules(self.schedules, s);
+        s.raw(b"}");
+    }
+
+    const fn write_routes(routes: &[Route], s: &mut Sink<'_>) {
+        if !routes.is_empty() {
             s.raw(b",\"routes\":[");
             let mut i = 0;
-            while i < self.routes.len() {
+            while i < routes.len() {
                 if i > 0 {
                     s.raw(b",");
                 }
-                let r = &self.routes[i];
+                let r = &routes[i];
                 s.raw(b"{\"method\":");
                 s.string(r.method);
                 s.raw(b",\"path\":");
@@ -304,7 +350,71 @@ impl Manifest {
             }
             s.raw(b"]");
         }
-        s.raw(b"}");
+    }
+
+    const fn write_jobs(jobs: &[Job], s: &mut Sink<'_>) {
+        if jobs.is_empty() {
+            return;
+        }
+        s.raw(b",\"jobs\":[");
+        let mut i = 0;
+        while i < jobs.len() {
+            if i > 0 {
+                s.raw(b",");
+            }
+            let j = &jobs[i];
+            s.raw(b"{\"name\":");
+            s.string(j.name);
+            s.raw(b",\"function\":");
+            s.string(j.function);
+            s.raw(b",\"triggers\":");
+            s.list(j.triggers);
+            s.raw(b",\"max_attempts\":");
+            s.number(j.max_attempts as u64);
+            s.raw(b",\"backoff\":{\"base_ms\":");
+            s.number(j.backoff.base_ms);
+            s.raw(b",\"cap_ms\":");
+            s.number(j.backoff.cap_ms);
+            s.raw(b"},\"timeout_ms\":");
+            s.number(j.timeout_ms);
+            s.raw(b",\"dedupe\":");
+            s.string(j.dedupe);
+            s.raw(b",\"priority\":");
+            if j.priority < 0 {
+                s.byte(b'-');
+            }
+            s.number(j.priority.unsigned_abs() as u64);
+            s.raw(b"}");
+            i += 1;
+        }
+        s.raw(b"]");
+    }
+
+    const fn write_schedules(schedules: &[Schedule], s: &mut Sink<'_>) {
+        if schedules.is_empty() {
+            return;
+        }
+        s.raw(b",\"schedules\":[");
+        let mut i = 0;
+        while i < schedules.len() {
+            if i > 0 {
+                s.raw(b",");
+            }
+            let c = &schedules[i];
+            s.raw(b"{\"name\":");
+            s.string(c.name);
+            s.raw(b",\"cron\":");
+            s.string(c.cron);
+            s.raw(b",\"time_zone\":");
+            s.string(c.time_zone);
+            s.raw(b",\"every_ms\":");
+            s.number(c.every_ms);
+            s.raw(b",\"job\":");
+            s.string(c.job);
+            s.raw(b"}");
+            i += 1;
+        }
+        s.raw(b"]");
     }
 }
 
@@ -470,6 +580,54 @@ mod tests {
         let plain = M.encode::<{ M.encoded_len() }>();
         let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
         assert!(v.get("routes").is_none());
+    }
+
+    #[test]
+    fn jobs_and_schedules_are_encoded_only_when_declared() {
+        use crate::jobs::Backoff;
+        const J: Manifest = Manifest::new("j", "1.0.0")
+            .functions(&[Function::new("run")])
+            .jobs(&[
+                Job::new("send", "run")
+                    .triggers(&["form:submitted", "user:*"])
+                    .max_attempts(3)
+                    .backoff(Backoff::exponential(250, 8_000))
+                    .timeout_ms(5_000)
+                    .dedupe("{event.id}")
+                    .priority(i16::MIN),
+                Job::new("plain", "run").priority(7),
+            ])
+            .schedules(&[
+                Schedule::cron("nightly", "0 3 * * *", "Europe/Paris", "send"),
+                Schedule::every("poll", 30_000, "plain"),
+            ]);
+        let bytes = J.encode::<{ J.encoded_len() }>();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let send = &v["jobs"][0];
+        assert_eq!(send["name"], "send");
+        assert_eq!(send["function"], "run");
+        assert_eq!(send["triggers"][1], "user:*");
+        assert_eq!(send["max_attempts"], 3);
+        assert_eq!(send["backoff"]["base_ms"], 250);
+        assert_eq!(send["backoff"]["cap_ms"], 8_000);
+        assert_eq!(send["timeout_ms"], 5_000);
+        assert_eq!(send["dedupe"], "{event.id}");
+        assert_eq!(send["priority"], -32768);
+        let plain = &v["jobs"][1];
+        assert_eq!(plain["max_attempts"], Job::DEFAULT_MAX_ATTEMPTS);
+        assert_eq!(plain["backoff"]["base_ms"], Backoff::DEFAULT.base_ms);
+        assert_eq!(plain["backoff"]["cap_ms"], Backoff::DEFAULT.cap_ms);
+        assert_eq!(plain["priority"], 7);
+        assert_eq!(plain["triggers"].as_array().unwrap().len(), 0);
+        assert_eq!(v["schedules"][0]["cron"], "0 3 * * *");
+        assert_eq!(v["schedules"][0]["time_zone"], "Europe/Paris");
+        assert_eq!(v["schedules"][0]["every_ms"], 0);
+        assert_eq!(v["schedules"][1]["every_ms"], 30_000);
+        assert_eq!(v["schedules"][1]["job"], "plain");
+        let plain = M.encode::<{ M.encoded_len() }>();
+        let v: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+        assert!(v.get("jobs").is_none());
+        assert!(v.get("schedules").is_none());
     }
 
     #[test]

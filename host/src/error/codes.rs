@@ -122,6 +122,23 @@ crate::error_codes! {
             method: "the method",
             paths: "the two conflicting templates",
         };
+        /// A job kind the manifest declares is invalid: a name that breaks the name rule or is
+        /// declared twice, a handler function the manifest does not declare, a trigger that is
+        /// not a valid bus pattern (or is listed twice), `max_attempts` 0, a backoff base of 0
+        /// or a cap below the base, or a dedupe template that does not parse. The load (and
+        /// `inspect`) is refused.
+        InvalidJob = "invalid_job", 400, {
+            plugin: "the plugin",
+            job: "the job kind's name, as declared",
+        };
+        /// A schedule the manifest declares is invalid: a name that breaks the name rule or is
+        /// declared twice, a job kind the manifest does not declare, a cron expression that
+        /// does not parse, an unknown time zone, an interval of 0, or both or neither of a cron
+        /// expression and an interval. The load (and `inspect`) is refused.
+        InvalidSchedule = "invalid_schedule", 400, {
+            plugin: "the plugin",
+            schedule: "the schedule's name, as declared",
+        };
         /// The plugin is disabled. Typical cause: execute after disable.
         PluginDisabled = "plugin_disabled", 409, {};
         /// The plugin is loading, stopping or failed. Typical cause: a call racing an unload.

@@ -101,6 +101,16 @@ impl ErrorCode {
                 method: s("GET"),
                 paths: vec![s("/items/{id}"), s("/items/{name}")],
             },
+            Self::InvalidJob => Error::InvalidJob {
+                plugin: s("mailer"),
+                job: s("send_email"),
+                reason: s("its function `send_email_fn` is not declared in the manifest"),
+            },
+            Self::InvalidSchedule => Error::InvalidSchedule {
+                plugin: s("mailer"),
+                schedule: s("nightly"),
+                reason: s("time zone \"Europe/Atlantis\" is unknown"),
+            },
             Self::FunctionMismatch => Error::FunctionMismatch {
                 plugin,
                 message: s("`greet` is declared in the manifest but not registered"),

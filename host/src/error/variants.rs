@@ -203,6 +203,26 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A declared job kind is invalid.
+    #[error("`{plugin}` declares an invalid job kind `{job}`: {reason}")]
+    InvalidJob {
+        /// The plugin.
+        plugin: String,
+        /// The job kind's name, as declared.
+        job: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A declared schedule is invalid.
+    #[error("`{plugin}` declares an invalid schedule `{schedule}`: {reason}")]
+    InvalidSchedule {
+        /// The plugin.
+        plugin: String,
+        /// The schedule's name, as declared.
+        schedule: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Two declared routes answer the same requests.
     #[error("`{plugin}` declares {method} routes of the same shape twice: {}", paths.join(" and "))]
     RouteConflict {
@@ -517,6 +537,8 @@ impl Error {
             Self::FunctionMismatch { .. } => ErrorCode::FunctionMismatch,
             Self::InvalidRoute { .. } => ErrorCode::InvalidRoute,
             Self::RouteConflict { .. } => ErrorCode::RouteConflict,
+            Self::InvalidJob { .. } => ErrorCode::InvalidJob,
+            Self::InvalidSchedule { .. } => ErrorCode::InvalidSchedule,
             Self::Disabled { .. } => ErrorCode::PluginDisabled,
             Self::NotActive { .. } => ErrorCode::PluginNotActive,
             Self::DependencyNotDeclared { .. } => ErrorCode::DependencyNotDeclared,
@@ -613,6 +635,10 @@ impl Error {
                 method,
                 paths,
             } => json!({ "plugin": plugin, "method": method, "paths": paths }),
+            Self::InvalidJob { plugin, job, .. } => json!({ "plugin": plugin, "job": job }),
+            Self::InvalidSchedule {
+                plugin, schedule, ..
+            } => json!({ "plugin": plugin, "schedule": schedule }),
             Self::TableAccessDenied {
                 plugin,
                 table,

@@ -211,6 +211,10 @@ pub struct PluginInfo {
     pub functions: Vec<crate::manifest::FunctionSpec>,
     /// The HTTP routes it serves on the application listener.
     pub routes: Vec<crate::routes::RouteSpec>,
+    /// The job kinds it declares (the queue that runs them is not built yet).
+    pub jobs: Vec<crate::jobs::JobSpec>,
+    /// The schedules it declares.
+    pub schedules: Vec<crate::jobs::ScheduleSpec>,
     /// Lifecycle state.
     pub state: PluginState,
     /// ABI version it was built for, `major.minor`.

@@ -10,6 +10,8 @@
 //!   So `data:*` matches `data:processed` but neither `data` nor `data:x:y`.
 //! - Anything else (empty segments, `da*`, `**` before the end) is rejected with
 //!   `invalid_pattern` / `invalid_event_name`.
+//! - The namespace `plugin:` is the host's (its lifecycle events `plugin:loaded`, ...): a plugin
+//!   that emits in it gets `invalid_event_name`, so a listener can trust those events.
 //!
 //! ## Delivery
 //! The payload is put in one `Arc` per emit and shared read-only by all subscribers. Each
@@ -116,6 +118,15 @@ fn check_segment(seg: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The first segment of the host's own events (`plugin:loaded`, ...), which no plugin may emit:
+/// whoever listens to them (operators, event streams) can trust they come from the host.
+pub const HOST_NAMESPACE: &str = "plugin";
+
+/// Whether `name` is in the host's namespace ([`HOST_NAMESPACE`]).
+pub fn is_host_event(name: &str) -> bool {
+    name.split(':').next() == Some(HOST_NAMESPACE)
 }
 
 /// Checks an event name (see the module docs for the rules).
@@ -391,6 +402,15 @@ impl EventBus {
         raw: bool,
     ) -> Result<usize> {
         validate_event_name(name)?;
+        if matches!(emitter, Some(Owner::Plugin { .. })) && is_host_event(name) {
+            return Err(Error::InvalidEventName {
+                name: name.to_owned(),
+                reason: format!(
+                    "the namespace `{HOST_NAMESPACE}:` is the host's (its lifecycle events); a \
+                     plugin may not emit in it"
+                ),
+            });
+        }
         self.emitted.fetch_add(1, Ordering::Relaxed);
         let mut matched = self.matching(name);
         if matched.is_empty() {
@@ -626,5 +646,40 @@ mod tests {
         };
         assert_eq!(bus.remove_owner(&a), 1);
         assert_eq!(bus.emit_host("x", b"").unwrap(), 0);
+    }
+
+    #[test]
+    fn only_the_host_emits_in_its_namespace() {
+        let bus = EventBus::new(std::time::Duration::ZERO);
+        let seen = Arc::new(AtomicU64::new(0));
+        let count = Arc::clone(&seen);
+        bus.subscribe_host(
+            "plugin:**",
+            false,
+            Arc::new(move |_| {
+                count.fetch_add(1, Ordering::Relaxed);
+            }),
+        )
+        .unwrap();
+        let plugin = Owner::Plugin {
+            name: "mallory".into(),
+            generation: 1,
+        };
+        for forged in ["plugin:unloaded", "plugin:x:y"] {
+            let e = bus.emit(Some(&plugin), forged, b"{}", false).unwrap_err();
+            assert_eq!(
+                e.code(),
+                crate::error::ErrorCode::InvalidEventName,
+                "{forged}"
+            );
+        }
+        assert_eq!(seen.load(Ordering::Relaxed), 0);
+        // Names that only start alike are the plugin's to use; the host emits in its own.
+        assert_eq!(
+            bus.emit(Some(&plugin), "plugins:x", b"{}", false).unwrap(),
+            0
+        );
+        assert_eq!(bus.emit_host("plugin:loaded", b"{}").unwrap(), 1);
+        assert!(is_host_event("plugin") && !is_host_event("plugins:x"));
     }
 }

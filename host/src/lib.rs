@@ -28,7 +28,10 @@ mod routes;
 mod state;
 mod watch;
 
-pub use bus::{BusEvent, BusStats, EventBus, HostHandler, Pattern, validate_event_name};
+pub use bus::{
+    BusEvent, BusStats, EventBus, HOST_NAMESPACE, HostHandler, Pattern, is_host_event,
+    validate_event_name,
+};
 pub use config::{
     AppSection, BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection,
     LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
@@ -46,7 +49,7 @@ pub use manager::{
 pub use manifest::{DependencySpec, FunctionSpec, PluginManifest, validate_name};
 pub use resources::buckets::DEFAULT_CONTENT_TYPE;
 pub use resources::{DeniedTable, EffectiveResources, Overrides};
-pub use routes::{METHODS, RouteAuth, RouteMatch, RouteSpec, find as find_route};
+pub use routes::{METHODS, RouteAuth, RouteMatch, RouteSpec, find as find_route, percent_decode};
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{
     Board as WatchBoard, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile,

@@ -278,8 +278,9 @@ impl RouteSpec {
             .collect()
     }
 
-    /// Matches `path` (relative to the mount point, raw segments) against the template: the
-    /// parameters by name, their values as they appear in the path (not decoded).
+    /// Matches `path` (relative to the mount point, raw segments) against the template: a
+    /// literal segment matches its own text, escaped or not; the parameters by name, their
+    /// values as they appear in the path (not decoded).
     pub fn matches<'p>(&self, path: &'p str) -> Option<BTreeMap<String, &'p str>> {
         let template = self.segments();
         let parts = split(path);
@@ -289,7 +290,11 @@ impl RouteSpec {
         let mut params = BTreeMap::new();
         for (seg, part) in template.iter().zip(parts) {
             match seg {
-                Segment::Literal(l) if *l == part => {}
+                // `%73ecret` is `secret`: an escape cannot steer a request past a literal
+                // segment to a parameter route with another auth policy.
+                Segment::Literal(l)
+                    if *l == part
+                        || (part.contains('%') && percent_decode(part).is_ok_and(|d| d == *l)) => {}
                 Segment::Param(name) if !part.is_empty() => {
                     params.insert((*name).to_owned(), part);
                 }
@@ -307,6 +312,31 @@ impl RouteSpec {
             .map(|s| matches!(s, Segment::Literal(_)))
             .collect()
     }
+}
+
+/// Decodes the `%XX` escapes of a raw path segment (UTF-8).
+///
+/// # Errors
+/// A message naming the segment: a bad escape, or bytes that are not UTF-8 once decoded.
+pub fn percent_decode(raw: &str) -> Result<String, String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("path segment `{raw}` holds a bad `%` escape"))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("path segment `{raw}` is not UTF-8 once decoded"))
 }
 
 /// What a request path finds among a plugin's routes.
@@ -476,6 +506,14 @@ mod tests {
     }
 
     #[test]
+    fn percent_decoding_refuses_bad_escapes() {
+        assert_eq!(percent_decode("a%20b%2F").unwrap(), "a b/");
+        assert!(percent_decode("a%2").is_err());
+        assert!(percent_decode("a%zz").is_err());
+        assert!(percent_decode("%ff").is_err());
+    }
+
+    #[test]
     fn finds_the_most_specific_route_or_the_other_methods() {
         let routes = parse(vec![
             raw("GET", "/", "h"),
@@ -510,5 +548,10 @@ mod tests {
         assert_eq!(find(&routes, "GET", "/items/7/x"), RouteMatch::None);
         assert_eq!(find(&routes, "GET", "/items/"), RouteMatch::None);
         assert_eq!(routes[1].params(), vec!["id"]);
+        // An escaped literal is that literal: it never falls through to a parameter route.
+        let RouteMatch::Found(r, _) = find(&routes, "GET", "/items/%6Eew") else {
+            panic!("no match");
+        };
+        assert_eq!(r.path, "/items/new");
     }
 }

@@ -121,6 +121,7 @@ fn health_public_routes_and_the_request_the_handler_sees() {
         &[
             ("X-Custom", "v"),
             ("Authorization", "Bearer secret-of-the-user"),
+            ("Proxy-Authorization", "Basic c2VjcmV0"),
         ],
     );
     assert_eq!(a.status, 200, "{}", a.body);
@@ -133,6 +134,8 @@ fn health_public_routes_and_the_request_the_handler_sees() {
     assert_eq!(req["query"], json!({"q": "1", "r": "two words"}));
     assert_eq!(req["headers"]["x-custom"], "v");
     assert!(req["headers"].get("authorization").is_none(), "{req}");
+    assert!(req["headers"].get("proxy-authorization").is_none(), "{req}");
+    assert!(req["headers"].get("connection").is_none(), "{req}");
     assert_eq!(req["body"], Value::Null);
 
     // HEAD is answered by the GET route, without a body.

@@ -271,7 +271,7 @@ fn an_auth_plugin_that_cannot_answer_is_503_and_the_route_keeps_serving() {
     }
     // Could not answer (a panic, an answer without identity, over the route's 500 ms): 503
     // `auth_unavailable` with Retry-After, never the handler, never 401.
-    for broken in ["panic", "no-identity", "slow:1500"] {
+    for broken in ["panic", "no-identity", "null-identity", "slow:1500"] {
         let started = std::time::Instant::now();
         let (st, retry, e) = whoami(&s, Some(broken));
         assert_eq!(
@@ -305,4 +305,21 @@ fn an_auth_plugin_that_cannot_answer_is_503_and_the_route_keeps_serving() {
     }
     let (st, p) = s.call("GET", "/api/v1/plugins/flaky-auth", None);
     assert_eq!((st, &p["state"]), (200, &json!("active")), "{p}");
+
+    // A plugin's own error answer passes as written: status, content type, headers, body.
+    let base = s.app.as_deref().unwrap();
+    let resp = match ureq::get(&format!("{base}/plugins/guarded/challenge")).call() {
+        Err(ureq::Error::Status(401, r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some("Bearer realm=\"guarded\"")
+    );
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json")
+    );
+    let body: Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+    assert_eq!(body, json!({ "title": "sign in first", "status": 401 }));
 }

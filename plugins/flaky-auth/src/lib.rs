@@ -3,15 +3,17 @@
 //!
 //! - `user:<name>` → `{"identity": {"user": "<name>"}}`;
 //! - `panic` → panics; `slow:<ms>` → sleeps that long, then accepts as `slow`;
-//! - `no-identity` → `{}` (an answer without `identity`);
+//! - `no-identity` → `{}` (an answer without `identity`); `null-identity` →
+//!   `{"identity": null}`;
 //! - anything else, or no header → the error `unauthorized`.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Error, Function, Functions, Manifest, Plugin, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// The plugin (no state).
 #[derive(Debug)]
@@ -23,21 +25,6 @@ pub struct Request {
     /// The request's headers, names in lower case.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-}
-
-/// Who the caller is.
-#[derive(Debug, Serialize)]
-pub struct Identity {
-    /// The user's name.
-    pub user: String,
-}
-
-/// The answer; `identity` left out on purpose for `no-identity`.
-#[derive(Debug, Serialize)]
-pub struct Answer {
-    /// The caller.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub identity: Option<Identity>,
 }
 
 impl Plugin for FlakyAuth {
@@ -55,25 +42,19 @@ impl Plugin for FlakyAuth {
 }
 
 impl FlakyAuth {
-    fn authenticate(&self, _: &Context, req: Request) -> Result<Answer> {
+    fn authenticate(&self, _: &Context, req: Request) -> Result<Value> {
         let asked = req.headers.get("x-auth").map_or("", String::as_str);
-        let user = |name: &str| {
-            Ok(Answer {
-                identity: Some(Identity {
-                    user: name.to_owned(),
-                }),
-            })
-        };
         if let Some(name) = asked.strip_prefix("user:") {
-            return user(name);
+            return Ok(json!({ "identity": { "user": name } }));
         }
         if let Some(ms) = asked.strip_prefix("slow:") {
             std::thread::sleep(Duration::from_millis(ms.parse().unwrap_or(0)));
-            return user("slow");
+            return Ok(json!({ "identity": { "user": "slow" } }));
         }
         match asked {
             "panic" => panic!("flaky-auth panicked, as asked"),
-            "no-identity" => Ok(Answer { identity: None }),
+            "no-identity" => Ok(json!({})),
+            "null-identity" => Ok(json!({ "identity": null })),
             _ => Err(Error::new("unauthorized", "x-auth does not name a user")),
         }
     }

@@ -194,11 +194,19 @@ fn code_of_status(status: StatusCode) -> Code {
 /// Middleware: every error response leaves with the API's JSON error body. Handlers already
 /// answer so; this catches what the HTTP stack answers by itself (a rejection of an extractor
 /// or layer), keeping its status and using its text as the message.
+/// Marks a response that a plugin's route handler wrote: [`json_errors`] leaves it as it is
+/// (its body, content type and headers are the plugin's, whatever its status).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HandlerAnswer;
+
 pub(crate) async fn json_errors(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let response = next.run(req).await;
+    if response.extensions().get::<HandlerAnswer>().is_some() {
+        return response;
+    }
     let status = response.status();
     let is_json = response
         .headers()

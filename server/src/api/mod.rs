@@ -9,7 +9,7 @@ mod error_doc;
 mod metrics;
 
 pub use error::ApiCode;
-pub(crate) use error::{ApiError, json_errors};
+pub(crate) use error::{ApiError, HandlerAnswer, json_errors};
 pub(crate) mod openapi;
 mod routes;
 

@@ -4,7 +4,7 @@
 //! the auth plugin cannot answer), the body
 //! limit (413), the body as JSON (400) and its schema (400 `invalid_input`); then the handler
 //! function runs through the manager (504 on timeout, 500 when it fails or panics) and its
-//! [`HttpResponse`] is answered (500 for a status outside 100..=599; hop-by-hop headers and
+//! [`HttpResponse`] is answered (500 for a status outside 200..=599; hop-by-hop headers and
 //! `content-length` dropped), or, for an event-stream answer, handed to `stream.rs`.
 
 use std::collections::BTreeMap;
@@ -152,7 +152,7 @@ async fn serve_route(
     };
     let mut params = BTreeMap::new();
     for (key, raw) in raw_params {
-        params.insert(key, percent_decode(raw).map_err(bad_request)?);
+        params.insert(key, plugin_host::percent_decode(raw).map_err(bad_request)?);
     }
     let identity = match &route.auth {
         RouteAuth::Public => None,
@@ -339,19 +339,35 @@ async fn authenticate(
     let answer: serde_json::Value = serde_json::from_slice(&output)
         .map_err(|e| unavailable(format!("its answer is not JSON: {e}")))?;
     match answer {
-        serde_json::Value::Object(mut m) if m.contains_key("identity") => {
-            Ok(m.remove("identity").unwrap_or_default())
-        }
+        serde_json::Value::Object(mut m) => match m.remove("identity") {
+            // `null` is no identity: the handler would see none, as on a public route.
+            Some(identity) if !identity.is_null() => Ok(identity),
+            _ => Err(unavailable("its answer has no `identity`".to_owned())),
+        },
         _ => Err(unavailable("its answer has no `identity`".to_owned())),
     }
 }
 
-/// The request's headers for the plugin: names in lower case, UTF-8 values only, never
-/// `authorization`.
+/// Request headers the handler never sees: the credentials the host checks
+/// (`authorization`, `proxy-authorization`) and the hop-by-hop ones, which describe the client's
+/// connection to this server, not the request.
+const HIDDEN: [&str; 8] = [
+    "authorization",
+    "proxy-authorization",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// The request's headers for the plugin: names in lower case, UTF-8 values only, none of
+/// [`HIDDEN`].
 fn request_headers(headers: &HeaderMap) -> BTreeMap<String, String> {
     headers
         .iter()
-        .filter(|(n, _)| *n != header::AUTHORIZATION)
+        .filter(|(n, _)| !HIDDEN.contains(&n.as_str()))
         .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect()
 }
@@ -372,28 +388,6 @@ fn schema_errors(
         // Checked when the plugin loaded; cannot fail here.
         Err(e) => vec![format!("/: the body schema does not compile: {e}")],
     }
-}
-
-/// Decodes `%XX` escapes (UTF-8).
-fn percent_decode(raw: &str) -> Result<String, String> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("path segment `{raw}` holds a bad `%` escape"))?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| format!("path segment `{raw}` is not UTF-8 once decoded"))
 }
 
 /// A handler's headers as HTTP, without the hop-by-hop ones and `content-length`.
@@ -425,15 +419,15 @@ pub(super) fn answer_headers(
 fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Response, Refused> {
     let status = StatusCode::from_u16(answer.status)
         .ok()
-        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .filter(|s| (200..=599).contains(&s.as_u16()))
         .ok_or_else(|| {
             internal(format!(
-                "`{plugin}`'s function `{function}` answered status {}, outside 100..=599",
+                "`{plugin}`'s function `{function}` answered status {}, outside 200..=599",
                 answer.status
             ))
         })?;
     let mut headers = answer_headers(plugin, function, &answer.headers)?;
-    let body = if matches!(status.as_u16(), 204 | 304) || status.is_informational() {
+    let body = if matches!(status.as_u16(), 204 | 304) {
         Body::empty()
     } else {
         headers
@@ -444,20 +438,13 @@ fn response(plugin: &str, function: &str, answer: HttpResponse) -> Result<Respon
     let mut r = Response::new(body);
     *r.status_mut() = status;
     *r.headers_mut() = headers;
+    r.extensions_mut().insert(crate::api::HandlerAnswer);
     Ok(r)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_refuses_bad_escapes() {
-        assert_eq!(percent_decode("a%20b%2F").unwrap(), "a b/");
-        assert!(percent_decode("a%2").is_err());
-        assert!(percent_decode("a%zz").is_err());
-        assert!(percent_decode("%ff").is_err());
-    }
 
     #[test]
     fn answers_drop_hop_by_hop_headers_and_refuse_bad_statuses() {
@@ -473,7 +460,7 @@ mod tests {
         assert!(r.headers().get("connection").is_none());
         assert!(r.headers().get("proxy-authenticate").is_none());
         assert!(r.headers().get(header::CONTENT_LENGTH).is_none());
-        for bad in [0, 99, 600, 1000] {
+        for bad in [0, 99, 100, 101, 199, 600, 1000] {
             let e = response("p", "f", HttpResponse::status(bad)).unwrap_err();
             assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
         }

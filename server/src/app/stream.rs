@@ -141,6 +141,10 @@ impl Streams {
     /// Ends the streams a lifecycle event concerns. Runs inline on the manager's thread: it
     /// only takes the registry's lock and signals.
     fn on_lifecycle(&self, e: &BusEvent) {
+        // Only the host emits in its namespace (the bus refuses plugins); checked again here.
+        if e.source.is_some() {
+            return;
+        }
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.payload) else {
             return;
         };

@@ -16,7 +16,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plugin_api::{HttpRequest, HttpResponse};
-use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
+use plugin_host::{Error, PluginRoutes, PluginState, RouteAuth, RouteMatch};
 
 use super::App;
 use crate::api::{ApiError, bearer_token, constant_time_eq};
@@ -92,25 +92,27 @@ fn host_error(error: Error) -> Refused {
     refuse(error.into(), status)
 }
 
-async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<Response, Refused> {
-    let info = app.manager.get(name).map_err(host_error)?;
-    match info.state {
-        PluginState::Active => {}
-        PluginState::Disabled => {
-            return Err(host_error(Error::Disabled {
-                name: name.to_owned(),
-            }));
-        }
-        state => {
-            return Err(host_error(Error::NotActive {
-                name: name.to_owned(),
-                state,
-            }));
-        }
+/// `name`'s routes if it is active: 404 when unknown, 503 when disabled or not active. A
+/// look-up in the manager's route table (a reference count), not a copy of the plugin object.
+fn active_routes(app: &App, name: &str) -> Result<PluginRoutes, Refused> {
+    let plugin = app.manager.routes(name).map_err(host_error)?;
+    match plugin.state {
+        PluginState::Active => Ok(plugin),
+        PluginState::Disabled => Err(host_error(Error::Disabled {
+            name: name.to_owned(),
+        })),
+        state => Err(host_error(Error::NotActive {
+            name: name.to_owned(),
+            state,
+        })),
     }
+}
+
+async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<Response, Refused> {
+    let plugin = active_routes(app, name)?;
     let method = req.method().clone();
-    let (route, raw_params) = match plugin_host::find_route(&info.routes, method.as_str(), rest) {
-        RouteMatch::Found(route, params) => (route.clone(), params),
+    let (route, raw_params) = match plugin.table.find(method.as_str(), rest) {
+        RouteMatch::Found(route, params) => (route, params),
         RouteMatch::OtherMethods(methods) => {
             let mut r = refuse(
                 ApiError::MethodNotAllowed {
@@ -180,7 +182,7 @@ async fn serve_route(app: &App, name: &str, rest: &str, req: Request) -> Result<
             .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?
     };
     if let Some(schema) = &route.body_schema {
-        let validator = app.validator(name, info.generation, &route, schema);
+        let validator = app.validator(name, plugin.generation, route, schema);
         let errors = schema_errors(validator.as_ref().as_ref(), &body);
         if !errors.is_empty() {
             return Err(refuse(

@@ -352,12 +352,19 @@ pub struct RouteTable {
     routes: Vec<CompiledRoute>,
 }
 
+/// A [`Segment`] that owns its text, kept in a [`RouteTable`].
+#[derive(Debug)]
+enum OwnedSegment {
+    Literal(String),
+    Param(String),
+}
+
 /// One route of a [`RouteTable`].
 #[derive(Debug)]
 struct CompiledRoute {
     spec: RouteSpec,
-    /// The template's segments: `Ok(literal)` or `Err(parameter name)`.
-    segments: Vec<std::result::Result<String, String>>,
+    /// The template's segments.
+    segments: Vec<OwnedSegment>,
     /// As [`RouteSpec::specificity`].
     specificity: Vec<bool>,
 }
@@ -372,8 +379,8 @@ impl RouteTable {
                     .segments()
                     .into_iter()
                     .map(|s| match s {
-                        Segment::Literal(l) => Ok(l.to_owned()),
-                        Segment::Param(p) => Err(p.to_owned()),
+                        Segment::Literal(l) => OwnedSegment::Literal(l.to_owned()),
+                        Segment::Param(p) => OwnedSegment::Param(p.to_owned()),
                     })
                     .collect(),
                 specificity: spec.specificity(),
@@ -413,8 +420,8 @@ impl CompiledRoute {
         for segment in &self.segments {
             let part = parts.next()?;
             match segment {
-                Ok(literal) if literal == part => {}
-                Err(name) if !part.is_empty() => {
+                OwnedSegment::Literal(literal) if literal == part => {}
+                OwnedSegment::Param(name) if !part.is_empty() => {
                     params.insert(name.clone(), part);
                 }
                 _ => return None,

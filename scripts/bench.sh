@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs the benchmarks on optimised builds of the host and the real plugins and prints the
 # figures: lifecycle (load/unload, execute, dependency call, 2,000-plugin chain, soak), the
-# event bus (1 emitter, 10 subscribers), reload under load through the watched folder, and the
-# tables, topics and buckets repositories against their raw drivers.
+# event bus (1 emitter, 10 subscribers), reload under load through the watched folder, the
+# tables, topics and buckets repositories against their raw drivers, plugin routes on the
+# application listener reloaded 200 times under a client (zero-downtime), and the wrk load test
+# of the application listener against the admin API's execute (scripts/loadtest.sh; 3 s per
+# load with --quick).
 #   scripts/bench.sh            full counts
 #   scripts/bench.sh --quick    small counts, still optimised (CI instead runs the bench binaries
 #                               with small counts on the debug build: see .ci/run)
@@ -14,3 +17,9 @@ cargo bench --workspace --all-features --bench watch -- "$@"
 cargo bench --workspace --all-features --bench tables -- "$@"
 cargo bench --workspace --all-features --bench topics -- "$@"
 cargo bench --workspace --all-features --bench buckets -- "$@"
+cargo bench --workspace --all-features --bench app_reload -- "$@"
+if [ "${1:-}" = "--quick" ]; then
+  DURATION=${DURATION:-3} scripts/loadtest.sh
+else
+  scripts/loadtest.sh
+fi

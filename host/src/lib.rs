@@ -43,13 +43,15 @@ pub use loader::{
 };
 pub use manager::{
     CommitGate, DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
-    PluginManager, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome,
-    UnloadReport,
+    PluginManager, PluginRoutes, PluginSettings, PluginState, PluginStats, Resources, SkippedLoad,
+    UnloadOutcome, UnloadReport,
 };
 pub use manifest::{DependencySpec, FunctionSpec, PluginManifest, validate_name};
 pub use resources::buckets::DEFAULT_CONTENT_TYPE;
 pub use resources::{DeniedTable, EffectiveResources, Overrides};
-pub use routes::{METHODS, RouteAuth, RouteMatch, RouteSpec, find as find_route, percent_decode};
+pub use routes::{
+    METHODS, RouteAuth, RouteMatch, RouteSpec, RouteTable, find as find_route, percent_decode,
+};
 pub use state::{DataDirLock, DesiredPlugin, DesiredSet, StateStore};
 pub use watch::{
     Board as WatchBoard, FileStatus, FolderWatcher, WatchOptions, WatchStatus, WatchedFile,

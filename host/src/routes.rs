@@ -290,11 +290,7 @@ impl RouteSpec {
         let mut params = BTreeMap::new();
         for (seg, part) in template.iter().zip(parts) {
             match seg {
-                // `%73ecret` is `secret`: an escape cannot steer a request past a literal
-                // segment to a parameter route with another auth policy.
-                Segment::Literal(l)
-                    if *l == part
-                        || (part.contains('%') && percent_decode(part).is_ok_and(|d| d == *l)) => {}
+                Segment::Literal(l) if literal_matches(l, part) => {}
                 Segment::Param(name) if !part.is_empty() => {
                     params.insert((*name).to_owned(), part);
                 }
@@ -312,6 +308,13 @@ impl RouteSpec {
             .map(|s| matches!(s, Segment::Literal(_)))
             .collect()
     }
+}
+
+/// Whether raw path segment `part` is the template's literal segment, escaped or not:
+/// `%73ecret` is `secret`, so an escape cannot steer a request past a literal segment to a
+/// parameter route with another auth policy.
+fn literal_matches(literal: &str, part: &str) -> bool {
+    literal == part || (part.contains('%') && percent_decode(part).is_ok_and(|d| d == literal))
 }
 
 /// Decodes the `%XX` escapes of a raw path segment (UTF-8).
@@ -354,13 +357,24 @@ pub enum RouteMatch<'r, 'p> {
 /// is answered by the `GET` route (HTTP semantics: the server sends the head of the answer
 /// only), and `Allow` lists `HEAD` beside `GET`.
 pub fn find<'r, 'p>(routes: &'r [RouteSpec], method: &str, path: &'p str) -> RouteMatch<'r, 'p> {
+    choose(
+        method,
+        routes
+            .iter()
+            .filter_map(|r| Some((r, r.matches(path)?, r.specificity()))),
+    )
+}
+
+/// Among routes that match a path (each with its parameters and specificity), the one of
+/// `method` with the most specific template, else the other methods that match.
+fn choose<'r, 'p, S: PartialOrd>(
+    method: &str,
+    matching: impl Iterator<Item = (&'r RouteSpec, BTreeMap<String, &'p str>, S)>,
+) -> RouteMatch<'r, 'p> {
     let wanted = if method == "HEAD" { "GET" } else { method };
-    let mut best: Option<(&RouteSpec, BTreeMap<String, &str>)> = None;
+    let mut best: Option<(&RouteSpec, BTreeMap<String, &str>, S)> = None;
     let mut others: Vec<&str> = Vec::new();
-    for route in routes {
-        let Some(params) = route.matches(path) else {
-            continue;
-        };
+    for (route, params, specificity) in matching {
         if route.method != wanted {
             if !others.contains(&route.method.as_str()) {
                 others.push(&route.method);
@@ -370,17 +384,102 @@ pub fn find<'r, 'p>(routes: &'r [RouteSpec], method: &str, path: &'p str) -> Rou
             }
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|(b, _)| route.specificity() > b.specificity())
-        {
-            best = Some((route, params));
+        if best.as_ref().is_none_or(|(_, _, b)| specificity > *b) {
+            best = Some((route, params, specificity));
         }
     }
     match (best, others.is_empty()) {
-        (Some((route, params)), _) => RouteMatch::Found(route, params),
+        (Some((route, params, _)), _) => RouteMatch::Found(route, params),
         (None, false) => RouteMatch::OtherMethods(others),
         (None, true) => RouteMatch::None,
+    }
+}
+
+/// A plugin instance's routes, compiled once for matching (templates split into segments,
+/// specificity computed), so that a request allocates nothing to find its route but its
+/// parameters. The manager builds one per instance; a reload brings a new one with the new
+/// instance (see [`PluginManager::routes`](crate::PluginManager::routes)).
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<CompiledRoute>,
+}
+
+/// A [`Segment`] that owns its text, kept in a [`RouteTable`].
+#[derive(Debug)]
+enum OwnedSegment {
+    Literal(String),
+    Param(String),
+}
+
+/// One route of a [`RouteTable`].
+#[derive(Debug)]
+struct CompiledRoute {
+    spec: RouteSpec,
+    /// The template's segments.
+    segments: Vec<OwnedSegment>,
+    /// As [`RouteSpec::specificity`].
+    specificity: Vec<bool>,
+}
+
+impl RouteTable {
+    /// Compiles validated routes (a manifest's).
+    pub fn new(routes: &[RouteSpec]) -> Self {
+        let routes = routes
+            .iter()
+            .map(|spec| CompiledRoute {
+                segments: spec
+                    .segments()
+                    .into_iter()
+                    .map(|s| match s {
+                        Segment::Literal(l) => OwnedSegment::Literal(l.to_owned()),
+                        Segment::Param(p) => OwnedSegment::Param(p.to_owned()),
+                    })
+                    .collect(),
+                specificity: spec.specificity(),
+                spec: spec.clone(),
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The routes, in declaration order.
+    pub fn routes(&self) -> impl Iterator<Item = &RouteSpec> {
+        self.routes.iter().map(|r| &r.spec)
+    }
+
+    /// As [`find`]: the route answering `method path` (the most specific one when several
+    /// match).
+    pub fn find<'r, 'p>(&'r self, method: &str, path: &'p str) -> RouteMatch<'r, 'p> {
+        choose(
+            method,
+            self.routes
+                .iter()
+                .filter_map(|r| Some((&r.spec, r.matches(path)?, r.specificity.as_slice()))),
+        )
+    }
+}
+
+impl CompiledRoute {
+    /// As [`RouteSpec::matches`], without splitting the template again.
+    fn matches<'p>(&self, path: &'p str) -> Option<BTreeMap<String, &'p str>> {
+        let rest = path.strip_prefix('/').unwrap_or(path);
+        // `/` (the mount point) has no segment.
+        let mut parts = (!rest.is_empty())
+            .then(|| rest.split('/'))
+            .into_iter()
+            .flatten();
+        let mut params = BTreeMap::new();
+        for segment in &self.segments {
+            let part = parts.next()?;
+            match segment {
+                OwnedSegment::Literal(literal) if literal_matches(literal, part) => {}
+                OwnedSegment::Param(name) if !part.is_empty() => {
+                    params.insert(name.clone(), part);
+                }
+                _ => return None,
+            }
+        }
+        parts.next().is_none().then_some(params)
     }
 }
 
@@ -553,5 +652,51 @@ mod tests {
             panic!("no match");
         };
         assert_eq!(r.path, "/items/new");
+    }
+
+    #[test]
+    fn a_route_table_matches_as_find_does() {
+        let routes = parse(vec![
+            raw("GET", "/", "h"),
+            raw("GET", "/items/{id}", "h"),
+            raw("GET", "/items/new", "h"),
+            raw("DELETE", "/items/{id}", "h"),
+            raw("GET", "/a/{x}/c/{y}", "h"),
+        ])
+        .unwrap();
+        let table = RouteTable::new(&routes);
+        assert_eq!(table.routes().count(), routes.len());
+        let requests = [
+            ("GET", "/"),
+            ("GET", ""),
+            ("GET", "/items/7"),
+            ("GET", "/items/new"),
+            ("DELETE", "/items/new"),
+            ("POST", "/items/7"),
+            ("GET", "/items"),
+            ("GET", "/items/"),
+            ("GET", "/items/7/x"),
+            ("GET", "//"),
+            ("GET", "/a/1/c/2"),
+            ("GET", "/a/1/d/2"),
+            ("GET", "/a/%2F/c/x%20y"),
+            ("GET", "/items/%6Eew"),
+            ("HEAD", "/items/7"),
+            ("HEAD", "/a/1/%64/2"),
+            ("PUT", "/items/7"),
+        ];
+        for (method, path) in requests {
+            assert_eq!(
+                table.find(method, path),
+                find(&routes, method, path),
+                "{method} {path}"
+            );
+        }
+        let RouteMatch::Found(r, params) = table.find("GET", "/a/1/c/2") else {
+            panic!("no match");
+        };
+        assert_eq!(r.path, "/a/{x}/c/{y}");
+        assert_eq!((params["x"], params["y"]), ("1", "2"));
+        assert_eq!(RouteTable::default().find("GET", "/"), RouteMatch::None);
     }
 }

@@ -291,7 +291,7 @@ fn inspect_lists_functions() {
         .iter()
         .map(|f| f["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["greet", "count"]);
+    assert_eq!(names, ["greet", "count", "greet_http"]);
     assert_eq!(functions[1]["output_schema"]["type"], "integer");
     assert_eq!(v["concurrent"], false);
 }

@@ -10,7 +10,7 @@ use std::sync::{
 use std::time::{Duration, Instant, SystemTime};
 
 use super::types::{
-    LifecycleEvent, PluginInfo, PluginSettings, PluginState, PluginStats, Resources,
+    LifecycleEvent, PluginInfo, PluginRoutes, PluginSettings, PluginState, PluginStats, Resources,
 };
 use super::worker::{CallFailure, Invocation, MailboxHandle, Stats, Worker};
 use crate::bus::{EventBus, Owner};
@@ -24,6 +24,7 @@ use crate::resources::EffectiveResources;
 use crate::resources::buckets::{BucketBackend, ScopedBuckets};
 use crate::resources::tables::{ScopedTables, TableBackend};
 use crate::resources::topics::{ScopedTopics, TopicBackend};
+use crate::routes::RouteTable;
 
 /// One plugin instance: a manifest, a worker thread running the library, a context.
 #[derive(Debug)]
@@ -54,6 +55,8 @@ pub(crate) struct Slot {
     /// The compiled input schemas of the plugin's functions, by function name, so a call does
     /// not compile its schema again.
     input_validators: HashMap<String, Arc<jsonschema::Validator>>,
+    /// The manifest's routes, compiled once for this instance (see [`Inner::routes`]).
+    routes: Arc<RouteTable>,
 }
 
 impl Slot {
@@ -74,6 +77,7 @@ impl Slot {
         Self {
             lineage: lineage.unwrap_or(ctx.generation),
             input_validators: input_validators(&ctx.manifest),
+            routes: Arc::new(RouteTable::new(&ctx.manifest.routes)),
             path,
             shadow,
             loaded_at: SystemTime::now(),
@@ -613,6 +617,29 @@ impl Inner {
         reg.failed
             .get(name)
             .map(failed_info)
+            .ok_or_else(|| Error::NotFound {
+                name: name.to_owned(),
+            })
+    }
+
+    /// `name`'s state, generation and routes, from the registry: the current instance's, or a
+    /// failed record's (no routes).
+    pub(crate) fn routes(&self, name: &str) -> Result<PluginRoutes> {
+        let reg = self.read();
+        if let Some(slot) = reg.plugins.get(name) {
+            return Ok(PluginRoutes {
+                state: slot.state(),
+                generation: slot.generation(),
+                table: Arc::clone(&slot.routes),
+            });
+        }
+        reg.failed
+            .get(name)
+            .map(|r| PluginRoutes {
+                state: PluginState::Failed,
+                generation: r.generation,
+                table: Arc::default(),
+            })
             .ok_or_else(|| Error::NotFound {
                 name: name.to_owned(),
             })

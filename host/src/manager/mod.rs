@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use gate::CommitGate;
 pub(crate) use transitions::is_library_name;
 pub use types::{
-    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo,
+    DirectoryReport, FailedLoad, LifecycleEvent, LifecycleKind, Physical, PluginInfo, PluginRoutes,
     PluginSettings, PluginState, PluginStats, Resources, SkippedLoad, UnloadOutcome, UnloadReport,
 };
 
@@ -286,6 +286,19 @@ impl PluginManager {
     /// `not_found`.
     pub fn get(&self, name: &str) -> Result<PluginInfo> {
         self.inner.get(name)
+    }
+
+    /// A plugin's state, generation and compiled routes, for dispatching a request: a look-up
+    /// in the registry and a reference count, where [`PluginManager::get`] copies the whole
+    /// plugin object. The routes live with the instance, so the table is swapped atomically
+    /// with it: a load registers it, an unload removes it, a reload's swap replaces it in one
+    /// write (the new instance is active before the old one retires, so a request never finds
+    /// the plugin without an active instance during a reload).
+    ///
+    /// # Errors
+    /// `not_found`.
+    pub fn routes(&self, name: &str) -> Result<PluginRoutes> {
+        self.inner.routes(name)
     }
 
     /// The event bus: lifecycle events (`plugin:loaded`, `plugin:unloaded`, `plugin:reloaded`,

@@ -245,6 +245,21 @@ pub struct PluginInfo {
     pub stats: PluginStats,
 }
 
+/// What the application listener needs to dispatch a request to a plugin: its state and
+/// generation at the time of the look-up, and the routes of that instance, compiled. Cheap to
+/// get (a reference count, no copy of the manifest): see
+/// [`PluginManager::routes`](crate::PluginManager::routes).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PluginRoutes {
+    /// Lifecycle state when looked up.
+    pub state: PluginState,
+    /// Instance generation.
+    pub generation: u64,
+    /// The instance's routes (none for a plugin that failed).
+    pub table: std::sync::Arc<crate::routes::RouteTable>,
+}
+
 /// Result of an unload.
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]

@@ -3,9 +3,12 @@
 //!
 //! - `greet` `{"name": "ada"}` → `{"greeting": "hello, ada"}` (`name` defaults to `world`);
 //! - `count` `null` → how many greetings it gave, to show that a plugin keeps state;
-//! - `execute` `{"name": "..."}` greets too, and `{"op": "count"}` answers the count.
+//! - `execute` `{"name": "..."}` greets too, and `{"op": "count"}` answers the count;
+//! - the public route `GET /plugins/hello/greet?name=ada` (application listener) greets too, the
+//!   same work as `execute`, so the two listeners can be compared (`scripts/loadtest.sh`).
 #![forbid(unsafe_code)]
 
+use plugin_api::http::{HttpRequest, HttpResponse, Route};
 use plugin_api::serde_json::{Value, json};
 use plugin_api::{Context, Function, Functions, Manifest, Plugin, Result, log};
 use serde::{Deserialize, Serialize};
@@ -50,7 +53,9 @@ impl Plugin for Hello {
             Function::new("count")
                 .summary("how many greetings were given")
                 .output_schema(r#"{"type":"integer","minimum":0}"#),
-        ]);
+            Function::new("greet_http").summary("greets ?name= over HTTP"),
+        ])
+        .routes(&[Route::get("/greet", "greet_http").summary("greets ?name= (default world)")]);
 
     fn new(_ctx: &Context) -> Result<Self> {
         log::info!("hello is ready");
@@ -58,7 +63,9 @@ impl Plugin for Hello {
     }
 
     fn functions(f: &mut Functions<Self>) {
-        f.add("greet", Self::greet).add_shared("count", Self::count);
+        f.add("greet", Self::greet)
+            .add_shared("count", Self::count)
+            .add("greet_http", Self::greet_http);
     }
 
     fn execute(&mut self, ctx: &Context, input: Value) -> Result<Value> {
@@ -78,6 +85,12 @@ impl Hello {
         Ok(Greeting {
             greeting: format!("hello, {}", who.name),
         })
+    }
+
+    /// `GET /greet?name=NAME`: [`Hello::greet`] as an HTTP route.
+    fn greet_http(&mut self, ctx: &Context, req: HttpRequest) -> Result<HttpResponse> {
+        let name = req.query.get("name").map_or_else(world, Clone::clone);
+        HttpResponse::ok(&self.greet(ctx, Who { name })?)
     }
 
     /// How many greetings were given.

@@ -16,7 +16,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plugin_api::{HttpRequest, HttpResponse};
-use plugin_host::{Error, PluginState, RouteAuth, RouteMatch};
+use plugin_host::{Error, PluginRoutes, PluginState, RouteAuth, RouteMatch};
 
 use super::metrics::{Pending, Trace};
 use super::{App, stream};
@@ -98,6 +98,23 @@ fn host_error(error: Error) -> Refused {
     refuse(error.into(), status)
 }
 
+/// `name`'s routes if it is active: 404 when unknown, 503 when disabled or not active. A
+/// look-up in the manager's route table (a reference count), not a copy of the plugin object.
+fn active_routes(app: &App, name: &str, trace: &Trace) -> Result<PluginRoutes, Refused> {
+    let plugin = app.manager.routes(name).map_err(host_error)?;
+    trace.found();
+    match plugin.state {
+        PluginState::Active => Ok(plugin),
+        PluginState::Disabled => Err(host_error(Error::Disabled {
+            name: name.to_owned(),
+        })),
+        state => Err(host_error(Error::NotActive {
+            name: name.to_owned(),
+            state,
+        })),
+    }
+}
+
 async fn serve_route(
     app: &App,
     name: &str,
@@ -105,27 +122,12 @@ async fn serve_route(
     req: Request,
     trace: &Trace,
 ) -> Result<Response, Refused> {
-    let info = app.manager.get(name).map_err(host_error)?;
-    trace.found();
-    match info.state {
-        PluginState::Active => {}
-        PluginState::Disabled => {
-            return Err(host_error(Error::Disabled {
-                name: name.to_owned(),
-            }));
-        }
-        state => {
-            return Err(host_error(Error::NotActive {
-                name: name.to_owned(),
-                state,
-            }));
-        }
-    }
+    let plugin = active_routes(app, name, trace)?;
     let method = req.method().clone();
-    let (route, raw_params) = match plugin_host::find_route(&info.routes, method.as_str(), rest) {
+    let (route, raw_params) = match plugin.table.find(method.as_str(), rest) {
         RouteMatch::Found(route, params) => {
             trace.matched(route);
-            (route.clone(), params)
+            (route, params)
         }
         RouteMatch::OtherMethods(methods) => {
             let mut r = refuse(
@@ -187,7 +189,7 @@ async fn serve_route(
             .map_err(|e| bad_request(format!("the body is not JSON: {e}")))?
     };
     if let Some(schema) = &route.body_schema {
-        let validator = app.validator(name, info.generation, &route, schema);
+        let validator = app.validator(name, plugin.generation, route, schema);
         let errors = schema_errors(validator.as_ref().as_ref(), &body);
         if !errors.is_empty() {
             return Err(refuse(
@@ -211,10 +213,10 @@ async fn serve_route(
     request.identity = identity;
     let input = serde_json::to_vec(&request).map_err(|e| internal(e.to_string()))?;
     let manager = Arc::clone(&app.manager);
-    let (plugin, function) = (name.to_owned(), route.function.clone());
+    let (target, function) = (name.to_owned(), route.function.clone());
     let limit = route.timeout_ms.map(Duration::from_millis);
     let output = tokio::task::spawn_blocking(move || {
-        manager.call_bytes_within(&plugin, &function, input, limit)
+        manager.call_bytes_within(&target, &function, input, limit)
     })
     .await
     .map_err(|e| internal(e.to_string()))?
@@ -226,7 +228,7 @@ async fn serve_route(
         ))
     })?;
     if !answer.stream.is_empty() {
-        return stream::answer(app, name, info.generation, &route, answer);
+        return stream::answer(app, name, plugin.generation, route, answer);
     }
     response(name, &route.function, answer)
 }

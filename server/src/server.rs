@@ -98,11 +98,15 @@ pub async fn serve(mut config: HostConfig) -> Result<()> {
                 metrics: app_metrics.unwrap_or_default(),
                 streams,
             });
-            let header_timeout = std::time::Duration::from_millis(config.app.header_timeout_ms);
+            let limits = app::Limits {
+                header_timeout: std::time::Duration::from_millis(config.app.header_timeout_ms),
+                write_timeout: std::time::Duration::from_millis(config.app.write_timeout_ms),
+                max_connections: config.app.max_connections,
+            };
             Some(tokio::spawn(app::serve(
                 app_listener,
                 app::router(app),
-                header_timeout,
+                limits,
                 stopped.clone(),
             )))
         }

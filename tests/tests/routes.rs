@@ -498,7 +498,11 @@ fn reloads_under_a_client_loop_fail_no_request() {
         assert_eq!(st, 200, "{e}");
         // Let requests reach the new instance before the next reload.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while served.load(Ordering::SeqCst) < before + 3 && Instant::now() < deadline {
+        while served.load(Ordering::SeqCst) < before + 3 {
+            assert!(
+                Instant::now() < deadline,
+                "no request served after the reload"
+            );
             std::thread::yield_now();
         }
     }

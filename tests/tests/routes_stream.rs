@@ -429,3 +429,29 @@ fn todo_streams_each_user_only_their_own_new_todos() {
         (Some("ada"), Some("ada's"))
     );
 }
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_and_its_stream_freed() {
+    use std::io::Write as _;
+    let (s, _dir) = start_configured("write_timeout_ms = 300");
+    let before = subscriptions(&s);
+    let addr = s.app.as_deref().unwrap().trim_start_matches("http://");
+    let mut silent = std::net::TcpStream::connect(addr).unwrap();
+    silent
+        .write_all(b"GET /plugins/routes-demo/events?patterns=demo:big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    wait_until("the stream to open", || subscriptions(&s) == before + 1);
+    // The client never reads: once the socket buffers are full, a write waits, and after
+    // 300 ms the server gives up on the client, which removes the stream's subscription.
+    let big = "x".repeat(256 * 1024);
+    wait_until("the silent client's stream to go", || {
+        emit(&s, "demo:big", json!(big));
+        subscriptions(&s) == before
+    });
+    // The listener still serves others.
+    let a = ureq::get(&format!("{}/health", s.app.as_deref().unwrap()))
+        .call()
+        .unwrap();
+    assert_eq!(a.status(), 200);
+    drop(silent);
+}

@@ -283,6 +283,13 @@ pub struct AppSection {
     /// Time a request's body has to arrive once its head has, in milliseconds (default
     /// 10000); a slower body is answered 408 `body_timeout` and the connection closed.
     pub body_timeout_ms: u64,
+    /// Time a write to a client may wait for it to read, in milliseconds (default 30000); a
+    /// client that reads nothing for longer (an event stream's that stopped reading, say) is
+    /// disconnected.
+    pub write_timeout_ms: u64,
+    /// Connections open at once (default 4096); further clients wait in the kernel's backlog
+    /// until one closes.
+    pub max_connections: usize,
     /// Most Server-Sent Event streams open at once per plugin (default 64); one more is
     /// answered 503 `too_many_streams`.
     pub max_streams: usize,
@@ -298,6 +305,8 @@ impl Default for AppSection {
             token: None,
             header_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
+            max_connections: 4096,
             max_streams: 64,
             keep_alive_ms: 15_000,
         }
@@ -311,6 +320,8 @@ impl std::fmt::Debug for AppSection {
             .field("token", &self.token.as_ref().map(|_| "(redacted)"))
             .field("header_timeout_ms", &self.header_timeout_ms)
             .field("body_timeout_ms", &self.body_timeout_ms)
+            .field("write_timeout_ms", &self.write_timeout_ms)
+            .field("max_connections", &self.max_connections)
             .field("max_streams", &self.max_streams)
             .field("keep_alive_ms", &self.keep_alive_ms)
             .finish()
@@ -707,6 +718,12 @@ impl HostConfig {
         }
         if self.app.body_timeout_ms == 0 {
             return Err(invalid("app.body_timeout_ms", "must be greater than 0"));
+        }
+        if self.app.write_timeout_ms == 0 {
+            return Err(invalid("app.write_timeout_ms", "must be greater than 0"));
+        }
+        if self.app.max_connections == 0 {
+            return Err(invalid("app.max_connections", "must be greater than 0"));
         }
         if self.app.max_streams == 0 {
             return Err(invalid("app.max_streams", "must be greater than 0"));
@@ -1136,6 +1153,10 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("16"));
         assert_eq!(HostConfig::default().app.header_timeout_ms, 10_000);
         assert_eq!(HostConfig::default().app.body_timeout_ms, 10_000);
+        for zero in ["write_timeout_ms", "max_connections"] {
+            let e = HostConfig::from_toml(&format!("[app]\n{zero} = 0"), "t").unwrap_err();
+            assert!(e.to_string().contains(&format!("app.{zero}")), "{e}");
+        }
         let e = HostConfig::from_toml("[app]\nbody_timeout_ms = 0", "t").unwrap_err();
         assert!(e.to_string().contains("app.body_timeout_ms"), "{e}");
         let e = HostConfig::from_toml("[app]\nheader_timeout_ms = 0", "t").unwrap_err();

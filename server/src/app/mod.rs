@@ -12,7 +12,7 @@ mod openapi;
 mod sse;
 mod stream;
 
-pub(crate) use listener::serve;
+pub(crate) use listener::{Limits, serve};
 pub(crate) use metrics::AppMetrics;
 pub(crate) use stream::Streams;
 

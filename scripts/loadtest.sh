@@ -7,6 +7,7 @@
 #   admin  GET  /api/v1/plugins
 # for DURATION seconds each (default 10) with CONNECTIONS connections (default 32) on THREADS
 # wrk threads (default 2), and prints requests/s and the latency distribution (p50/p90/p99).
+# The server logs at LOG (default `warn`: no access log; LOG=info writes it).
 #
 # Then one line per goal of the application listener (issue 13), PASS or MISS:
 #   - app requests/s >= 0.85 x admin execute requests/s (same run, same plugin, same work);
@@ -20,6 +21,9 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 STRICT=${STRICT:-0}
+# The server's log filter: `warn` leaves out the application listener's access log (info, one
+# line per request, to stderr); LOG=info measures with it.
+LOG=${LOG:-warn}
 
 if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
@@ -29,7 +33,7 @@ work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 cp target/release/libplugin_hello.so target/release/libplugin_greeter.so "$work/"
 mkfifo "$work/out"
-PLUGIN_HOST_LOG=warn target/release/plugin-host serve --listen 127.0.0.1:0 \
+PLUGIN_HOST_LOG=$LOG target/release/plugin-host serve --listen 127.0.0.1:0 \
   --app-listen 127.0.0.1:0 --plugins-dir "$work" --data-dir "$work/data" > "$work/out" 2> "$work/log" &
 server=$!
 exec 3< "$work/out"

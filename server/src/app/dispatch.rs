@@ -85,7 +85,10 @@ pub(super) fn refuse(error: ApiError, status: Option<StatusCode>) -> Refused {
 /// A library error as the application listener answers it.
 fn host_error(error: Error) -> Refused {
     let status = match &error {
-        Error::Disabled { .. } | Error::NotActive { .. } => {
+        // The last: a reload landed between the route's look-up and the call, and the new
+        // instance has no such function (its routes changed): the client's retry meets the new
+        // route table.
+        Error::Disabled { .. } | Error::NotActive { .. } | Error::FunctionNotFound { .. } => {
             let mut r = refuse(error.into(), Some(StatusCode::SERVICE_UNAVAILABLE));
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

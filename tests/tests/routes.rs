@@ -516,9 +516,9 @@ fn reloads_under_a_client_loop_fail_no_request() {
 fn unload_answers_503_while_it_drains_the_requests_in_flight() {
     let s = start();
     let base = s.app.clone().unwrap();
-    // A request that takes 1.5 s, in flight when the unload starts.
+    // A request that takes 4 s (the route allows 5 s), in flight when the unload starts.
     let slow = std::thread::spawn(move || {
-        let r = ureq::get(&format!("{base}/plugins/routes-demo/wait?ms=1500")).call();
+        let r = ureq::get(&format!("{base}/plugins/routes-demo/wait?ms=4000")).call();
         r.map(|r| r.status()).map_err(|e| e.to_string())
     });
     let deadline = Instant::now() + Duration::from_secs(10);

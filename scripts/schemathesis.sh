@@ -134,9 +134,19 @@ stop
 app_token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export PLUGIN_HOST_APP_TOKEN=$app_token
 start app "routes_demo auth todo" --app-listen 127.0.0.1:0
-key=$(curl -sf -X POST "$admin/api/v1/plugins/auth/call/create_key" \
-  -H "Authorization: Bearer $token" -H 'Content-Type: application/json' \
-  -d '{"user":"schemathesis"}' | sed -n 's/.*"key":"\([0-9a-f]*\)".*/\1/p')
+# Through the virtualenv's Python (the script needs no curl).
+key=$("$venv/bin/python" - "$admin" "$token" <<'PY' || true
+import json, sys, urllib.request
+admin, token = sys.argv[1], sys.argv[2]
+req = urllib.request.Request(
+    f"{admin}/api/v1/plugins/auth/call/create_key",
+    data=json.dumps({"user": "schemathesis"}).encode(),
+    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+)
+with urllib.request.urlopen(req, timeout=20) as answer:
+    print(json.load(answer)["output"]["key"])
+PY
+)
 if [ -z "$key" ]; then
   echo "the auth plugin issued no API key" >&2
   exit 1

@@ -110,6 +110,22 @@ pub fn host_binary() -> PathBuf {
         .join(format!("plugin-host{}", std::env::consts::EXE_SUFFIX))
 }
 
+/// What `plugin-host inspect FILE` prints, as JSON; fails the test when it does not succeed.
+pub fn inspected(file: &Path) -> serde_json::Value {
+    let out = Command::new(host_binary())
+        .arg("inspect")
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "inspect {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A fresh private folder for one test (removed when dropped, kept on panic for inspection).
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -328,6 +344,15 @@ impl Server {
             );
         }
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `POST /api/v1/plugins {"path": file}`: status and JSON body.
+    pub fn load(&self, file: &Path) -> (u16, serde_json::Value) {
+        self.call(
+            "POST",
+            "/api/v1/plugins",
+            Some(serde_json::json!({ "path": file.to_string_lossy() })),
+        )
     }
 
     /// A request; returns the status and the JSON body (`null` when not JSON).

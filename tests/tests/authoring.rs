@@ -5,7 +5,6 @@
 //! at the operator's level; `inspect` listing functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration::*;
@@ -275,17 +274,7 @@ fn log_records_below_the_operator_level_are_dropped() {
 
 #[test]
 fn inspect_lists_functions() {
-    let out = Command::new(host_binary())
-        .arg("inspect")
-        .arg(plugin("hello"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = inspected(&plugin("hello"));
     let functions = v["manifest"]["functions"].as_array().unwrap();
     let names: Vec<&str> = functions
         .iter()

@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,17 +142,7 @@ fn inspect_reports_the_older_api_minor() {
     assert_eq!(current.api_minor, plugin_api::ffi::API_MINOR);
 
     // The CLI reports the same.
-    let out = Command::new(host_binary())
-        .arg("inspect")
-        .arg(plugin("legacy-hello"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = inspected(&plugin("legacy-hello"));
     assert_eq!(v["api_minor"], frozen_api_minor());
     assert_eq!(v["abi_major"], plugin_api::ffi::ABI_MAJOR);
 }

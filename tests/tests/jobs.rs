@@ -5,7 +5,6 @@
 //! the plugin, at inspect.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-use std::process::Command;
 
 use integration::*;
 use serde_json::{Value, json};
@@ -46,17 +45,7 @@ fn assert_demo_declarations(jobs: &Value, schedules: &Value) {
 
 #[test]
 fn inspect_shows_jobs_and_schedules() {
-    let out = Command::new(host_binary())
-        .arg("inspect")
-        .arg(plugin("jobs-demo"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = inspected(&plugin("jobs-demo"));
     assert_demo_declarations(&v["manifest"]["jobs"], &v["manifest"]["schedules"]);
 }
 
@@ -64,11 +53,7 @@ fn inspect_shows_jobs_and_schedules() {
 fn the_admin_api_shows_jobs_and_schedules() {
     let s = Server::start(&[], &[]);
     for name in ["jobs-demo", "hello"] {
-        let (st, p) = s.call(
-            "POST",
-            "/api/v1/plugins",
-            Some(json!({ "path": plugin(name).to_string_lossy() })),
-        );
+        let (st, p) = s.load(&plugin(name));
         assert_eq!(st, 201, "{p}");
     }
     let (st, p) = s.call("GET", "/api/v1/plugins/jobs-demo", None);
@@ -131,11 +116,7 @@ fn a_bad_cron_expression_is_refused_at_load_and_the_host_keeps_serving() {
     let bad = rewritten_plugin("jobs-demo", dir.path(), "jobs-bad-cron", |m| {
         m["schedules"][0]["cron"] = json!("0 3 * * 9");
     });
-    let (st, e) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": bad.to_string_lossy() })),
-    );
+    let (st, e) = s.load(&bad);
     assert_eq!(st, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_schedule");
     assert_eq!(
@@ -147,11 +128,7 @@ fn a_bad_cron_expression_is_refused_at_load_and_the_host_keeps_serving() {
     let (st, _) = s.call("GET", "/api/v1/plugins/jobs-demo", None);
     assert_eq!(st, 404);
     // Still serving: the good file loads.
-    let (st, p) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": plugin("jobs-demo").to_string_lossy() })),
-    );
+    let (st, p) = s.load(&plugin("jobs-demo"));
     assert_eq!((st, &p["state"]), (201, &json!("active")), "{p}");
     let (st, _) = s.call("GET", "/health", None);
     assert_eq!(st, 200);

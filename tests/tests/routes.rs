@@ -19,11 +19,7 @@ fn start() -> Server {
         &["--app-listen", "127.0.0.1:0"],
         &[("PLUGIN_HOST_APP_TOKEN", APP_TOKEN)],
     );
-    let (st, p) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
-    );
+    let (st, p) = s.load(&plugin("routes-demo"));
     assert_eq!(st, 201, "{p}");
     s
 }
@@ -199,11 +195,7 @@ fn token_routes_need_the_application_token() {
 #[test]
 fn token_routes_answer_401_on_a_host_without_an_application_token() {
     let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
-    let (st, _) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
-    );
+    let (st, _) = s.load(&plugin("routes-demo"));
     assert_eq!(st, 201);
     let a = app(
         &s,
@@ -329,11 +321,7 @@ fn conflicting_routes_are_refused_at_load() {
         delete["method"] = json!("GET");
         delete["path"] = json!("/items/{other}");
     });
-    let (st, e) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": copy.to_string_lossy() })),
-    );
+    let (st, e) = s.load(&copy);
     assert_eq!(st, 400, "{e}");
     assert_eq!(e["error"]["code"], "route_conflict");
     assert_eq!(
@@ -343,11 +331,7 @@ fn conflicting_routes_are_refused_at_load() {
     let bad = rewritten_plugin("routes-demo", dir.path(), "routes-bad", |m| {
         m["routes"][0]["path"] = json!("items");
     });
-    let (st, e) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": bad.to_string_lossy() })),
-    );
+    let (st, e) = s.load(&bad);
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (400, Some("invalid_route")),
@@ -444,12 +428,7 @@ fn admin_api_and_cli_list_the_routes() {
             && l.contains("add_item")),
         "{out}"
     );
-    let inspected = std::process::Command::new(host_binary())
-        .arg("inspect")
-        .arg(plugin("routes-demo"))
-        .output()
-        .unwrap();
-    let inspected: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let inspected = inspected(&plugin("routes-demo"));
     let routes = inspected["manifest"]["routes"].as_array().unwrap();
     assert_eq!(routes.len(), 10, "inspect shows the routes");
     assert_eq!(routes[1]["path"], "/items/{id}");
@@ -586,11 +565,7 @@ fn a_client_that_never_finishes_its_request_head_is_disconnected() {
 fn a_client_that_trickles_its_body_is_answered_408_and_disconnected() {
     use std::io::{Read as _, Write as _};
     let (s, _dir) = start_configured("[app]\nbody_timeout_ms = 300\n");
-    let (st, p) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": plugin("routes-demo").to_string_lossy() })),
-    );
+    let (st, p) = s.load(&plugin("routes-demo"));
     assert_eq!(st, 201, "{p}");
     let addr = s.app.as_deref().unwrap().trim_start_matches("http://");
     let mut slow = std::net::TcpStream::connect(addr).unwrap();

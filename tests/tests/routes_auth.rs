@@ -13,11 +13,7 @@ use serde_json::{Value, json};
 fn start() -> Server {
     let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
     for name in ["auth", "todo"] {
-        let (st, p) = s.call(
-            "POST",
-            "/api/v1/plugins",
-            Some(json!({ "path": plugin(name).to_string_lossy() })),
-        );
+        let (st, p) = s.load(&plugin(name));
         assert_eq!(st, 201, "{name}: {p}");
     }
     s
@@ -203,11 +199,7 @@ fn an_auth_plugin_must_be_a_declared_dependency() {
     let copy = rewritten_plugin("todo", dir.path(), "todo-undeclared", |m| {
         m["dependencies"] = json!([]);
     });
-    let (st, e) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": copy.to_string_lossy() })),
-    );
+    let (st, e) = s.load(&copy);
     assert_eq!(st, 400, "{e}");
     assert_eq!(e["error"]["code"], "invalid_route");
     assert!(
@@ -244,11 +236,7 @@ fn whoami(s: &Server, asked: Option<&str>) -> (u16, Option<String>, Value) {
 fn an_auth_plugin_that_cannot_answer_is_503_and_the_route_keeps_serving() {
     let s = Server::start(&["--app-listen", "127.0.0.1:0"], &[]);
     for name in ["flaky-auth", "guarded"] {
-        let (st, p) = s.call(
-            "POST",
-            "/api/v1/plugins",
-            Some(json!({ "path": plugin(name).to_string_lossy() })),
-        );
+        let (st, p) = s.load(&plugin(name));
         assert_eq!(st, 201, "{name}: {p}");
     }
     let (st, _, body) = whoami(&s, Some("user:ada"));

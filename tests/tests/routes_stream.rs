@@ -31,11 +31,7 @@ fn start() -> Server {
 }
 
 fn load(s: &Server, name: &str) {
-    let (st, p) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": plugin(name).to_string_lossy() })),
-    );
+    let (st, p) = s.load(&plugin(name));
     assert_eq!(st, 201, "{name}: {p}");
 }
 
@@ -353,11 +349,7 @@ fn streams_a_route_does_not_declare_or_cannot_parse_are_server_errors() {
         let events = routes.iter_mut().find(|r| r["path"] == "/events").unwrap();
         events["streams"] = json!(["dem*"]);
     });
-    let (st, e) = s.call(
-        "POST",
-        "/api/v1/plugins",
-        Some(json!({ "path": bad.to_string_lossy() })),
-    );
+    let (st, e) = s.load(&bad);
     assert_eq!(
         (st, e["error"]["code"].as_str()),
         (400, Some("invalid_route")),

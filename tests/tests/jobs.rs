@@ -5,7 +5,6 @@
 //! the plugin, at inspect.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
-
 use integration::*;
 use serde_json::{Value, json};
 

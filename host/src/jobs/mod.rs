@@ -10,12 +10,17 @@
 
 mod schedule;
 mod spec;
+mod store;
 mod template;
 
 pub(crate) use schedule::RawSchedule;
 pub use schedule::{ScheduleSpec, parse_cron};
 pub(crate) use spec::RawJob;
 pub use spec::{BackoffSpec, DEFAULT_MAX_ATTEMPTS, JobSpec};
+pub use store::{
+    AttemptRecord, AttemptStatus, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore, NewJob,
+    Next, Refused, Rescued, StateCount,
+};
 pub use template::{EventFields, KeyTemplate, MAX_TEMPLATE_BYTES};
 
 #[cfg(test)]

@@ -124,10 +124,16 @@ fn check_segment(seg: &str) -> Result<(), String> {
 /// whoever listens to them (operators, event streams) can trust they come from the host.
 pub const HOST_NAMESPACE: &str = "plugin";
 
-/// Whether `name` is in the host's namespace ([`HOST_NAMESPACE`]).
+/// Whether `name` is in one of the host's namespaces: [`HOST_NAMESPACE`] (lifecycle events)
+/// or [`crate::jobs::JOB_NAMESPACE`] (the job queue's events).
 pub fn is_host_event(name: &str) -> bool {
-    name.split(':').next() == Some(HOST_NAMESPACE)
+    let first = name.split(':').next();
+    first == Some(HOST_NAMESPACE) || first == Some(crate::jobs::JOB_NAMESPACE)
 }
+
+/// What runs at the start of every emit, before any delivery (the job queue's triggers): an
+/// error fails the emit and nothing is delivered.
+pub(crate) type EmitHook = Arc<dyn Fn(&str, &[u8]) -> Result<()> + Send + Sync>;
 
 /// Checks an event name (see the module docs for the rules).
 ///
@@ -256,6 +262,7 @@ pub struct EventBus {
     emitted: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    hook: std::sync::OnceLock<EmitHook>,
 }
 
 impl std::fmt::Debug for EventBus {
@@ -276,7 +283,13 @@ impl EventBus {
             emitted: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            hook: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets the emit hook (once; later calls are ignored).
+    pub(crate) fn set_emit_hook(&self, hook: EmitHook) {
+        let _ = self.hook.set(hook);
     }
 
     /// A fresh id from the bus's id space. Topic subscriptions use it too, so a plugin's event
@@ -406,10 +419,14 @@ impl EventBus {
             return Err(Error::InvalidEventName {
                 name: name.to_owned(),
                 reason: format!(
-                    "the namespace `{HOST_NAMESPACE}:` is the host's (its lifecycle events); a \
-                     plugin may not emit in it"
+                    "the namespaces `{HOST_NAMESPACE}:` and `{}:` are the host's (its \
+                     lifecycle and job events); a plugin may not emit in them",
+                    crate::jobs::JOB_NAMESPACE
                 ),
             });
+        }
+        if let Some(hook) = self.hook.get() {
+            hook(name, payload)?;
         }
         self.emitted.fetch_add(1, Ordering::Relaxed);
         let mut matched = self.matching(name);

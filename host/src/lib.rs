@@ -33,9 +33,10 @@ pub use bus::{
     validate_event_name,
 };
 pub use config::{
-    AppSection, BackendsSection, BucketsConfig, BucketsSection, HostConfig, LimitsSection,
-    LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection, S3Config, S3Credentials,
-    TablesConfig, TablesSection, TimeoutsSection, TopicsConfig, TopicsSection,
+    AppSection, BackendsSection, BucketsConfig, BucketsSection, HostConfig, JobStoreConfig,
+    JobsConfig, LimitsSection, LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection,
+    S3Config, S3Credentials, TablesConfig, TablesSection, TimeoutsSection, TopicsConfig,
+    TopicsSection,
 };
 pub use error::{BackendKind, Change, Error, ErrorCode, Operation, Result, ResultLimit};
 pub use loader::{

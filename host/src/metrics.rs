@@ -232,3 +232,208 @@ mod tests {
         assert!(out.contains("m{plugin=\"a\\\"b\"} 1"), "{out}");
     }
 }
+
+/// Counters and histograms of one job kind.
+#[derive(Debug, Default)]
+pub struct KindMetrics {
+    /// Jobs enqueued.
+    pub enqueued: AtomicU64,
+    /// Enqueues skipped because a waiting job had the same dedupe key.
+    pub deduplicated: AtomicU64,
+    /// Attempts by how they ended: succeeded, failed, timed out, panicked, lost.
+    pub attempts: [AtomicU64; 5],
+    /// From due (`run_at`, or enqueue when later) to the start of an attempt.
+    pub queue_latency: Histogram,
+    /// Duration of attempts.
+    pub run_seconds: Histogram,
+}
+
+/// The attempt statuses of [`KindMetrics::attempts`], in order.
+pub const ATTEMPT_STATUSES: [&str; 5] = ["succeeded", "failed", "timed_out", "panicked", "lost"];
+
+/// The job queue's counters and histograms, per (plugin, kind).
+#[derive(Debug, Default)]
+pub struct JobMetrics {
+    kinds:
+        std::sync::Mutex<std::collections::BTreeMap<(String, String), std::sync::Arc<KindMetrics>>>,
+}
+
+impl JobMetrics {
+    /// The metrics of one kind (created on first use).
+    pub fn kind(&self, plugin: &str, kind: &str) -> std::sync::Arc<KindMetrics> {
+        let mut kinds = self
+            .kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = kinds.get(&(plugin.to_owned(), kind.to_owned())) {
+            return std::sync::Arc::clone(k);
+        }
+        let k = std::sync::Arc::new(KindMetrics::default());
+        kinds.insert(
+            (plugin.to_owned(), kind.to_owned()),
+            std::sync::Arc::clone(&k),
+        );
+        k
+    }
+
+    pub(crate) fn enqueued(&self, plugin: &str, kind: &str) {
+        self.kind(plugin, kind)
+            .enqueued
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn deduplicated(&self, plugin: &str, kind: &str) {
+        self.kind(plugin, kind)
+            .deduplicated
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An attempt starts `latency_ms` after its job became due.
+    pub(crate) fn started(&self, plugin: &str, kind: &str, latency_ms: i64) {
+        let ms = u64::try_from(latency_ms).unwrap_or(0);
+        self.kind(plugin, kind)
+            .queue_latency
+            .observe(Duration::from_millis(ms));
+    }
+
+    pub(crate) fn finished(
+        &self,
+        plugin: &str,
+        kind: &str,
+        status: crate::jobs::AttemptStatus,
+        took: Duration,
+    ) {
+        let k = self.kind(plugin, kind);
+        let i = ATTEMPT_STATUSES
+            .iter()
+            .position(|s| *s == status.as_str())
+            .unwrap_or(1);
+        k.attempts[i].fetch_add(1, Ordering::Relaxed);
+        k.run_seconds.observe(took);
+    }
+
+    pub(crate) fn lost(&self, plugin: &str, kind: &str) {
+        self.kind(plugin, kind).attempts[4].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Vec<((String, String), std::sync::Arc<KindMetrics>)> {
+        self.kinds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
+            .collect()
+    }
+}
+
+/// Renders the job queue's metrics: `counts` (jobs by plugin, kind and state, with the oldest
+/// `run_at` of each group) and `now` (ms) come from the store at scrape time.
+pub fn render_jobs(out: &mut String, m: &JobMetrics, counts: &[crate::jobs::StateCount], now: i64) {
+    let jobs: Vec<Sample<'_>> = counts
+        .iter()
+        .map(|c| Sample {
+            labels: vec![
+                ("plugin", c.plugin.clone()),
+                ("kind", c.kind.clone()),
+                ("state", c.state.as_str().to_owned()),
+            ],
+            value: c.count as f64,
+        })
+        .collect();
+    family(
+        out,
+        "plugin_host_jobs",
+        "gauge",
+        "Jobs by plugin, kind and state.",
+        &jobs,
+    );
+    let mut oldest: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for c in counts.iter().filter(|c| {
+        matches!(
+            c.state,
+            crate::jobs::JobState::Available | crate::jobs::JobState::Retryable
+        )
+    }) {
+        let e = oldest
+            .entry((c.plugin.clone(), c.kind.clone()))
+            .or_insert(c.oldest_run_at);
+        *e = (*e).min(c.oldest_run_at);
+    }
+    let oldest: Vec<Sample<'_>> = oldest
+        .into_iter()
+        .map(|((plugin, kind), at)| Sample {
+            labels: vec![("plugin", plugin), ("kind", kind)],
+            value: (now - at).max(0) as f64 / 1000.0,
+        })
+        .collect();
+    family(
+        out,
+        "plugin_host_job_oldest_waiting_seconds",
+        "gauge",
+        "Age of the oldest due job waiting, by plugin and kind.",
+        &oldest,
+    );
+    let kinds = m.snapshot();
+    let counter = |out: &mut String, name: &str, help: &str, f: &dyn Fn(&KindMetrics) -> u64| {
+        let samples: Vec<Sample<'_>> = kinds
+            .iter()
+            .map(|((plugin, kind), k)| Sample {
+                labels: vec![("plugin", plugin.clone()), ("kind", kind.clone())],
+                value: f(k) as f64,
+            })
+            .collect();
+        family(out, name, "counter", help, &samples);
+    };
+    counter(
+        out,
+        "plugin_host_jobs_enqueued_total",
+        "Jobs enqueued.",
+        &|k| k.enqueued.load(Ordering::Relaxed),
+    );
+    counter(
+        out,
+        "plugin_host_jobs_deduplicated_total",
+        "Enqueues skipped: a waiting job had the same dedupe key.",
+        &|k| k.deduplicated.load(Ordering::Relaxed),
+    );
+    let attempts: Vec<Sample<'_>> = kinds
+        .iter()
+        .flat_map(|((plugin, kind), k)| {
+            ATTEMPT_STATUSES
+                .iter()
+                .enumerate()
+                .map(move |(i, status)| Sample {
+                    labels: vec![
+                        ("plugin", plugin.clone()),
+                        ("kind", kind.clone()),
+                        ("status", (*status).to_owned()),
+                    ],
+                    value: k.attempts[i].load(Ordering::Relaxed) as f64,
+                })
+        })
+        .collect();
+    family(
+        out,
+        "plugin_host_job_attempts_total",
+        "counter",
+        "Job attempts by how they ended (failures: every status but succeeded).",
+        &attempts,
+    );
+    for (name, help, pick) in [
+        (
+            "plugin_host_job_queue_latency_seconds",
+            "From a job being due to its attempt starting.",
+            (|k: &KindMetrics| &k.queue_latency) as fn(&KindMetrics) -> &Histogram,
+        ),
+        (
+            "plugin_host_job_run_seconds",
+            "Duration of job attempts.",
+            |k: &KindMetrics| &k.run_seconds,
+        ),
+    ] {
+        Histogram::write_header(out, name, help);
+        for ((plugin, kind), k) in &kinds {
+            pick(k).write_series(out, name, &[("plugin", plugin), ("kind", kind)]);
+        }
+    }
+}

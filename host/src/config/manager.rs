@@ -38,6 +38,81 @@ pub struct ManagerConfig {
     pub topics: TopicsConfig,
     /// Where plugins' buckets live.
     pub buckets: BucketsConfig,
+    /// The durable job queue.
+    pub jobs: JobsConfig,
+}
+
+/// Where the job queue lives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobStoreConfig {
+    /// No queue: declared jobs never run, triggers enqueue nothing, and the jobs API answers
+    /// `backend_unavailable`.
+    #[default]
+    None,
+    /// A SQLite file (WAL), opened by this host only.
+    Sqlite {
+        /// The file, for example `<data_dir>/jobs.db`.
+        path: PathBuf,
+        /// Sync every commit to disk (`synchronous = FULL`); otherwise a commit survives the
+        /// process being killed but maybe not the machine losing power.
+        synchronous_full: bool,
+    },
+    /// The `plugin_host` schema of a PostgreSQL database, shareable by several hosts.
+    Postgres {
+        /// `postgres://user@host:port/database`
+        url: String,
+    },
+}
+
+/// The durable job queue's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobsConfig {
+    /// Where the queue lives.
+    pub store: JobStoreConfig,
+    /// This host's name in leases and the execution log (default: the machine's host name
+    /// and the process id).
+    pub host_id: String,
+    /// Job attempts run at once on this host (worker threads).
+    pub workers: usize,
+    /// How long a claim holds a job without a heartbeat; a host that stops heartbeating
+    /// loses its jobs to the rescuer after this.
+    pub lease: Duration,
+    /// How often idle workers look for due jobs without a wake-up (jobs due later, retries,
+    /// schedules); also the maintenance tick.
+    pub poll: Duration,
+    /// Bytes of input and output kept in each execution log row.
+    pub log_bytes: usize,
+    /// Finished jobs older than this are pruned.
+    pub retention_age: Duration,
+    /// At most this many finished jobs are kept (the newest).
+    pub retention_count: u64,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            store: JobStoreConfig::None,
+            host_id: default_host_id(),
+            workers: 4,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            log_bytes: 4096,
+            retention_age: Duration::from_secs(7 * 24 * 3600),
+            retention_count: 100_000,
+        }
+    }
+}
+
+/// `<host name>-<pid>`: unique among the processes sharing a queue.
+pub(crate) fn default_host_id() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{name}-{}", std::process::id())
 }
 
 /// The topics backend of a manager.
@@ -223,6 +298,7 @@ impl Default for ManagerConfig {
             tables_max_bytes: 16 << 20,
             topics: TopicsConfig::None,
             buckets: BucketsConfig::None,
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -286,6 +362,12 @@ impl ManagerConfig {
     /// Sets [`ManagerConfig::max_plugin_bytes`].
     pub fn with_max_plugin_bytes(mut self, bytes: u64) -> Self {
         self.max_plugin_bytes = bytes;
+        self
+    }
+
+    /// Sets [`ManagerConfig::jobs`].
+    pub fn with_jobs(mut self, jobs: JobsConfig) -> Self {
+        self.jobs = jobs;
         self
     }
 

@@ -10,5 +10,6 @@ pub use file::{
     PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
 };
 pub use manager::{
-    BucketsConfig, ManagerConfig, S3Config, S3Credentials, TablesConfig, TopicsConfig,
+    BucketsConfig, JobStoreConfig, JobsConfig, ManagerConfig, S3Config, S3Credentials,
+    TablesConfig, TopicsConfig,
 };

@@ -91,6 +91,28 @@ crate::error_codes! {
             plugin: "the plugin",
             function: "the name asked for",
         };
+        /// No job has that id (it never existed, or finished and was pruned).
+        JobNotFound = "job_not_found", 404, {
+            id: "the job id asked for",
+        };
+        /// The job's state does not allow the operation: retry of a job that is waiting or
+        /// running, cancel of one that is running or finished.
+        JobStateConflict = "job_state_conflict", 409, {
+            id: "the job",
+            state: "its state",
+            operation: "`retry` or `cancel`",
+        };
+        /// The loaded plugin declares no job kind of that name. Typical cause: a typo, or a
+        /// plugin version without the kind.
+        JobKindNotFound = "job_kind_not_found", 404, {
+            plugin: "the plugin",
+            kind: "the kind asked for",
+        };
+        /// The loaded plugin declares no schedule of that name.
+        ScheduleNotFound = "schedule_not_found", 404, {
+            plugin: "the plugin",
+            schedule: "the schedule asked for",
+        };
         /// A call's input does not satisfy the function's declared input schema; the plugin
         /// never saw it.
         InvalidInput = "invalid_input", 400, {

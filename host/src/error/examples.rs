@@ -85,6 +85,20 @@ impl ErrorCode {
                 plugin,
                 function: s("greett"),
             },
+            Self::JobNotFound => Error::JobNotFound { id: 42 },
+            Self::JobStateConflict => Error::JobStateConflict {
+                id: 42,
+                state: s("running"),
+                operation: s("cancel"),
+            },
+            Self::JobKindNotFound => Error::JobKindNotFound {
+                plugin: plugin.clone(),
+                kind: s("send_emial"),
+            },
+            Self::ScheduleNotFound => Error::ScheduleNotFound {
+                plugin: plugin.clone(),
+                schedule: s("nightly"),
+            },
             Self::InvalidInput => Error::InvalidInput {
                 plugin,
                 function: s("greet"),

@@ -181,6 +181,38 @@ pub enum Error {
         /// The function asked for.
         function: String,
     },
+    /// No job has that id.
+    #[error("no job has id {id}")]
+    JobNotFound {
+        /// The id asked for.
+        id: i64,
+    },
+    /// The job's state does not allow the operation.
+    #[error("job {id} is {state}: it cannot be {operation}{}", if operation == "retry" { "d (only a discarded or completed job can)" } else { "led (only a waiting job can)" })]
+    JobStateConflict {
+        /// The job.
+        id: i64,
+        /// Its state.
+        state: String,
+        /// `retry` or `cancel`.
+        operation: String,
+    },
+    /// The plugin declares no job kind of that name.
+    #[error("plugin `{plugin}` declares no job kind `{kind}`")]
+    JobKindNotFound {
+        /// The plugin.
+        plugin: String,
+        /// The kind asked for.
+        kind: String,
+    },
+    /// The plugin declares no schedule of that name.
+    #[error("plugin `{plugin}` declares no schedule `{schedule}`")]
+    ScheduleNotFound {
+        /// The plugin.
+        plugin: String,
+        /// The schedule asked for.
+        schedule: String,
+    },
     /// A call's input does not satisfy the function's declared input schema.
     #[error("input of `{plugin}`'s function `{function}` is invalid: {}", errors.join("; "))]
     InvalidInput {
@@ -534,6 +566,10 @@ impl Error {
             Self::Timeout { .. } => ErrorCode::Timeout,
             Self::FunctionNotFound { .. } => ErrorCode::FunctionNotFound,
             Self::InvalidInput { .. } => ErrorCode::InvalidInput,
+            Self::JobNotFound { .. } => ErrorCode::JobNotFound,
+            Self::JobStateConflict { .. } => ErrorCode::JobStateConflict,
+            Self::JobKindNotFound { .. } => ErrorCode::JobKindNotFound,
+            Self::ScheduleNotFound { .. } => ErrorCode::ScheduleNotFound,
             Self::FunctionMismatch { .. } => ErrorCode::FunctionMismatch,
             Self::InvalidRoute { .. } => ErrorCode::InvalidRoute,
             Self::RouteConflict { .. } => ErrorCode::RouteConflict,
@@ -617,6 +653,16 @@ impl Error {
             Self::InvalidConfig { key, .. } => json!({ "key": key }),
             Self::FunctionNotFound { plugin, function } => {
                 json!({ "plugin": plugin, "function": function })
+            }
+            Self::JobNotFound { id } => json!({ "id": id }),
+            Self::JobStateConflict {
+                id,
+                state,
+                operation,
+            } => json!({ "id": id, "state": state, "operation": operation }),
+            Self::JobKindNotFound { plugin, kind } => json!({ "plugin": plugin, "kind": kind }),
+            Self::ScheduleNotFound { plugin, schedule } => {
+                json!({ "plugin": plugin, "schedule": schedule })
             }
             Self::InvalidInput {
                 plugin,

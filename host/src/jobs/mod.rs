@@ -8,20 +8,62 @@
 //! The queue, the workers and the execution log are not built yet: a declared job never runs.
 //! See `docs/jobs.md`.
 
+mod queue;
 mod schedule;
 mod spec;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
 mod store;
 mod template;
 
+pub(crate) use queue::JobHost;
+pub use queue::{EnqueueOptions, JobQueue};
 pub(crate) use schedule::RawSchedule;
 pub use schedule::{ScheduleSpec, parse_cron};
 pub(crate) use spec::RawJob;
 pub use spec::{BackoffSpec, DEFAULT_MAX_ATTEMPTS, JobSpec};
 pub use store::{
-    AttemptRecord, AttemptStatus, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore, NewJob,
-    Next, Refused, Rescued, StateCount,
+    AttemptRecord, AttemptStatus, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore,
+    NewJob, Next, Refused, Rescued, StateCount,
 };
 pub use template::{EventFields, KeyTemplate, MAX_TEMPLATE_BYTES};
+
+/// The bus namespace of the queue's events (`job:enqueued`, `job:completed`, ...): the host's,
+/// so no plugin emits in it, and its events never trigger jobs.
+pub const JOB_NAMESPACE: &str = "job";
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Opens the store a configuration names (`None` when it names none).
+///
+/// # Errors
+/// `backend_unavailable` when it cannot be opened; `invalid_config`-like `bad_request` when
+/// this build lacks the backend's feature.
+pub(crate) fn open_store(
+    config: &crate::config::JobStoreConfig,
+) -> crate::error::Result<Option<std::sync::Arc<dyn JobStore>>> {
+    use crate::config::JobStoreConfig;
+    match config {
+        JobStoreConfig::None => Ok(None),
+        #[cfg(feature = "sqlite")]
+        JobStoreConfig::Sqlite {
+            path,
+            synchronous_full,
+        } => Ok(Some(std::sync::Arc::new(sqlite::SqliteJobs::open(
+            path,
+            *synchronous_full,
+        )?))),
+        #[allow(unreachable_patterns)]
+        _ => Err(crate::error::Error::BadRequest {
+            message: "this build has no job queue backend for the configured store".into(),
+        }),
+    }
+}
 
 #[cfg(test)]
 mod tests {

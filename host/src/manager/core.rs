@@ -299,6 +299,8 @@ pub(crate) struct Inner {
     /// Where plugins' buckets live, if anywhere.
     pub(crate) buckets: Option<Arc<dyn BucketBackend>>,
     pub(crate) metrics: ManagerMetrics,
+    /// The durable job queue (none when no store is configured).
+    pub(crate) jobs: Option<Arc<crate::jobs::JobQueue>>,
     /// The thread that closes libraries (see [`Inner::close_library`]).
     closer: Mutex<crossbeam_channel::Sender<(Library, crossbeam_channel::Sender<()>)>>,
     generations: AtomicU64,
@@ -333,6 +335,7 @@ impl Inner {
         )?;
         let topics = crate::resources::topics::backend(&config.topics)?;
         let buckets = crate::resources::buckets::backend(&config.buckets)?;
+        let job_store = crate::jobs::open_store(&config.jobs.store)?;
         let (closer, jobs) =
             crossbeam_channel::unbounded::<(Library, crossbeam_channel::Sender<()>)>();
         std::thread::Builder::new()
@@ -346,24 +349,49 @@ impl Inner {
             .map_err(|e| Error::Internal {
                 message: format!("cannot spawn the closer thread: {e}"),
             })?;
-        Ok(Arc::new_cyclic(|me| Self {
-            config,
-            shadow_dir,
-            owns_shadow_dir,
-            _shadow_lock: shadow_lock,
-            ops: Mutex::new(()),
-            owned: Mutex::new(HashSet::new()),
-            owned_released: Condvar::new(),
-            registry: RwLock::new(Registry::default()),
-            bus,
-            tables,
-            topics,
-            buckets,
-            metrics: ManagerMetrics::default(),
-            closer: Mutex::new(closer),
-            generations: AtomicU64::new(0),
-            me: me.clone(),
-        }))
+        let job_metrics = Arc::new(crate::metrics::JobMetrics::default());
+        let inner = Arc::new_cyclic(|me: &Weak<Inner>| {
+            let host: Weak<dyn crate::jobs::JobHost> = me.clone();
+            let jobs = job_store.map(|store| {
+                Arc::new(crate::jobs::JobQueue::new(
+                    store,
+                    config.jobs.clone(),
+                    host,
+                    Arc::downgrade(&bus),
+                    job_metrics,
+                ))
+            });
+            Self {
+                jobs,
+                config,
+                shadow_dir,
+                owns_shadow_dir,
+                _shadow_lock: shadow_lock,
+                ops: Mutex::new(()),
+                owned: Mutex::new(HashSet::new()),
+                owned_released: Condvar::new(),
+                registry: RwLock::new(Registry::default()),
+                bus,
+                tables,
+                topics,
+                buckets,
+                metrics: ManagerMetrics::default(),
+                closer: Mutex::new(closer),
+                generations: AtomicU64::new(0),
+                me: me.clone(),
+            }
+        });
+        if let Some(queue) = &inner.jobs {
+            let weak = Arc::downgrade(queue);
+            inner
+                .bus
+                .set_emit_hook(Arc::new(move |name, payload| match weak.upgrade() {
+                    Some(queue) => queue.on_emit(name, payload),
+                    None => Ok(()),
+                }));
+            queue.start()?;
+        }
+        Ok(inner)
     }
 
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Registry> {
@@ -436,10 +464,16 @@ impl Inner {
         self.write()
             .instances
             .insert(slot.generation(), Arc::clone(slot));
+        if let Some(jobs) = &self.jobs {
+            jobs.register(slot.generation(), slot.manifest());
+        }
     }
 
     pub(crate) fn remove_instance(&self, generation: u64) {
-        self.write().instances.remove(&generation);
+        let removed = self.write().instances.remove(&generation);
+        if let (Some(jobs), Some(slot)) = (&self.jobs, removed) {
+            jobs.unregister(slot.name(), generation);
+        }
     }
 
     pub(crate) fn instance(&self, generation: u64) -> Option<Arc<Slot>> {
@@ -762,6 +796,32 @@ impl Inner {
                 tracing::error!(target: "manager", error = %e, "cannot encode lifecycle event")
             }
         }
+    }
+}
+
+impl crate::jobs::JobHost for Inner {
+    fn is_active(&self, plugin: &str) -> bool {
+        self.slot(plugin)
+            .is_ok_and(|s| s.state() == PluginState::Active)
+    }
+
+    fn run(
+        &self,
+        plugin: &str,
+        function: &str,
+        input: Vec<u8>,
+        limit: Duration,
+    ) -> Result<Vec<u8>> {
+        let call = Invocation {
+            function: Some(function.to_owned()),
+            input,
+            timeout: Some(limit),
+        };
+        self.execute(plugin, call)
+    }
+
+    fn execute_timeout(&self) -> Duration {
+        self.config.execute_timeout
     }
 }
 

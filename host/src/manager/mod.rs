@@ -307,7 +307,24 @@ impl PluginManager {
         &self.inner.bus
     }
 
-    /// Unloads every plugin, dependents first. Also done on drop.
+    /// The durable job queue.
+    ///
+    /// # Errors
+    /// `backend_unavailable` when no job store is configured.
+    pub fn jobs(&self) -> Result<&Arc<crate::jobs::JobQueue>> {
+        self.inner
+            .jobs
+            .as_ref()
+            .ok_or_else(|| Error::BackendUnavailable {
+                kind: crate::BackendKind::Tables,
+                message: "no job queue is configured (it needs a tables backend: SQLite or \
+                      PostgreSQL)"
+                    .into(),
+            })
+    }
+
+    /// Stops the job queue (waits for running attempts up to the cleanup timeout), then unloads
+    /// every plugin, dependents first. Also done on drop.
     pub fn shutdown(&self) {
         self.inner.shutdown();
     }

@@ -891,6 +891,11 @@ impl Inner {
 
     /// Unloads everything, dependents first.
     pub(crate) fn shutdown(&self) {
+        // Stop claiming jobs first; attempts still running after the grace are left to their
+        // leases.
+        if let Some(jobs) = &self.jobs {
+            jobs.shutdown(self.config.cleanup_timeout);
+        }
         let order = {
             let reg = self.read();
             self.topo_order(&reg)

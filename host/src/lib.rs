@@ -34,9 +34,9 @@ pub use bus::{
 };
 pub use config::{
     AppSection, BackendsSection, BucketsConfig, BucketsSection, HostConfig, JobStoreConfig,
-    JobsConfig, LimitsSection, LogFormat, LogSection, ManagerConfig, PluginSection, PluginsSection,
-    S3Config, S3Credentials, TablesConfig, TablesSection, TimeoutsSection, TopicsConfig,
-    TopicsSection,
+    JobsConfig, JobsSection, LimitsSection, LogFormat, LogSection, ManagerConfig, PluginSection,
+    PluginsSection, S3Config, S3Credentials, TablesConfig, TablesSection, TimeoutsSection,
+    TopicsConfig, TopicsSection,
 };
 pub use error::{BackendKind, Change, Error, ErrorCode, Operation, Result, ResultLimit};
 pub use loader::{

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BucketsConfig, ManagerConfig, S3Config, S3Credentials, TablesConfig, TopicsConfig};
+use super::{
+    BucketsConfig, JobStoreConfig, JobsConfig, ManagerConfig, S3Config, S3Credentials,
+    TablesConfig, TopicsConfig,
+};
 use crate::error::{Error, Result};
 use crate::resources::Overrides;
 
@@ -37,6 +40,8 @@ pub struct HostConfig {
     pub log: LogSection,
     /// Where tables, topics and buckets live.
     pub backends: BackendsSection,
+    /// The durable job queue.
+    pub jobs: JobsSection,
     /// Per-plugin config and overrides, by plugin name: `[plugin.greeter]`.
     pub plugin: BTreeMap<String, PluginSection>,
 }
@@ -180,6 +185,53 @@ impl BucketsSection {
         .with_prefix(&self.prefix)
         .with_path_style(self.path_style.unwrap_or(self.endpoint.is_some()))
         .with_create_bucket(self.create_bucket)
+    }
+}
+
+/// `[jobs]`: the durable job queue. It lives in the tables backend: the file `DATA_DIR/jobs.db`
+/// with `sqlite`, the `plugin_host` schema of the admin database with `postgres`; with `none`
+/// there is no queue.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct JobsSection {
+    /// Run the queue (default true).
+    pub enabled: bool,
+    /// This host's name in leases and the execution log (`PLUGIN_HOST_JOBS_HOST_ID`; default
+    /// the machine's host name and the process id).
+    pub host_id: Option<String>,
+    /// Job attempts run at once on this host (`PLUGIN_HOST_JOBS_WORKERS`, default 4).
+    pub workers: usize,
+    /// How long a claim holds a job without a heartbeat, in ms (default 30000): a host that
+    /// dies has its jobs run again this long after its last heartbeat.
+    pub lease_ms: u64,
+    /// How often idle workers look for jobs due later (retries, `run_at`) and schedules are
+    /// checked, in ms (default 1000). New jobs wake the workers at once.
+    pub poll_ms: u64,
+    /// Bytes of input and output kept in each execution log row (default 4096).
+    pub log_bytes: usize,
+    /// Finished jobs are pruned after this many hours (default 168, a week).
+    pub retention_hours: u64,
+    /// At most this many finished jobs are kept, the newest (default 100000).
+    pub retention_count: u64,
+    /// SQLite only: sync every commit to disk (default false: a commit survives the process
+    /// being killed, not necessarily a power loss).
+    pub sqlite_synchronous_full: bool,
+}
+
+impl Default for JobsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            host_id: None,
+            workers: 4,
+            lease_ms: 30_000,
+            poll_ms: 1000,
+            log_bytes: 4096,
+            retention_hours: 168,
+            retention_count: 100_000,
+            sqlite_synchronous_full: false,
+        }
     }
 }
 
@@ -353,6 +405,7 @@ impl Default for HostConfig {
             limits: LimitsSection::default(),
             log: LogSection::default(),
             backends: BackendsSection::default(),
+            jobs: JobsSection::default(),
             plugin: BTreeMap::new(),
         }
     }
@@ -501,6 +554,18 @@ impl HostConfig {
 
     /// The backends: tables, topics, and buckets (with the standard AWS variables).
     fn apply_env_backends(&mut self, get: &impl Fn(&str) -> Option<String>) -> Result<()> {
+        if let Some(v) = get("PLUGIN_HOST_JOBS_HOST_ID") {
+            self.jobs.host_id = Some(v);
+        }
+        if let Some(v) = get("PLUGIN_HOST_JOBS_WORKERS") {
+            self.jobs.workers = parse_var("PLUGIN_HOST_JOBS_WORKERS", &v)?;
+        }
+        if let Some(v) = get("PLUGIN_HOST_JOBS_LEASE_MS") {
+            self.jobs.lease_ms = parse_var("PLUGIN_HOST_JOBS_LEASE_MS", &v)?;
+        }
+        if let Some(v) = get("PLUGIN_HOST_JOBS_POLL_MS") {
+            self.jobs.poll_ms = parse_var("PLUGIN_HOST_JOBS_POLL_MS", &v)?;
+        }
         if let Some(v) = get("PLUGIN_HOST_TABLES_BACKEND") {
             self.backends.tables.backend = v;
         }
@@ -604,7 +669,39 @@ impl HostConfig {
         self.validate_topics()?;
         self.validate_buckets()?;
         self.validate_limits()?;
+        self.validate_jobs()?;
         self.validate_plugins()
+    }
+
+    fn validate_jobs(&self) -> Result<()> {
+        let j = &self.jobs;
+        if !(1..=256).contains(&j.workers) {
+            return Err(invalid("jobs.workers", "must be 1 to 256"));
+        }
+        if j.lease_ms < 100 {
+            return Err(invalid("jobs.lease_ms", "must be at least 100"));
+        }
+        if j.poll_ms < 10 || j.poll_ms > 3_600_000 {
+            return Err(invalid("jobs.poll_ms", "must be 10 to 3600000"));
+        }
+        if j.log_bytes > 1 << 20 {
+            return Err(invalid("jobs.log_bytes", "must be at most 1048576"));
+        }
+        if j.retention_hours == 0 || j.retention_count == 0 {
+            return Err(invalid(
+                "jobs.retention_hours",
+                "retention_hours and retention_count must be greater than 0",
+            ));
+        }
+        if let Some(id) = &j.host_id
+            && (id.is_empty() || id.len() > 200 || id.chars().any(char::is_control))
+        {
+            return Err(invalid(
+                "jobs.host_id",
+                "must be 1 to 200 printable characters",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_log_and_timeouts(&self) -> Result<()> {
@@ -815,6 +912,7 @@ impl HostConfig {
             .with_emit_block(Duration::from_millis(self.limits.emit_block_ms))
             .with_max_plugin_bytes(self.limits.max_plugin_bytes)
             .with_table_result_limits(self.limits.tables_max_rows, self.limits.tables_max_bytes)
+            .with_jobs(self.jobs_config())
             .with_tables(match self.backends.tables.backend.as_str() {
                 "postgres" => TablesConfig::Postgres {
                     url: self.backends.tables.url.clone().unwrap_or_default(),
@@ -849,6 +947,33 @@ impl HostConfig {
                     ),
                 },
             })
+    }
+
+    /// The job queue's settings this config implies: its store follows the tables backend.
+    pub fn jobs_config(&self) -> JobsConfig {
+        let j = &self.jobs;
+        let store = match (j.enabled, self.backends.tables.backend.as_str()) {
+            (false, _) | (_, "none") => JobStoreConfig::None,
+            (true, "postgres") => JobStoreConfig::Postgres {
+                url: self.backends.tables.url.clone().unwrap_or_default(),
+            },
+            (true, _) => JobStoreConfig::Sqlite {
+                path: self.data_dir.join("jobs.db"),
+                synchronous_full: j.sqlite_synchronous_full,
+            },
+        };
+        let mut c = JobsConfig::default();
+        c.store = store;
+        if let Some(id) = &j.host_id {
+            c.host_id.clone_from(id);
+        }
+        c.workers = j.workers;
+        c.lease = Duration::from_millis(j.lease_ms);
+        c.poll = Duration::from_millis(j.poll_ms);
+        c.log_bytes = j.log_bytes;
+        c.retention_age = Duration::from_secs(j.retention_hours.saturating_mul(3600));
+        c.retention_count = j.retention_count;
+        c
     }
 
     /// Whether the server may listen on `listen` (loopback, or a token is set).

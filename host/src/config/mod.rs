@@ -6,8 +6,8 @@ mod file;
 mod manager;
 
 pub use file::{
-    AppSection, BackendsSection, BucketsSection, HostConfig, LimitsSection, LogFormat, LogSection,
-    PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
+    AppSection, BackendsSection, BucketsSection, HostConfig, JobsSection, LimitsSection, LogFormat,
+    LogSection, PluginSection, PluginsSection, TablesSection, TimeoutsSection, TopicsSection,
 };
 pub use manager::{
     BucketsConfig, JobStoreConfig, JobsConfig, ManagerConfig, S3Config, S3Credentials,

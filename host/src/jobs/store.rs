@@ -8,9 +8,43 @@
 //! `running` (claimed under a lease), `completed`, `discarded` (attempts used up, or an input the
 //! function cannot take) and `cancelled`.
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use crate::error::Result;
+
+/// Milliseconds since the epoch, written as RFC 3339 UTC with milliseconds.
+fn time<S: Serializer>(ms: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match jiff::Timestamp::from_millisecond(*ms) {
+        Ok(t) => s.collect_str(&format_args!("{t:.3}")),
+        Err(_) => s.serialize_i64(*ms),
+    }
+}
+
+fn opt_time<S: Serializer>(ms: &Option<i64>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => time(ms, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Stored JSON text, written as the JSON it holds (a truncated text, no longer JSON, as a
+/// string).
+fn json_text<S: Serializer>(text: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+        Ok(raw) => raw.serialize(s),
+        Err(_) => s.serialize_str(text),
+    }
+}
+
+fn opt_json_text<S: Serializer>(
+    text: &Option<String>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => json_text(t, s),
+        None => s.serialize_none(),
+    }
+}
 
 /// A job's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -123,16 +157,20 @@ pub struct JobRecord {
     /// Priority: smaller first.
     pub priority: i16,
     /// The input (JSON text).
+    #[serde(serialize_with = "json_text")]
     pub input: String,
     /// Attempts started.
     pub attempt: u32,
     /// Attempts allowed.
     pub max_attempts: u32,
     /// Not before this time (ms).
+    #[serde(serialize_with = "time")]
     pub run_at: i64,
     /// When it was enqueued (ms).
+    #[serde(serialize_with = "time")]
     pub created_at: i64,
     /// When it reached a final state (ms).
+    #[serde(serialize_with = "opt_time")]
     pub finished_at: Option<i64>,
     /// Its dedupe key.
     pub dedupe_key: Option<String>,
@@ -145,6 +183,7 @@ pub struct JobRecord {
     /// The host holding its lease, while running.
     pub lease_host: Option<String>,
     /// The end of its lease, while running (ms).
+    #[serde(serialize_with = "opt_time")]
     pub lease_until: Option<i64>,
 }
 
@@ -227,6 +266,7 @@ pub struct AttemptRecord {
     /// The host that ran it.
     pub host: String,
     /// When it started (ms).
+    #[serde(serialize_with = "time")]
     pub started_at: i64,
     /// How long it took (ms).
     pub duration_ms: i64,
@@ -235,8 +275,10 @@ pub struct AttemptRecord {
     /// The error, when it failed.
     pub error: Option<String>,
     /// The input (truncated to the configured size).
+    #[serde(serialize_with = "json_text")]
     pub input: String,
     /// The output, when it succeeded (truncated to the configured size).
+    #[serde(serialize_with = "opt_json_text")]
     pub output: Option<String>,
 }
 

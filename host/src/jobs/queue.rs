@@ -53,7 +53,6 @@ struct Registered {
 
 /// Options of an operator's enqueue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct EnqueueOptions {
     /// Not before this time (ms since the epoch); default now.
     pub run_at: Option<i64>,

@@ -64,18 +64,30 @@ impl TestDb {
     /// Runs SQL on the admin database.
     fn admin(&self, sql: &str) {
         self.runtime.block_on(async {
-            let mut conn = PgConnection::connect(&admin_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is not reachable at {}: {e}\nstart it with: pg_ctlcluster \
-                     --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-                        admin_url()
-                    )
-                });
+            let mut conn = admin_connection().await;
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         });
     }
+
+    /// Runs a query on the admin database; returns the `bigint` it selects.
+    fn admin_scalar(&self, sql: &str) -> i64 {
+        self.runtime.block_on(async {
+            let mut conn = admin_connection().await;
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        })
+    }
+}
+
+async fn admin_connection() -> PgConnection {
+    PgConnection::connect(&admin_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {}: {e}\nstart it with: pg_ctlcluster \
+                 --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+                admin_url()
+            )
+        })
 }
 
 impl Drop for TestDb {
@@ -179,6 +191,31 @@ fn an_enqueue_on_one_host_wakes_the_other() {
     assert!(b.fire("poll", 10, &job("p")).unwrap().is_some());
     rx.recv_timeout(wait)
         .expect("a's workers are woken by a fire");
+}
+
+/// The listener's connection dies: it connects again and listens on.
+#[test]
+fn the_listener_survives_a_lost_connection() {
+    let db = TestDb::create();
+    let a = PgJobs::open(&db.url(), "plugin_host").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    a.on_remote_enqueue(Arc::new(move || {
+        let _ = tx.lock().unwrap().send(());
+    }));
+    let wait = Duration::from_secs(10);
+    rx.recv_timeout(wait).expect("the listener starts");
+    let killed = db.admin_scalar(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = '{}' AND query LIKE 'LISTEN %'",
+        db.name
+    ));
+    assert_eq!(killed, 1);
+    // A wake after connecting again: what was enqueued meanwhile is not missed.
+    rx.recv_timeout(wait).expect("the listener listens again");
+    let b = PgJobs::open(&db.url(), "plugin_host").unwrap();
+    b.enqueue(&[job("p")]).unwrap();
+    rx.recv_timeout(wait).expect("a's workers are woken");
 }
 
 /// A role like a plugin's (it may log in, and has only what `PUBLIC` has) can neither read

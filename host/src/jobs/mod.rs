@@ -1,13 +1,16 @@
-//! Durable jobs: the declaration layer. A plugin's manifest declares job kinds ([`JobSpec`]:
-//! handler function, trigger patterns, attempts, backoff, timeout, dedupe key template,
-//! priority) and schedules ([`ScheduleSpec`]: cron in a time zone, or an interval) that enqueue
-//! them; the host validates them at inspect and load (`invalid_job`, `invalid_schedule`) and
-//! shows them. What the queue will need is here and tested: [`BackoffSpec::delay`],
-//! [`ScheduleSpec::next_fire`] and [`KeyTemplate::render`].
+//! Durable jobs. A plugin's manifest declares job kinds ([`JobSpec`]: handler function,
+//! trigger patterns, attempts, backoff, timeout, dedupe key template, priority) and schedules
+//! ([`ScheduleSpec`]: cron in a time zone, or an interval) that enqueue them; the host validates
+//! them at inspect and load (`invalid_job`, `invalid_schedule`) and shows them.
 //!
-//! The queue, the workers and the execution log are not built yet: a declared job never runs.
-//! See `docs/jobs.md`.
+//! At run time the [`JobQueue`] (in `queue.rs`) enqueues on emit, claims and runs jobs under
+//! leases and records every attempt, on a [`JobStore`] (`store.rs`): SQLite (`sqlite.rs`) or
+//! PostgreSQL (`postgres/`). See `docs/jobs.md`.
 
+#[cfg(test)]
+pub(crate) mod conformance;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 mod queue;
 mod schedule;
 mod spec;
@@ -57,6 +60,11 @@ pub(crate) fn open_store(
         } => Ok(Some(std::sync::Arc::new(sqlite::SqliteJobs::open(
             path,
             *synchronous_full,
+        )?))),
+        #[cfg(feature = "postgres")]
+        JobStoreConfig::Postgres { url } => Ok(Some(std::sync::Arc::new(postgres::PgJobs::open(
+            url,
+            "plugin_host",
         )?))),
         #[allow(unreachable_patterns)]
         _ => Err(crate::error::Error::BadRequest {

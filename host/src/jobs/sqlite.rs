@@ -192,6 +192,20 @@ fn insert_attempt(tx: &Transaction<'_>, log: &AttemptRecord) -> rusqlite::Result
     Ok(())
 }
 
+/// Drops the dedupe key of job `id` when another waiting job of its plugin and kind holds the
+/// same key, so that the job can wait again (a retry, a release, a rescue): the key's job that
+/// waits already stands for it, and the unique index would otherwise refuse the change.
+fn free_key(tx: &Transaction<'_>, id: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE jobs SET dedupe_key = NULL WHERE id = ?1 AND dedupe_key IS NOT NULL \
+         AND EXISTS (SELECT 1 FROM jobs o WHERE o.plugin = jobs.plugin AND o.kind = jobs.kind \
+         AND o.dedupe_key = jobs.dedupe_key AND o.state IN ('available', 'retryable') \
+         AND o.id <> jobs.id)",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
 fn get_job(conn: &Connection, id: i64, now: i64) -> rusqlite::Result<Option<JobRecord>> {
     conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
         .query_row([id], |r| job_row(r, now))
@@ -312,12 +326,19 @@ impl JobStore for SqliteJobs {
                          WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
                     ))?
                     .execute(params![finish.id, finish.token, finish.now])?,
-                Next::Retry { at } => tx
-                    .prepare_cached(&format!(
+                Next::Retry { at } => {
+                    free_key(tx, finish.id)?;
+                    tx.prepare_cached(&format!(
                         "UPDATE jobs SET state = 'retryable', run_at = ?3, last_error = ?4, \
                          {clear} WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
                     ))?
-                    .execute(params![finish.id, finish.token, at, finish.log.error])?,
+                    .execute(params![
+                        finish.id,
+                        finish.token,
+                        at,
+                        finish.log.error
+                    ])?
+                }
                 Next::Discard => tx
                     .prepare_cached(&format!(
                         "UPDATE jobs SET state = 'discarded', finished_at = ?3, last_error = ?4, \
@@ -336,6 +357,7 @@ impl JobStore for SqliteJobs {
 
     fn release(&self, id: i64, token: i64) -> Result<()> {
         self.write(|tx| {
+            free_key(tx, id)?;
             tx.prepare_cached(
                 "UPDATE jobs SET attempt = attempt - 1, \
                  state = CASE WHEN attempt - 1 = 0 THEN 'available' ELSE 'retryable' END, \
@@ -406,6 +428,9 @@ impl JobStore for SqliteJobs {
                         output: None,
                     },
                 )?;
+                if !job.discarded {
+                    free_key(tx, job.id)?;
+                }
                 let sql = if job.discarded {
                     "UPDATE jobs SET state = 'discarded', finished_at = ?2, last_error = ?3, \
                      lease_token = NULL, lease_host = NULL, lease_until = NULL WHERE id = ?1"
@@ -488,6 +513,7 @@ impl JobStore for SqliteJobs {
             if !matches!(job.state, JobState::Discarded | JobState::Completed) {
                 return Ok(Err(Refused::State(job.state)));
             }
+            free_key(tx, id)?;
             tx.prepare_cached(
                 "UPDATE jobs SET state = 'available', run_at = ?2, finished_at = NULL, \
                  max_attempts = attempt + ?3 WHERE id = ?1",
@@ -645,6 +671,12 @@ mod tests {
             source: "api".into(),
             event_id: None,
         }
+    }
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        let (s, _dir) = store();
+        crate::jobs::conformance::run_all(&s);
     }
 
     #[test]

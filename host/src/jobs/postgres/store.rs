@@ -1,0 +1,513 @@
+//! [`PgJobs`]: the [`JobStore`] on PostgreSQL. Owns its runtime and pool; every method
+//! blocks the calling thread on one statement or one transaction.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::listen::listen;
+use super::rows::{
+    attempt_record, enqueue_query, enqueued_ids, host_now_ms, job_record, to_i32, to_u32,
+};
+use super::sql::{SCHEMA, Statements, valid_schema};
+use crate::error::{Error, Result};
+use crate::jobs::store::{
+    AttemptRecord, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore, NewJob, Next,
+    Refused, Rescued, StateCount,
+};
+
+/// The job queue in a PostgreSQL schema.
+#[derive(Debug)]
+pub(crate) struct PgJobs {
+    /// Always `Some` until dropped (see the `Drop` impl); dropping it stops the listeners.
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    pool: PgPool,
+    /// The `NOTIFY` channel: `<schema>_jobs`.
+    channel: String,
+    sql: Statements,
+}
+
+/// A backend error of the job queue.
+pub(super) fn unavailable(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::BackendUnavailable {
+        kind: crate::BackendKind::Tables,
+        message: format!("job queue (PostgreSQL): {what}: {e}"),
+    }
+}
+
+/// Whether an error is a unique violation (SQLSTATE 23505).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// Errors that a concurrent setup of the same schema causes and a retry cures: a duplicate
+/// schema, relation or type, a catalog row updated concurrently, a deadlock.
+fn is_transient_ddl(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    matches!(
+        db.code().as_deref(),
+        Some("23505" | "42P06" | "42P07" | "42710" | "40P01" | "40001")
+    ) || (db.code().as_deref() == Some("XX000") && db.message().contains("concurrently"))
+}
+
+impl PgJobs {
+    /// Connects to `url` and prepares `schema` (creating it and its tables when missing).
+    ///
+    /// # Errors
+    /// `invalid_config` for a bad URL or schema name; `backend_unavailable` when PostgreSQL
+    /// cannot be reached or the schema cannot be prepared.
+    pub(crate) fn open(url: &str, schema: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| Error::InvalidConfig {
+            key: "backends.tables.url".into(),
+            message: e.to_string(),
+        })?;
+        if !valid_schema(schema) {
+            return Err(Error::InvalidConfig {
+                key: "jobs.schema".into(),
+                message: format!(
+                    "`{schema}` is not a lowercase SQL identifier of at most 58 characters"
+                ),
+            });
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("plugin-host-jobs")
+            .enable_all()
+            .build()
+            .map_err(|e| unavailable("cannot start its runtime", e))?;
+        let pool = runtime
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options),
+            )
+            .map_err(|e| unavailable("cannot connect", e))?;
+        let ddl = SCHEMA.replace("{s}", schema);
+        let mut attempt = 0;
+        loop {
+            match runtime.block_on(create_schema(&pool, &ddl)) {
+                Ok(()) => break,
+                Err(e) if attempt < 5 && is_transient_ddl(&e) => attempt += 1,
+                Err(e) => return Err(unavailable("cannot prepare its schema", e)),
+            }
+        }
+        let channel = format!("{schema}_jobs");
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            pool,
+            sql: Statements::new(schema, &channel),
+            channel,
+        })
+    }
+
+    /// Runs a statement that moves a job back to waiting, again if a concurrent enqueue took
+    /// its dedupe key between the check and the write (the next run sees that job).
+    fn run_rekeyed<T, F>(&self, what: &str, run: impl Fn() -> F) -> Result<T>
+    where
+        F: Future<Output = sqlx::Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self.handle.block_on(run()) {
+                Ok(v) => return Ok(v),
+                Err(e) if attempt < 3 && is_unique_violation(&e) => attempt += 1,
+                Err(e) => return Err(unavailable(what, e)),
+            }
+        }
+    }
+}
+
+/// Creates the schema in one transaction, under a transaction-level advisory lock.
+async fn create_schema(pool: &PgPool, ddl: &str) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('plugin_host.jobs schema', 0))")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(ddl).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+impl Drop for PgJobs {
+    fn drop(&mut self) {
+        // Dropping a runtime inside another one's async context panics; shutting it down in
+        // the background never does. It also ends the listeners of `on_remote_enqueue`.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl JobStore for PgJobs {
+    fn enqueue(&self, jobs: &[NewJob]) -> Result<Vec<Option<i64>>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .handle
+            .block_on(enqueue_query(&self.sql.enqueue, jobs, host_now_ms()).fetch_all(&self.pool))
+            .map_err(|e| unavailable("cannot enqueue", e))?;
+        enqueued_ids(&rows).map_err(|e| unavailable("cannot enqueue", e))
+    }
+
+    fn claim(
+        &self,
+        plugins: &[String],
+        host: &str,
+        limit: usize,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<Claimed>> {
+        if plugins.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let run = async {
+            let rows = sqlx::query(&self.sql.claim)
+                .bind(now)
+                .bind(plugins)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .bind(host)
+                .bind(lease_until)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Claimed {
+                        id: r.try_get(0)?,
+                        plugin: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        input: r.try_get(3)?,
+                        attempt: to_u32(r.try_get(4)?),
+                        max_attempts: to_u32(r.try_get(5)?),
+                        created_at: r.try_get(6)?,
+                        run_at: r.try_get(7)?,
+                        token: r.try_get(8)?,
+                    })
+                })
+                .collect::<sqlx::Result<Vec<_>>>()
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e| unavailable("cannot claim jobs", e))
+    }
+
+    fn finish(&self, finish: &Finish) -> Result<bool> {
+        let (state, run_at, finished_at) = match finish.next {
+            Next::Complete => ("completed", None, Some(finish.now)),
+            Next::Retry { at } => ("retryable", Some(at), None),
+            Next::Discard => ("discarded", None, Some(finish.now)),
+        };
+        let log = &finish.log;
+        let hit: i64 = self.run_rekeyed("cannot finish a job", || {
+            sqlx::query_scalar(&self.sql.finish)
+                .bind(finish.id)
+                .bind(finish.token)
+                .bind(to_i32(log.attempt))
+                .bind(&log.plugin)
+                .bind(&log.version)
+                .bind(&log.kind)
+                .bind(&log.host)
+                .bind(log.started_at)
+                .bind(log.duration_ms)
+                .bind(log.status.as_str())
+                .bind(log.error.as_deref())
+                .bind(&log.input)
+                .bind(log.output.as_deref())
+                .bind(state)
+                .bind(run_at)
+                .bind(finished_at)
+                .fetch_one(&self.pool)
+        })?;
+        Ok(hit > 0)
+    }
+
+    fn release(&self, id: i64, token: i64) -> Result<()> {
+        self.run_rekeyed("cannot release a job", || async {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(&self.sql.release)
+                .bind(id)
+                .bind(token)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() > 0 {
+                sqlx::query(&self.sql.notify).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
+    }
+
+    fn heartbeat(&self, host: &str, tokens: &[i64], lease_until: i64) -> Result<usize> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let done = self
+            .handle
+            .block_on(
+                sqlx::query(&self.sql.heartbeat)
+                    .bind(host)
+                    .bind(tokens)
+                    .bind(lease_until)
+                    .execute(&self.pool),
+            )
+            .map_err(|e| unavailable("cannot extend leases", e))?;
+        Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))
+    }
+
+    fn rescue(&self, now: i64) -> Result<Vec<Rescued>> {
+        self.run_rekeyed("cannot rescue jobs", || async {
+            let rows = sqlx::query(&self.sql.rescue)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Rescued {
+                        id: r.try_get(0)?,
+                        plugin: r.try_get(1)?,
+                        kind: r.try_get(2)?,
+                        attempt: to_u32(r.try_get(3)?),
+                        discarded: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn list(&self, filter: &JobFilter, now: i64) -> Result<Vec<JobRecord>> {
+        let due = match filter.state {
+            Some(JobState::Available) => 1,
+            Some(JobState::Scheduled) => 2,
+            _ => 0,
+        };
+        let run = async {
+            let rows = sqlx::query(&self.sql.list)
+                .bind(filter.plugin.as_deref())
+                .bind(filter.kind.as_deref())
+                .bind(filter.state.map(JobState::stored))
+                .bind(due)
+                .bind(now)
+                .bind(filter.before)
+                .bind(i64::from(filter.limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| job_record(r, now))
+                .collect::<sqlx::Result<Vec<_>>>()
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e| unavailable("cannot list jobs", e))
+    }
+
+    fn get(&self, id: i64, now: i64) -> Result<Option<(JobRecord, Vec<AttemptRecord>)>> {
+        let run = async {
+            // One snapshot for both reads.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+            let Some(row) = sqlx::query(&self.sql.get_job)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let job = job_record(&row, now)?;
+            let attempts = sqlx::query(&self.sql.get_attempts)
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(attempt_record)
+                .collect::<sqlx::Result<Vec<_>>>()?;
+            tx.commit().await?;
+            Ok(Some((job, attempts)))
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e: sqlx::Error| unavailable("cannot read a job", e))
+    }
+
+    fn retry(
+        &self,
+        id: i64,
+        extra_attempts: u32,
+        now: i64,
+    ) -> Result<std::result::Result<JobRecord, Refused>> {
+        self.run_rekeyed("cannot retry a job", || async {
+            let mut tx = self.pool.begin().await?;
+            let Some(current) = sqlx::query(&self.sql.lock_state)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(Err(Refused::NotFound));
+            };
+            let state: String = current.try_get(0)?;
+            if !matches!(state.as_str(), "discarded" | "completed") {
+                let run_at: i64 = current.try_get(1)?;
+                return Ok(Err(Refused::State(JobState::shown(&state, run_at, now))));
+            }
+            let row = sqlx::query(&self.sql.retry)
+                .bind(id)
+                .bind(to_i32(extra_attempts))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let job = job_record(&row, now)?;
+            sqlx::query(&self.sql.notify).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(Ok(job))
+        })
+    }
+
+    fn cancel(&self, id: i64, now: i64) -> Result<std::result::Result<JobRecord, Refused>> {
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            let Some(current) = sqlx::query(&self.sql.lock_state)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                return Ok(Err(Refused::NotFound));
+            };
+            let state: String = current.try_get(0)?;
+            let run_at: i64 = current.try_get(1)?;
+            let shown = JobState::shown(&state, run_at, now);
+            if !shown.is_waiting() {
+                return Ok(Err(Refused::State(shown)));
+            }
+            let row = sqlx::query(&self.sql.cancel)
+                .bind(id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let job = job_record(&row, now)?;
+            tx.commit().await?;
+            Ok(Ok(job))
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e: sqlx::Error| unavailable("cannot cancel a job", e))
+    }
+
+    fn set_paused(&self, plugin: &str, kind: &str, paused: bool) -> Result<()> {
+        let run = async {
+            if paused {
+                sqlx::query(&self.sql.pause)
+                    .bind(plugin)
+                    .bind(kind)
+                    .execute(&self.pool)
+                    .await?;
+            } else {
+                // Resumed jobs may be due: wake every host's workers.
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(&self.sql.resume)
+                    .bind(plugin)
+                    .bind(kind)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(&self.sql.notify).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e| unavailable("cannot pause or resume a kind", e))
+    }
+
+    fn paused(&self) -> Result<Vec<(String, String)>> {
+        self.handle
+            .block_on(sqlx::query_as(&self.sql.paused).fetch_all(&self.pool))
+            .map_err(|e| unavailable("cannot read paused kinds", e))
+    }
+
+    fn fire(&self, schedule: &str, fire_at: i64, job: &NewJob) -> Result<Option<i64>> {
+        let run = async {
+            let mut tx = self.pool.begin().await?;
+            let took = sqlx::query(&self.sql.take_fire)
+                .bind(&job.plugin)
+                .bind(schedule)
+                .bind(fire_at)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !took {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let rows = enqueue_query(&self.sql.enqueue, std::slice::from_ref(job), host_now_ms())
+                .fetch_all(&mut *tx)
+                .await?;
+            let id = enqueued_ids(&rows)?.into_iter().flatten().next();
+            tx.commit().await?;
+            Ok(id)
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e: sqlx::Error| unavailable("cannot fire a schedule", e))
+    }
+
+    fn last_fire(&self, plugin: &str, schedule: &str) -> Result<Option<i64>> {
+        self.handle
+            .block_on(
+                sqlx::query_scalar(&self.sql.last_fire)
+                    .bind(plugin)
+                    .bind(schedule)
+                    .fetch_optional(&self.pool),
+            )
+            .map_err(|e| unavailable("cannot read a schedule's last fire", e))
+    }
+
+    fn counts(&self, now: i64) -> Result<Vec<StateCount>> {
+        let run = async {
+            let rows = sqlx::query(&self.sql.counts)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let state: String = r.try_get(2)?;
+                    let count: i64 = r.try_get(3)?;
+                    Ok(StateCount {
+                        plugin: r.try_get(0)?,
+                        kind: r.try_get(1)?,
+                        state: JobState::parse(&state).unwrap_or(JobState::Discarded),
+                        count: u64::try_from(count).unwrap_or(0),
+                        oldest_run_at: r.try_get(4)?,
+                    })
+                })
+                .collect::<sqlx::Result<Vec<_>>>()
+        };
+        self.handle
+            .block_on(run)
+            .map_err(|e| unavailable("cannot count jobs", e))
+    }
+
+    fn prune(&self, finished_before: i64, keep: u64) -> Result<u64> {
+        let deleted: i64 = self
+            .handle
+            .block_on(
+                sqlx::query_scalar(&self.sql.prune)
+                    .bind(finished_before)
+                    .bind(i64::try_from(keep).unwrap_or(i64::MAX))
+                    .fetch_one(&self.pool),
+            )
+            .map_err(|e| unavailable("cannot prune jobs", e))?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
+    fn on_remote_enqueue(&self, wake: Arc<dyn Fn() + Send + Sync>) {
+        self.handle
+            .spawn(listen(self.pool.clone(), self.channel.clone(), wake));
+    }
+}

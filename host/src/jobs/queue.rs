@@ -69,8 +69,9 @@ pub struct JobQueue {
     host: Weak<dyn JobHost>,
     bus: Weak<EventBus>,
     plugins: RwLock<HashMap<String, Registered>>,
-    /// Triggers registered, so that an emit with none to match takes no lock.
-    triggers: AtomicUsize,
+    /// Triggers registered, so that an emit with none to match takes no lock (shared with the
+    /// bus's emit hook, which reads it before it even reaches the queue).
+    triggers: Arc<AtomicUsize>,
     /// Bumped on every wake-up; workers wait for it to change.
     wake: (Mutex<u64>, Condvar),
     /// Claims running here: token → job id.
@@ -130,13 +131,18 @@ impl JobQueue {
             host,
             bus,
             plugins: RwLock::new(HashMap::new()),
-            triggers: AtomicUsize::new(0),
+            triggers: Arc::new(AtomicUsize::new(0)),
             wake: (Mutex::new(0), Condvar::new()),
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             live: (Mutex::new(0), Condvar::new()),
             metrics,
         }
+    }
+
+    /// The number of triggers registered, shared: zero means no emit can enqueue anything.
+    pub(crate) fn trigger_count(&self) -> Arc<AtomicUsize> {
+        Arc::clone(&self.triggers)
     }
 
     /// Starts the workers and the maintenance thread, and listens for other hosts' enqueues.
@@ -630,6 +636,14 @@ impl JobQueue {
                     .remove(&job.token);
                 (manifest.version.to_string(), Some((result, t0.elapsed())))
             }
+            // The plugin's current version no longer declares the kind: nothing can run it.
+            (Err(Error::JobKindNotFound { .. }), _) => {
+                let e = Error::JobKindNotFound {
+                    plugin: job.plugin.clone(),
+                    kind: job.kind.clone(),
+                };
+                (String::new(), Some((Err(e), Duration::ZERO)))
+            }
             _ => (String::new(), None),
         };
         let Some((result, took)) = outcome else {
@@ -655,6 +669,9 @@ impl JobQueue {
                 (AttemptStatus::Panicked, Some(e.chain()), None, true)
             }
             // An input the function cannot take fails the same way every time: not retried.
+            Err(e @ Error::JobKindNotFound { .. }) => {
+                (AttemptStatus::Failed, Some(e.chain()), None, false)
+            }
             Err(e @ Error::InvalidInput { .. }) => {
                 (AttemptStatus::Failed, Some(e.chain()), None, false)
             }

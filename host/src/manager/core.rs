@@ -383,12 +383,17 @@ impl Inner {
         });
         if let Some(queue) = &inner.jobs {
             let weak = Arc::downgrade(queue);
-            inner
-                .bus
-                .set_emit_hook(Arc::new(move |name, payload| match weak.upgrade() {
+            let triggers = queue.trigger_count();
+            inner.bus.set_emit_hook(Arc::new(move |name, payload| {
+                // An emit that no trigger can match costs one atomic load.
+                if triggers.load(Ordering::Acquire) == 0 {
+                    return Ok(());
+                }
+                match weak.upgrade() {
                     Some(queue) => queue.on_emit(name, payload),
                     None => Ok(()),
-                }));
+                }
+            }));
             queue.start()?;
         }
         Ok(inner)

@@ -72,8 +72,11 @@ fn assert_conforms(doc: &Value, name: &str, value: &Value) {
     );
 }
 
+/// An answer's status and error code.
+type Answer = (u16, String);
+
 /// The status and error code of an answer.
-fn code(r: (u16, Value)) -> (u16, String) {
+fn code(r: (u16, Value)) -> Answer {
     (r.0, r.1["error"]["code"].as_str().unwrap_or("").to_owned())
 }
 
@@ -300,7 +303,7 @@ fn job_routes_refuse_bad_input_with_their_codes() {
     let job = scheduled_cleanup(&s, json!(null));
     let (at, _) = in_an_hour();
     let enqueue = |body: Value| code(s.call("POST", "/api/v1/jobs", Some(body)));
-    let cases: Vec<((u16, String), (u16, &str), &str)> = vec![
+    let cases: Vec<(Answer, (u16, &str), &str)> = vec![
         (
             code(s.call("GET", "/api/v1/jobs/999999999", None)),
             (404, "job_not_found"),

@@ -95,18 +95,24 @@ pub(crate) fn schemas() -> serde_json::Map<String, Value> {
                 "properties": { "plugin": text, "kind": text } } } } },
         "PauseState": { "type": "object", "required": ["plugin", "kind", "paused"],
             "properties": { "plugin": text, "kind": text, "paused": { "type": "boolean" } } },
+        // A field and its first name are not both given (the server would see the same field
+        // twice). A dedupe key is limited in bytes, which JSON Schema cannot count: 64
+        // characters always fit in 256 bytes.
         "EnqueueRequest": { "type": "object", "required": ["plugin", "kind"],
             "additionalProperties": false,
+            "not": { "anyOf": [ { "required": ["input", "payload"] },
+                                { "required": ["dedupe_key", "key"] } ] },
             "properties": {
                 "plugin": text, "kind": text, "input": {},
                 "payload": { "description": "`input`, by its first name", "deprecated": true },
-                "key": { "type": ["string", "null"], "maxLength": MAX_DEDUPE_KEY,
+                "key": { "type": ["string", "null"], "maxLength": MAX_DEDUPE_KEY / 4,
                          "description": "`dedupe_key`, by its first name",
                          "deprecated": true },
                 "run_at": opt_time,
                 "priority": { "type": ["integer", "null"], "minimum": i16::MIN,
                               "maximum": i16::MAX },
-                "dedupe_key": { "type": ["string", "null"], "maxLength": MAX_DEDUPE_KEY } } }
+                "dedupe_key": { "type": ["string", "null"], "maxLength": MAX_DEDUPE_KEY / 4,
+                                "description": "At most 256 bytes of UTF-8" } } }
     });
     match schemas {
         Value::Object(map) => map,
@@ -221,8 +227,9 @@ pub(crate) struct EnqueueBody {
     input: Value,
     #[serde(default)]
     run_at: Option<String>,
+    /// A JSON number: `5.0` is the integer 5, as JSON Schema counts integers.
     #[serde(default)]
-    priority: Option<i16>,
+    priority: Option<serde_json::Number>,
     #[serde(default, alias = "key")]
     dedupe_key: Option<String>,
 }
@@ -237,6 +244,22 @@ fn parse_time(field: &str, text: &str) -> ApiResult<i64> {
     Ok(at.as_millisecond())
 }
 
+/// A priority: an integer (maybe written `5.0`) from -32768 to 32767.
+fn priority(n: &serde_json::Number) -> ApiResult<i16> {
+    let whole = n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= 1e6)
+            .map(|f| f as i64)
+    });
+    whole.and_then(|w| i16::try_from(w).ok()).ok_or_else(|| {
+        bad_request(format!(
+            "`priority`: {n} is not an integer from {} to {}",
+            i16::MIN,
+            i16::MAX
+        ))
+    })
+}
+
 impl EnqueueBody {
     fn options(&self) -> ApiResult<EnqueueOptions> {
         let mut options = EnqueueOptions::default();
@@ -244,7 +267,10 @@ impl EnqueueBody {
             Some(text) => Some(parse_time("run_at", text)?),
             None => None,
         };
-        options.priority = self.priority;
+        options.priority = match &self.priority {
+            Some(n) => Some(priority(n)?),
+            None => None,
+        };
         if let Some(key) = &self.dedupe_key
             && key.len() > MAX_DEDUPE_KEY
         {
@@ -397,6 +423,20 @@ mod tests {
         assert_eq!(job_id("17").ok(), Some(17));
         assert!(job_id("seventeen").is_err());
         assert!(job_id("1.5").is_err());
+    }
+
+    #[test]
+    fn priorities_are_integers_in_range() {
+        let p = |v: Value| match v {
+            Value::Number(n) => priority(&n).ok(),
+            _ => None,
+        };
+        assert_eq!(p(json!(-3)), Some(-3));
+        assert_eq!(p(json!(16001.0)), Some(16001));
+        assert_eq!(p(json!(32767)), Some(32767));
+        assert_eq!(p(json!(32768)), None);
+        assert_eq!(p(json!(1.5)), None);
+        assert_eq!(p(json!(1e300)), None);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 # with the built `target/debug/plugin-host serve` on free loopback ports, an admin token and a
 # temporary data dir:
 #   1. the admin API's document (`/api/v1/openapi.json`), with the example plugins `hello` and
-#      `greeter`, and the exceptions of scripts/schemathesis.toml;
+#      `greeter` and the test plugin `jobs-demo` (whose schedules fill the job queue), and the
+#      exceptions of scripts/schemathesis.toml;
 #   2. the application listener's merged document (`/openapi.json`), with the example route
 #      plugins `routes-demo`, `auth` and `todo`, and the exceptions of
 #      scripts/schemathesis-app.toml: once with the application token, once (the `todo` tag,
@@ -52,7 +53,7 @@ if [ "${1:-}" = "--install-only" ]; then
 fi
 
 binary=target/debug/plugin-host
-for f in "$binary" target/debug/libplugin_{hello,greeter,routes_demo,auth,todo}.so; do
+for f in "$binary" target/debug/libplugin_{hello,greeter,jobs_demo,routes_demo,auth,todo}.so; do
   if [ ! -f "$f" ]; then
     echo "$f is missing: run cargo build --workspace --all-features first" >&2
     exit 1
@@ -124,7 +125,7 @@ token=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 
 # 1. The admin API. The event stream (SSE) never ends, so it is left out; tests/tests/api.rs
 # covers it.
-start admin "hello greeter"
+start admin "hello greeter jobs_demo"
 check schemathesis.toml "$admin/api/v1/openapi.json" "$token" --exclude-path /api/v1/events/stream
 stop
 

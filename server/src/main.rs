@@ -71,6 +71,7 @@ fn run() -> anyhow::Result<()> {
         } => check_config(file.as_deref()),
         Command::Plugins(args) => client(ClientCommand::Plugins(&args)),
         Command::Events(args) => client(ClientCommand::Events(&args)),
+        Command::Jobs(args) => client(ClientCommand::Jobs(&args)),
         Command::Inspect { file } => inspect(&file),
         Command::Run {
             plugins_dir,

@@ -1,16 +1,23 @@
 //! `/metrics`: the manager's counters and histograms, plugins by state, per-plugin call, event
-//! and denial counters, the bus, and (with the application listener) its requests by plugin and
-//! route, in the Prometheus text format 0.0.4. Counters are read from the manager's and the
+//! and denial counters, the bus, (with the application listener) its requests by plugin and
+//! route, and (with a job queue) the queue's families, in the Prometheus text format 0.0.4. Counters are read from the manager's and the
 //! listener's atomics at scrape time; nothing is kept here.
 
 use std::collections::HashSet;
 
 use crate::app::AppMetrics;
-use plugin_host::metrics::{Sample, family};
+use plugin_host::jobs::StateCount;
+use plugin_host::metrics::{JobMetrics, Sample, family};
 use plugin_host::{PluginInfo, PluginManager, PluginState, PluginStats};
 
-/// The whole exposition; `app`: the application listener's metrics, when it runs.
-pub(crate) fn render_metrics(manager: &PluginManager, app: Option<&AppMetrics>) -> String {
+/// The whole exposition; `app`: the application listener's metrics, when it runs; `jobs`: the
+/// job queue's metrics and its jobs by plugin, kind and state (read from its store by the
+/// caller: empty when the store did not answer), when the server has a queue.
+pub(crate) fn render_metrics(
+    manager: &PluginManager,
+    app: Option<&AppMetrics>,
+    jobs: Option<(&JobMetrics, &[StateCount])>,
+) -> String {
     let mut out = String::new();
     plugin_host::metrics::render(&mut out, manager.metrics());
     let list = manager.list();
@@ -34,6 +41,9 @@ pub(crate) fn render_metrics(manager: &PluginManager, app: Option<&AppMetrics>) 
     if let Some(app) = app {
         app.render(&mut out);
     }
+    if let Some((metrics, counts)) = jobs {
+        plugin_host::metrics::render_jobs(&mut out, metrics, counts, now_ms());
+    }
     family(
         &mut out,
         "plugin_host_bus_subscriptions",
@@ -45,6 +55,13 @@ pub(crate) fn render_metrics(manager: &PluginManager, app: Option<&AppMetrics>) 
         }],
     );
     out
+}
+
+/// Now, in milliseconds since the Unix epoch (the queue's clock).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// `plugin_host_plugins{state}`: how many plugins are in each state.

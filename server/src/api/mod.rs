@@ -6,6 +6,7 @@
 mod error;
 #[cfg(test)]
 mod error_doc;
+mod jobs;
 mod metrics;
 
 pub use error::ApiCode;

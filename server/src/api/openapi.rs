@@ -11,6 +11,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use plugin_host::PluginInfo;
 use serde_json::{Map, Value, json};
 
+use super::jobs;
 use super::routes::{self, AppState};
 
 /// An HTTP method of the table.
@@ -61,9 +62,13 @@ pub(crate) enum Success {
     Json(u16, &'static str),
     /// Anything else, with this status and media type.
     Media(u16, &'static str),
+    /// `201` with the first component when something was created, `200` with the second when
+    /// nothing was (an enqueue that a dedupe key absorbed).
+    CreatedOr(&'static str, &'static str),
 }
 
-/// A query parameter: name, JSON type, description.
+/// A query parameter: name, schema (a JSON type name, or a JSON Schema as JSON text when it
+/// starts with `{`), description.
 type QueryParam = (&'static str, &'static str, &'static str);
 
 /// Builds a route's handler for its method.
@@ -328,6 +333,97 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         handler: |m| on(m, routes::stream),
     },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/jobs",
+        summary: "Jobs, newest first (`before`: an id, to page)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "JobList"),
+        query: jobs::LIST_QUERY,
+        handler: |m| on(m, jobs::list),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/jobs",
+        summary: "Enqueue a job as the operator (200 with a null job when a waiting job has the \
+                  dedupe key)",
+        auth: true,
+        body: Body::Required("EnqueueRequest"),
+        ok: Success::CreatedOr("JobAnswer", "Deduplicated"),
+        query: NONE,
+        handler: |m| on(m, jobs::enqueue),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/jobs/paused",
+        summary: "The paused job kinds",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "PausedList"),
+        query: NONE,
+        handler: |m| on(m, jobs::paused),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/api/v1/jobs/{id}",
+        summary: "One job with its attempts (the execution log)",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "JobDetail"),
+        query: NONE,
+        handler: |m| on(m, jobs::show),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/jobs/{id}/retry",
+        summary: "Make a discarded or completed job wait again, with fresh attempts",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "JobAnswer"),
+        query: NONE,
+        handler: |m| on(m, jobs::retry),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/jobs/{id}/cancel",
+        summary: "Cancel a waiting job",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "JobAnswer"),
+        query: NONE,
+        handler: |m| on(m, jobs::cancel),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/jobs/{kind}/pause",
+        summary: "Pause a job kind: none of its jobs starts until it is resumed",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "PauseState"),
+        query: NONE,
+        handler: |m| on(m, jobs::pause),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/jobs/{kind}/resume",
+        summary: "Resume a paused job kind",
+        auth: true,
+        body: Body::None,
+        ok: Success::Json(200, "PauseState"),
+        query: NONE,
+        handler: |m| on(m, jobs::resume),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/api/v1/plugins/{name}/schedules/{schedule}/run",
+        summary: "Enqueue a schedule's job now (200 with a null job when it is already waiting)",
+        auth: true,
+        body: Body::None,
+        ok: Success::CreatedOr("JobAnswer", "Deduplicated"),
+        query: NONE,
+        handler: |m| on(m, jobs::run_schedule),
+    },
 ];
 
 /// A plugin name (host/src/manifest.rs `validate_name`): 1 to 64 of `a-z 0-9 - _`, starting
@@ -580,32 +676,56 @@ fn parameters(route: &Route) -> Vec<Value> {
             "description": "A function the plugin declares",
             "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
     }
+    if route.path.contains("{kind}") {
+        params.push(json!({ "name": "kind", "in": "path", "required": true,
+            "description": "A job kind the plugin declares",
+            "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
+    }
+    if route.path.contains("{schedule}") {
+        params.push(json!({ "name": "schedule", "in": "path", "required": true,
+            "description": "A schedule the plugin declares",
+            "schema": { "type": "string", "pattern": PLUGIN_NAME } }));
+    }
+    if route.path.contains("{id}") {
+        params.push(json!({ "name": "id", "in": "path", "required": true,
+            "description": "A job id",
+            "schema": { "type": "integer", "minimum": 1, "maximum": i64::MAX } }));
+    }
     if route.path.contains("{token}") {
         params.push(json!({ "name": "token", "in": "path", "required": true,
             "schema": { "type": "string", "minLength": 1 } }));
     }
     for (name, ty, description) in route.query {
+        let schema = if ty.starts_with('{') {
+            serde_json::from_str(ty).unwrap_or_else(|_| json!({}))
+        } else {
+            json!({ "type": ty })
+        };
         params.push(json!({ "name": name, "in": "query", "required": false,
-            "description": description, "schema": { "type": ty } }));
+            "description": description, "schema": schema }));
     }
     params
 }
 
 fn operation(route: &Route) -> Value {
+    let answer = |description: &str, schema: &str| {
+        json!({ "description": description, "content": { "application/json": {
+            "schema": schema_ref(schema) } } })
+    };
     let success = match route.ok {
-        Success::Json(status, schema) => (
-            status,
-            json!({ "description": "success", "content": { "application/json": {
-                "schema": schema_ref(schema) } } }),
-        ),
+        Success::Json(status, schema) => (status, answer("success", schema)),
         Success::Media(status, media) => (
             status,
             json!({ "description": "success", "content": { media: {
                 "schema": { "type": "string" } } } }),
         ),
+        Success::CreatedOr(created, _) => (201, answer("created", created)),
     };
     let mut responses = Map::new();
     responses.insert(success.0.to_string(), success.1.clone());
+    if let Success::CreatedOr(_, unchanged) = route.ok {
+        responses.insert("200".into(), answer("nothing created", unchanged));
+    }
     if route.path == "/health" {
         responses.insert("503".into(), success.1);
     }
@@ -694,6 +814,7 @@ pub(crate) fn document(plugins: &[PluginInfo]) -> Value {
     function_paths(plugins, &mut paths);
     let mut schemas = response_schemas();
     schemas.extend(request_schemas());
+    schemas.extend(jobs::schemas());
     json!({
         "openapi": "3.1.0",
         "info": { "title": "plugin-host admin API", "version": env!("CARGO_PKG_VERSION") },

@@ -61,7 +61,7 @@ type ApiResult<T> = Result<T, ApiError>;
 /// `504 timeout` and nothing changed). If the change already took effect, the handler waits for
 /// the call's result and answers with it instead: an error answer always means "nothing
 /// changed".
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     st: &AppState,
     f: impl FnOnce(&PluginManager) -> plugin_host::Result<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -295,7 +295,28 @@ pub(crate) async fn health(State(st): State<AppState>) -> Response {
 }
 
 pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
-    let text = super::render_metrics(&st.manager, st.app_metrics.as_deref());
+    // The queue's gauges come from its store (I/O): read off the async threads. A store that
+    // does not answer leaves them out; the rest of the scrape still answers.
+    let jobs = match st.manager.jobs() {
+        Ok(queue) => {
+            let reader = Arc::clone(queue);
+            let counts = match tokio::task::spawn_blocking(move || reader.counts()).await {
+                Ok(Ok(counts)) => counts,
+                Ok(Err(e)) => {
+                    tracing::warn!(target: "api", error = %e.chain(), "cannot count the jobs for /metrics");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::warn!(target: "api", error = %e, "cannot count the jobs for /metrics");
+                    Vec::new()
+                }
+            };
+            Some((Arc::clone(queue), counts))
+        }
+        Err(_) => None,
+    };
+    let jobs = jobs.as_ref().map(|(q, c)| (q.metrics(), c.as_slice()));
+    let text = super::render_metrics(&st.manager, st.app_metrics.as_deref(), jobs);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use serde_json::{Value, json};
 
-use super::{ClientArgs, EventsArgs, EventsCommand, PluginsArgs, PluginsCommand};
+use super::{ClientArgs, EventsArgs, EventsCommand, JobsArgs, PluginsArgs, PluginsCommand};
 use plugin_host::HostConfig;
 
 /// Why a client command failed.
@@ -45,9 +45,11 @@ pub enum ClientCommand<'a> {
     Plugins(&'a PluginsArgs),
     /// `events ...`
     Events(&'a EventsArgs),
+    /// `jobs ...`
+    Jobs(&'a JobsArgs),
 }
 
-struct Client {
+pub(super) struct Client {
     base: String,
     /// Where the address came from, for the error when nothing answers there.
     from: &'static str,
@@ -56,7 +58,7 @@ struct Client {
 }
 
 impl Client {
-    fn new(args: &ClientArgs) -> Result<Self, ClientError> {
+    pub(super) fn new(args: &ClientArgs) -> Result<Self, ClientError> {
         let file = args.config_file.as_deref().or(args.config.as_deref());
         let config = HostConfig::load(file).map_err(|e| ClientError::Usage(e.chain()))?;
         let (base, from) = match (&args.addr, std::env::var("PLUGIN_HOST_ADDR")) {
@@ -93,7 +95,12 @@ impl Client {
         }
     }
 
-    fn send(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, ClientError> {
+    pub(super) fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
         let req = self.request(method, path);
         let result = match body {
             Some(b) => req.send_json(b),
@@ -144,11 +151,11 @@ fn server_error(status: u16, resp: ureq::Response) -> ClientError {
     }
 }
 
-fn parse_json(what: &str, text: &str) -> Result<Value, ClientError> {
+pub(super) fn parse_json(what: &str, text: &str) -> Result<Value, ClientError> {
     serde_json::from_str(text).map_err(|e| ClientError::Usage(format!("{what} is not JSON: {e}")))
 }
 
-fn enc(name: &str) -> String {
+pub(super) fn enc(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -157,7 +164,7 @@ fn enc(name: &str) -> String {
         .collect()
 }
 
-fn table(rows: &[Vec<String>]) -> String {
+pub(super) fn table(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows.first().map_or(0, Vec::len))
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
@@ -232,6 +239,7 @@ pub fn run_client(command: ClientCommand<'_>) -> Result<String, ClientError> {
     match command {
         ClientCommand::Plugins(args) => plugins(args),
         ClientCommand::Events(args) => events(args),
+        ClientCommand::Jobs(args) => super::jobs::run(args),
     }
 }
 
@@ -269,13 +277,18 @@ fn plugins(args: &PluginsArgs) -> Result<String, ClientError> {
             call_with(&c, &path, input.as_deref())?
         }
     };
-    if json_out {
-        Ok(format!(
+    Ok(output(json_out, &value, human))
+}
+
+/// What a command prints: the server's JSON with `--json`, else the human text.
+pub(super) fn output(json: bool, value: &Value, human: String) -> String {
+    if json {
+        format!(
             "{}\n",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        ))
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        )
     } else {
-        Ok(human)
+        human
     }
 }
 
@@ -382,20 +395,25 @@ fn unload(c: &Client, name: &str, cascade: bool) -> Result<(Value, String), Clie
     Ok((v, human))
 }
 
-/// Posts a JSON input (`None`: `null`; `-`: read from stdin) to an execute or call route and
-/// returns the server's answer with its output, pretty-printed.
-fn call_with(c: &Client, path: &str, input: Option<&str>) -> Result<(Value, String), ClientError> {
-    let input = match input {
-        None => Value::Null,
+/// A JSON input of the command line: `None` is `null`, `-` is read from stdin.
+pub(super) fn read_input(input: Option<&str>) -> Result<Value, ClientError> {
+    match input {
+        None => Ok(Value::Null),
         Some("-") => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
                 .map_err(|e| ClientError::Usage(format!("cannot read stdin: {e}")))?;
-            parse_json("stdin", &text)?
+            parse_json("stdin", &text)
         }
-        Some(text) => parse_json("input", text)?,
-    };
+        Some(text) => parse_json("input", text),
+    }
+}
+
+/// Posts a JSON input (`None`: `null`; `-`: read from stdin) to an execute or call route and
+/// returns the server's answer with its output, pretty-printed.
+fn call_with(c: &Client, path: &str, input: Option<&str>) -> Result<(Value, String), ClientError> {
+    let input = read_input(input)?;
     let v = c.send("POST", path, Some(&input))?;
     let human = format!(
         "{}\n",

@@ -2,6 +2,7 @@
 //! `main.rs` only wires things up.
 
 mod client;
+mod jobs;
 
 use std::path::PathBuf;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Follow the events of a running server.
     Events(EventsArgs),
+    /// Manage the durable jobs of a running server.
+    Jobs(JobsArgs),
     /// Print a plugin file's manifest as JSON, without running any of its code.
     Inspect {
         /// The plugin library.
@@ -225,6 +228,98 @@ pub enum EventsCommand {
     },
 }
 
+/// `plugin-host jobs ...`
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Server and output options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+/// The job commands.
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first: id, plugin, kind, state, attempts, run at, last error.
+    Ls {
+        /// Only this plugin's jobs.
+        #[arg(long)]
+        plugin: Option<String>,
+        /// Only jobs of this kind.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only jobs in this state (available, scheduled, retryable, running, completed,
+        /// discarded, cancelled).
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs with an id below this one (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// At most this many jobs (1 to 1000, default 100).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one job and its attempts (the execution log).
+    Show {
+        /// Job id.
+        id: i64,
+    },
+    /// Make a discarded or completed job wait again, with fresh attempts.
+    Retry {
+        /// Job id.
+        id: i64,
+    },
+    /// Cancel a waiting job.
+    Cancel {
+        /// Job id.
+        id: i64,
+    },
+    /// Enqueue a job of a plugin's kind with JSON input (argument, or `-` for stdin; default
+    /// `null`).
+    Enqueue {
+        /// Plugin name.
+        plugin: String,
+        /// Job kind (see `plugins show NAME`).
+        kind: String,
+        /// JSON input.
+        input: Option<String>,
+        /// Not before this time, RFC 3339 (`2026-12-01T10:00:00Z`).
+        #[arg(long)]
+        run_at: Option<String>,
+        /// Not enqueued while a waiting job of the kind has this key.
+        #[arg(long)]
+        dedupe_key: Option<String>,
+        /// Priority, smaller first (default: the kind's).
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i16>,
+    },
+    /// Enqueue a schedule's job now, outside its timetable.
+    Run {
+        /// Plugin name.
+        plugin: String,
+        /// Schedule name.
+        schedule: String,
+    },
+    /// Pause a job kind: none of its jobs starts until it is resumed.
+    Pause {
+        /// Plugin name.
+        plugin: String,
+        /// Job kind.
+        kind: String,
+    },
+    /// Resume a paused job kind.
+    Resume {
+        /// Plugin name.
+        plugin: String,
+        /// Job kind.
+        kind: String,
+    },
+    /// List the paused job kinds.
+    Paused,
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -236,6 +331,42 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn jobs_enqueue_takes_its_options() {
+        let cli = Cli::try_parse_from([
+            "plugin-host",
+            "jobs",
+            "enqueue",
+            "mailer",
+            "send",
+            r#"{"to":"a"}"#,
+            "--run-at",
+            "2026-12-01T10:00:00Z",
+            "--dedupe-key",
+            "k",
+            "--priority",
+            "-3",
+        ])
+        .unwrap();
+        let Command::Jobs(args) = cli.command else {
+            panic!("not jobs")
+        };
+        let JobsCommand::Enqueue {
+            plugin,
+            input,
+            run_at,
+            priority,
+            ..
+        } = args.command
+        else {
+            panic!("not enqueue")
+        };
+        assert_eq!(plugin, "mailer");
+        assert_eq!(input.as_deref(), Some(r#"{"to":"a"}"#));
+        assert_eq!(run_at.as_deref(), Some("2026-12-01T10:00:00Z"));
+        assert_eq!(priority, Some(-3));
     }
 
     #[test]

@@ -3,7 +3,8 @@
 # figures: lifecycle (load/unload, execute, dependency call, 2,000-plugin chain, soak), the
 # event bus (1 emitter, 10 subscribers), reload under load through the watched folder, the
 # tables, topics and buckets repositories against their raw drivers, plugin routes on the
-# application listener reloaded 200 times under a client (zero-downtime), and the wrk load test
+# application listener reloaded 200 times under a client (zero-downtime), the durable job queue
+# on SQLite and PostgreSQL (throughput and idle latency of no-op jobs), and the wrk load test
 # of the application listener against the admin API's execute (scripts/loadtest.sh; 3 s per
 # load with --quick).
 #   scripts/bench.sh            full counts
@@ -18,6 +19,7 @@ cargo bench --workspace --all-features --bench tables -- "$@"
 cargo bench --workspace --all-features --bench topics -- "$@"
 cargo bench --workspace --all-features --bench buckets -- "$@"
 cargo bench --workspace --all-features --bench app_reload -- "$@"
+cargo bench --workspace --all-features --bench jobs -- "$@"
 if [ "${1:-}" = "--quick" ]; then
   DURATION=${DURATION:-3} scripts/loadtest.sh
 else

@@ -2,11 +2,11 @@
 //! and PostgreSQL (a fresh database on the machine's server), with the real `job-runner`
 //! plugin's no-op kind `noop` (1 attempt, triggered by `noop:*` events):
 //!
-//! - **throughput**: `--emitters` threads emit `--jobs` events in all as the host (each emit
-//!   commits its job before it returns); the clock runs from the first emit to the last
-//!   `job:completed` event (every job enqueued, claimed under a lease, run on the plugin's
-//!   thread, its attempt logged and its completion committed). Goals: SQLite ≥ 5,000 jobs/s,
-//!   PostgreSQL ≥ 2,000 jobs/s.
+//! - **throughput**: `--emitters` threads (default 8; emits at the same time share one commit)
+//!   emit `--jobs` events in all as the host (each emit commits its job before it returns);
+//!   the clock runs from the first emit to the last `job:completed` event of the no-op kind
+//!   (every job enqueued, claimed under a lease, run on the plugin's thread, its attempt logged
+//!   and its completion committed). Goals: SQLite ≥ 5,000 jobs/s, PostgreSQL ≥ 2,000 jobs/s.
 //! - **idle latency**: one job at a time on an idle queue, `--samples` times: from the emit to
 //!   the attempt's start (the execution log's `started_at` minus the job's `created_at`, in
 //!   ms) and from the emit to the `job:completed` event (measured here, in µs). Goal: p50 of
@@ -46,7 +46,7 @@ fn args() -> Args {
     };
     Args {
         jobs: value("--jobs", if quick { 1_000 } else { 20_000 }),
-        emitters: value("--emitters", 2),
+        emitters: value("--emitters", 8),
         samples: value("--samples", if quick { 20 } else { 200 }),
         workers: usize::try_from(value("--workers", 4)).unwrap(),
     }
@@ -83,9 +83,13 @@ fn manager(store: JobStoreConfig, workers: usize) -> (PluginManager, Arc<Complet
         .subscribe_host(
             "job:completed",
             false,
-            Arc::new(move |_e: &plugin_host::BusEvent| {
-                *seen.n.lock().unwrap() += 1;
-                seen.changed.notify_all();
+            Arc::new(move |e: &plugin_host::BusEvent| {
+                // The plugin's `ticker` schedule completes jobs too: count the no-op kind's.
+                let v: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+                if v["kind"] == "noop" {
+                    *seen.n.lock().unwrap() += 1;
+                    seen.changed.notify_all();
+                }
             }),
         )
         .unwrap();

@@ -482,3 +482,31 @@ fn jiff_ms() -> i64 {
     )
     .unwrap()
 }
+
+#[test]
+fn a_reload_lets_the_running_attempt_finish_and_a_shutdown_waits_for_it() {
+    each_backend(|b| {
+        let id = {
+            let m = b.manager();
+            runner(&m);
+            let job = emit_work(&m, json!({"id": "reload", "sleep_ms": 600}));
+            wait_job(&m, job.id, |j| j.state == JobState::Running);
+            // The attempt runs on the old instance; the reload waits for it, and loses nothing.
+            m.reload("job-runner").unwrap();
+            let done = wait_job(&m, job.id, finished);
+            assert_eq!((done.state, done.attempt), (JobState::Completed, 1));
+            // A shutdown stops claiming and waits for the attempt running now.
+            let job = emit_work(&m, json!({"id": "shutdown", "sleep_ms": 600}));
+            wait_job(&m, job.id, |j| j.state == JobState::Running);
+            job.id
+        };
+        let m = b.manager();
+        let (job, attempts) = m.jobs().unwrap().get(id).unwrap();
+        assert_eq!(
+            (job.state, job.attempt),
+            (JobState::Completed, 1),
+            "{attempts:?}"
+        );
+        assert_eq!(attempts.len(), 1);
+    });
+}

@@ -962,18 +962,17 @@ impl HostConfig {
                 synchronous_full: j.sqlite_synchronous_full,
             },
         };
-        let mut c = JobsConfig::default();
-        c.store = store;
-        if let Some(id) = &j.host_id {
-            c.host_id.clone_from(id);
+        let defaults = JobsConfig::default();
+        JobsConfig {
+            store,
+            host_id: j.host_id.clone().unwrap_or(defaults.host_id),
+            workers: j.workers,
+            lease: Duration::from_millis(j.lease_ms),
+            poll: Duration::from_millis(j.poll_ms),
+            log_bytes: j.log_bytes,
+            retention_age: Duration::from_secs(j.retention_hours.saturating_mul(3600)),
+            retention_count: j.retention_count,
         }
-        c.workers = j.workers;
-        c.lease = Duration::from_millis(j.lease_ms);
-        c.poll = Duration::from_millis(j.poll_ms);
-        c.log_bytes = j.log_bytes;
-        c.retention_age = Duration::from_secs(j.retention_hours.saturating_mul(3600));
-        c.retention_count = j.retention_count;
-        c
     }
 
     /// Whether the server may listen on `listen` (loopback, or a token is set).

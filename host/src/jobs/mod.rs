@@ -7,6 +7,7 @@
 //! leases and records every attempt, on a [`JobStore`] (`store.rs`): SQLite (`sqlite.rs`) or
 //! PostgreSQL (`postgres/`). See `docs/jobs.md`.
 
+mod commit;
 #[cfg(test)]
 pub(crate) mod conformance;
 #[cfg(feature = "postgres")]
@@ -66,7 +67,10 @@ pub(crate) fn open_store(
             url,
             "plugin_host",
         )?))),
-        #[allow(unreachable_patterns)]
+        #[allow(
+            unreachable_patterns,
+            reason = "reached only in builds without the sqlite or postgres feature"
+        )]
         _ => Err(crate::error::Error::BadRequest {
             message: "this build has no job queue backend for the configured store".into(),
         }),

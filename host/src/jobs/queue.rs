@@ -74,6 +74,8 @@ pub struct JobQueue {
     triggers: Arc<AtomicUsize>,
     /// Bumped on every wake-up; workers wait for it to change.
     wake: (Mutex<u64>, Condvar),
+    /// Enqueues of concurrent emitters, committed together.
+    commits: super::commit::GroupCommit,
     /// Claims running here: token → job id.
     running: Mutex<HashMap<i64, i64>>,
     stopping: AtomicBool,
@@ -133,6 +135,7 @@ impl JobQueue {
             plugins: RwLock::new(HashMap::new()),
             triggers: Arc::new(AtomicUsize::new(0)),
             wake: (Mutex::new(0), Condvar::new()),
+            commits: super::commit::GroupCommit::default(),
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             live: (Mutex::new(0), Condvar::new()),
@@ -327,7 +330,7 @@ impl JobQueue {
         if jobs.is_empty() {
             return Ok(());
         }
-        let ids = self.store.enqueue(&jobs)?;
+        let ids = self.commits.enqueue(self.store.as_ref(), jobs.clone())?;
         self.enqueued(&jobs, &ids);
         Ok(())
     }

@@ -224,6 +224,8 @@ impl SqliteJobs {
         let conn = Connection::open(path).map_err(unavailable)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(unavailable)?;
+        // Every statement of this store stays prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         let sync = if synchronous_full { "FULL" } else { "NORMAL" };
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; {SCHEMA}"
@@ -280,7 +282,8 @@ impl JobStore for SqliteJobs {
         self.write(|tx| {
             let sql = format!(
                 "SELECT id, plugin, kind, input, attempt, max_attempts, created_at, run_at \
-                 FROM jobs WHERE state IN ('available', 'retryable') AND run_at <= ?1 \
+                 FROM jobs INDEXED BY jobs_waiting \
+                 WHERE state IN ('available', 'retryable') AND run_at <= ?1 \
                  AND plugin IN ({}) AND NOT EXISTS (SELECT 1 FROM job_pauses p \
                  WHERE p.plugin = jobs.plugin AND p.kind = jobs.kind) \
                  ORDER BY priority, run_at, id LIMIT ?2",

@@ -26,6 +26,12 @@ pub(crate) struct PgJobs {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: PgPool,
+    /// Connections with `synchronous_commit = off`, for the writes a database crash may forget
+    /// without breaking a guarantee: claims (the job is simply available again), heartbeats (a
+    /// lease ends sooner) and the ends of attempts (the job runs again after its lease:
+    /// at-least-once). Enqueues, schedule fires and operators' changes use `pool`, which waits
+    /// for the commit to be on disk.
+    lax: PgPool,
     /// The `NOTIFY` channel: `<schema>_jobs`.
     channel: String,
     sql: Statements,
@@ -86,6 +92,22 @@ impl PgJobs {
                 PgPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options.clone()),
+            )
+            .map_err(|e| unavailable("cannot connect", e))?;
+        let lax = runtime
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("SET synchronous_commit = off")
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
                     .connect_with(options),
             )
             .map_err(|e| unavailable("cannot connect", e))?;
@@ -103,6 +125,7 @@ impl PgJobs {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
             pool,
+            lax,
             sql: Statements::new(schema, &channel),
             channel,
         })
@@ -175,7 +198,7 @@ impl JobStore for PgJobs {
                 .bind(i64::try_from(limit).unwrap_or(i64::MAX))
                 .bind(host)
                 .bind(lease_until)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.lax)
                 .await?;
             rows.iter()
                 .map(|r| {
@@ -223,7 +246,7 @@ impl JobStore for PgJobs {
                 .bind(state)
                 .bind(run_at)
                 .bind(finished_at)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.lax)
         })?;
         Ok(hit > 0)
     }
@@ -254,7 +277,7 @@ impl JobStore for PgJobs {
                     .bind(host)
                     .bind(tokens)
                     .bind(lease_until)
-                    .execute(&self.pool),
+                    .execute(&self.lax),
             )
             .map_err(|e| unavailable("cannot extend leases", e))?;
         Ok(usize::try_from(done.rows_affected()).unwrap_or(usize::MAX))

@@ -262,15 +262,6 @@ fn priority(n: &serde_json::Number) -> ApiResult<i16> {
 
 impl EnqueueBody {
     fn options(&self) -> ApiResult<EnqueueOptions> {
-        let mut options = EnqueueOptions::default();
-        options.run_at = match self.run_at.as_deref() {
-            Some(text) => Some(parse_time("run_at", text)?),
-            None => None,
-        };
-        options.priority = match &self.priority {
-            Some(n) => Some(priority(n)?),
-            None => None,
-        };
         if let Some(key) = &self.dedupe_key
             && key.len() > MAX_DEDUPE_KEY
         {
@@ -279,8 +270,17 @@ impl EnqueueBody {
                 key.len()
             )));
         }
-        options.dedupe_key = self.dedupe_key.clone();
-        Ok(options)
+        Ok(EnqueueOptions {
+            run_at: match self.run_at.as_deref() {
+                Some(text) => Some(parse_time("run_at", text)?),
+                None => None,
+            },
+            priority: match &self.priority {
+                Some(n) => Some(priority(n)?),
+                None => None,
+            },
+            dedupe_key: self.dedupe_key.clone(),
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! Durable jobs across host processes, checked from outside: a host killed with SIGKILL
 //! mid-attempt has its job run again by the next host once the lease expired (SQLite, the queue
-//! file read directly), and two hosts on one PostgreSQL share 2,000 jobs without ever running
+//! file read directly; PostgreSQL, the queue's tables read with psql), and two hosts on one PostgreSQL share 2,000 jobs without ever running
 //! one twice (the execution log read directly with psql).
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
 
@@ -95,6 +95,52 @@ fn a_job_of_a_host_killed_mid_attempt_runs_again_after_its_lease_expires() {
         "{done}"
     );
     assert_eq!(done["job"]["attempt"], 2);
+}
+
+#[test]
+fn on_postgres_a_job_of_a_host_killed_mid_attempt_runs_on_the_other_host() {
+    let db = PgDatabase::create("jobs_kill");
+    let host = |id: &str| {
+        let mut env = FAST.to_vec();
+        env.extend([
+            ("PLUGIN_HOST_TABLES_BACKEND", "postgres"),
+            ("PLUGIN_HOST_TABLES_URL", db.url.as_str()),
+            ("PLUGIN_HOST_JOBS_HOST_ID", id),
+        ]);
+        Server::start(&[], &env)
+    };
+    // Only the first host has the plugin while the job starts.
+    let mut first = host("first");
+    let (st, body) = first.load(&plugin("job-runner"));
+    assert_eq!(st, 201, "{body}");
+    let (st, body) = first.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!({"name": "work:long", "payload": {"id": "long", "sleep_ms": 2000}})),
+    );
+    assert_eq!(st, 202, "{body}");
+    let id = wait_until("the attempt to start", Duration::from_secs(10), || {
+        let id = db.sql(
+            "SELECT id FROM plugin_host.jobs WHERE kind = 'work' AND state = 'running' \
+             AND lease_host = 'first'",
+        );
+        (!id.is_empty()).then_some(id)
+    });
+    first.kill();
+    let second = host("second");
+    let (st, body) = second.load(&plugin("job-runner"));
+    assert_eq!(st, 201, "{body}");
+    let done = wait_until("the job to complete", Duration::from_secs(30), || {
+        let (st, body) = second.call("GET", &format!("/api/v1/jobs/{id}"), None);
+        (st == 200 && body["job"]["state"] == "completed").then_some(body)
+    });
+    let seen: Vec<(&str, &str)> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["status"].as_str().unwrap(), a["host"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [("lost", "first"), ("succeeded", "second")], "{done}");
 }
 
 #[test]

@@ -510,3 +510,53 @@ fn a_reload_lets_the_running_attempt_finish_and_a_shutdown_waits_for_it() {
         assert_eq!(attempts.len(), 1);
     });
 }
+
+#[test]
+fn a_failed_reload_leaves_the_running_version_in_charge_of_its_jobs() {
+    each_backend(|b| {
+        let m = b.manager();
+        runner(&m);
+        // New settings reload the plugin; this config makes the new instance's initialize
+        // fail, after it was started, so the old instance keeps running.
+        let mut settings = plugin_host::PluginSettings::default();
+        settings.config = Some(json!({"fail_init": true}));
+        let e = m.set_settings("job-runner", Some(settings)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InitializeFailed, "{e}");
+        // The old instance still has its triggers, runs its jobs and takes operator calls.
+        let job = emit_work(&m, json!({"id": "after-failed-reload"}));
+        assert_eq!(wait_job(&m, job.id, finished).state, JobState::Completed);
+        m.jobs()
+            .unwrap()
+            .set_paused("job-runner", "work", true)
+            .unwrap();
+    });
+}
+
+#[test]
+fn any_dedupe_key_can_be_stored_and_compared() {
+    each_backend(|b| {
+        let m = b.manager();
+        runner(&m);
+        let q = m.jobs().unwrap();
+        q.set_paused("job-runner", "work", true).unwrap();
+        // Longer than an index entry may be, and with a NUL, which PostgreSQL text refuses.
+        let key = format!("{}\u{0}", "k".repeat(5000));
+        let first = emit_work(&m, json!({"id": "long", "key": key}));
+        let stored = first.dedupe_key.clone().unwrap();
+        assert!(
+            stored.starts_with("sha256:") && stored.len() == 71,
+            "{stored}"
+        );
+        m.bus()
+            .emit_host(
+                "work:go",
+                json!({"id": "long-again", "key": key})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(jobs_of(&m, "work").len(), 1);
+        let short = emit_work(&m, json!({"id": "short", "key": "k"}));
+        assert_eq!(short.dedupe_key.as_deref(), Some("k"));
+    });
+}

@@ -188,7 +188,7 @@ pub enum Error {
         id: i64,
     },
     /// The job's state does not allow the operation.
-    #[error("job {id} is {state}: it cannot be {operation}{}", if operation == "retry" { "d (only a discarded or completed job can)" } else { "led (only a waiting job can)" })]
+    #[error("job {id} is {state}: it cannot be {operation}{}", if operation == "retry" { "d (only a discarded, completed or retryable job can)" } else { "led (only a waiting job can)" })]
     JobStateConflict {
         /// The job.
         id: i64,

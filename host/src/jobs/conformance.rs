@@ -709,6 +709,16 @@ pub(crate) fn retry(store: &dyn JobStore) {
         store.retry(i64::MAX, 1, T0).unwrap(),
         Err(Refused::NotFound)
     );
+    // A job waiting for its backoff is made due now.
+    let q = plugin("retry-waiting");
+    let waiting = enqueue_one(store, job(&q, "send"));
+    run_once(store, &q, Next::Retry { at: T0 + 60_000 }, T0);
+    let now = store.retry(waiting, 3, T0 + 10).unwrap().unwrap();
+    assert_eq!(
+        (now.state, now.run_at, now.attempt, now.max_attempts),
+        (JobState::Available, T0 + 10, 1, 4)
+    );
+    assert_eq!(ids(&claim_at(store, &q, 10, T0 + 10)), [waiting]);
 }
 
 /// Cancel ends a waiting job; any other state is refused.

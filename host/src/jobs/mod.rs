@@ -25,7 +25,7 @@ pub use queue::{EnqueueOptions, JobQueue};
 pub(crate) use schedule::RawSchedule;
 pub use schedule::{ScheduleSpec, parse_cron};
 pub(crate) use spec::RawJob;
-pub use spec::{BackoffSpec, DEFAULT_MAX_ATTEMPTS, JobSpec};
+pub use spec::{BackoffSpec, DEFAULT_MAX_ATTEMPTS, JobSpec, MAX_ATTEMPTS, MAX_DELAY_MS};
 pub use store::{
     AttemptRecord, AttemptStatus, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore,
     NewJob, Next, Refused, Rescued, StateCount,
@@ -183,6 +183,18 @@ mod tests {
         (
             r#"{"name":"j","function":"send_fn"},{"name":"j","function":"clean_fn"}"#,
             "declared twice",
+        ),
+        (
+            r#"{"name":"j","function":"send_fn","max_attempts":1001}"#,
+            "the most is 1000",
+        ),
+        (
+            r#"{"name":"j","function":"send_fn","backoff":{"base_ms":1,"cap_ms":604800001}}"#,
+            "the most is 604800000",
+        ),
+        (
+            r#"{"name":"j","function":"send_fn","timeout_ms":604800001}"#,
+            "timeout_ms is 604800001",
         ),
     ];
 

@@ -31,6 +31,16 @@ use crate::error::{Error, Result};
 use crate::manifest::PluginManifest;
 use crate::metrics::JobMetrics;
 
+/// Counts a queue thread as ended when dropped, also when it unwinds from a panic, so that a
+/// shutdown never waits for a thread that is gone.
+struct Ended<'a>(&'a JobQueue);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.thread_ended();
+    }
+}
+
 /// What the queue needs of the manager: whether a plugin runs here, and running a call.
 pub(crate) trait JobHost: Send + Sync {
     /// Whether `plugin`'s current instance is active (jobs of others wait).
@@ -72,6 +82,8 @@ pub struct JobQueue {
     /// Triggers registered, so that an emit with none to match takes no lock (shared with the
     /// bus's emit hook, which reads it before it even reaches the queue).
     triggers: Arc<AtomicUsize>,
+    /// Set at shutdown; the maintenance thread waits on it between ticks.
+    stop: (Mutex<bool>, Condvar),
     /// Bumped on every wake-up; workers wait for it to change.
     wake: (Mutex<u64>, Condvar),
     /// Enqueues of concurrent emitters, committed together.
@@ -109,6 +121,22 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}… ({} bytes)", &text[..end], text.len())
 }
 
+/// Longest dedupe key stored as it is; a longer one (or one with a NUL, which PostgreSQL text
+/// refuses) is stored as `sha256:` and its hex digest, so any rendered key can be stored and
+/// compared.
+pub(crate) const MAX_KEY_BYTES: usize = 200;
+
+/// A dedupe key as stored (see [`MAX_KEY_BYTES`]).
+pub(crate) fn bounded_key(key: &str) -> String {
+    use sha2::Digest as _;
+    if key.len() <= MAX_KEY_BYTES && !key.contains('\0') {
+        return key.to_owned();
+    }
+    let digest = sha2::Sha256::digest(key.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
 /// A random id for an event that enqueued jobs.
 fn event_id() -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -134,6 +162,7 @@ impl JobQueue {
             bus,
             plugins: RwLock::new(HashMap::new()),
             triggers: Arc::new(AtomicUsize::new(0)),
+            stop: (Mutex::new(false), Condvar::new()),
             wake: (Mutex::new(0), Condvar::new()),
             commits: super::commit::GroupCommit::default(),
             running: Mutex::new(HashMap::new()),
@@ -195,6 +224,8 @@ impl JobQueue {
             return;
         }
         self.wake_up();
+        *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.stop.1.notify_all();
         let deadline = Instant::now() + grace;
         let mut live = self.live.0.lock().unwrap_or_else(PoisonError::into_inner);
         while *live > 0 {
@@ -272,9 +303,9 @@ impl JobQueue {
     /// # Errors
     /// `backend_unavailable` when the store cannot commit them.
     pub(crate) fn on_emit(&self, name: &str, payload: &[u8]) -> Result<()> {
-        if self.triggers.load(Ordering::Acquire) == 0
-            || name.split(':').next() == Some(super::JOB_NAMESPACE)
-        {
+        // The host's own events (lifecycle, jobs) never trigger jobs: a store that is down must
+        // not stop them.
+        if self.triggers.load(Ordering::Acquire) == 0 || crate::bus::is_host_event(name) {
             return Ok(());
         }
         let plugins = self.plugins.read().unwrap_or_else(PoisonError::into_inner);
@@ -308,8 +339,9 @@ impl JobQueue {
                         id: event_id,
                         payload: value,
                     })
+                    .map(|key| bounded_key(&key))
                     .map_err(|e| {
-                        tracing::warn!(target: "jobs", plugin = %reg.manifest.name, kind = %spec.name, error = %e, "dedupe key not rendered; the job is enqueued without one");
+                        tracing::debug!(target: "jobs", plugin = %reg.manifest.name, kind = %spec.name, error = %e, "dedupe key not rendered; the job is enqueued without one");
                     })
                     .ok()
                 });
@@ -429,7 +461,7 @@ impl JobQueue {
             priority: options.priority.unwrap_or(spec.priority),
             max_attempts: spec.max_attempts,
             run_at: options.run_at.unwrap_or_else(now_ms),
-            dedupe_key: options.dedupe_key,
+            dedupe_key: options.dedupe_key.as_deref().map(bounded_key),
             source: "api".into(),
             event_id: None,
         };
@@ -520,12 +552,25 @@ impl JobQueue {
         Ok(out)
     }
 
-    /// Pauses or resumes a loaded plugin's job kind on every host sharing the store.
+    /// Pauses a loaded plugin's job kind on every host sharing the store, or resumes it (also a
+    /// paused kind whose plugin is no longer loaded or no longer declares it).
     ///
     /// # Errors
     /// `not_found`, `job_kind_not_found`, `backend_unavailable`.
     pub fn set_paused(&self, plugin: &str, kind: &str, paused: bool) -> Result<()> {
-        self.spec_of(plugin, kind)?;
+        // A pause needs a declared kind; a resume also works on a paused kind whose plugin is
+        // gone or no longer declares it.
+        if let Err(e) = self.spec_of(plugin, kind) {
+            let stored = !paused
+                && self
+                    .store
+                    .paused()?
+                    .iter()
+                    .any(|(p, k)| p == plugin && k == kind);
+            if !stored {
+                return Err(e);
+            }
+        }
         self.store.set_paused(plugin, kind, paused)?;
         if !paused {
             self.wake_up();
@@ -569,6 +614,7 @@ impl JobQueue {
 
     /// A worker: claim one due job, run it, record it; wait when there is none.
     fn work(self: Arc<Self>) {
+        let _ended = Ended(&self);
         while !self.stopping.load(Ordering::Acquire) {
             let seen = *self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
             let plugins = self.active_plugins();
@@ -605,7 +651,6 @@ impl JobQueue {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         }
-        self.thread_ended();
     }
 
     /// Runs one claimed attempt and records how it ended.
@@ -689,7 +734,7 @@ impl JobQueue {
             _ if retryable && job.attempt < job.max_attempts => {
                 let backoff = spec.as_ref().map(|(_, s)| s.backoff).unwrap_or_default();
                 Next::Retry {
-                    at: now + ms(backoff.delay(job.attempt)),
+                    at: now.saturating_add(ms(backoff.delay(job.attempt))),
                 }
             }
             _ => Next::Discard,
@@ -735,7 +780,7 @@ impl JobQueue {
         self.announce(
             event,
             json!({"id": job.id, "plugin": job.plugin, "kind": job.kind, "attempt": job.attempt,
-                   "status": status.as_str(), "state": state.as_str(), "error": error}),
+                   "status": status.as_str(), "state": state.as_str()}),
         );
     }
 
@@ -747,6 +792,7 @@ impl JobQueue {
 
     /// The maintenance thread: heartbeats, rescue, schedules, retention.
     fn maintain(self: Arc<Self>) {
+        let _ended = Ended(&self);
         let tick = self
             .config
             .poll
@@ -762,6 +808,16 @@ impl JobQueue {
                     for r in rescued {
                         self.metrics.lost(&r.plugin, &r.kind);
                         tracing::warn!(target: "jobs", id = r.id, plugin = %r.plugin, kind = %r.kind, attempt = r.attempt, discarded = r.discarded, "a job's lease expired; its attempt is counted as lost");
+                        let (event, state) = if r.discarded {
+                            ("job:discarded", JobState::Discarded)
+                        } else {
+                            ("job:failed", JobState::Retryable)
+                        };
+                        self.announce(
+                            event,
+                            json!({"id": r.id, "plugin": r.plugin, "kind": r.kind, "attempt": r.attempt,
+                                   "status": AttemptStatus::Lost.as_str(), "state": state.as_str()}),
+                        );
                         self.wake_up();
                     }
                 }
@@ -781,17 +837,16 @@ impl JobQueue {
                     }
                 }
             }
-            let n = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
-            if !self.stopping.load(Ordering::Acquire) {
-                // Woken by enqueues too; a tick more or less does no harm.
+            // Its own signal: woken only by a shutdown, not by every enqueue.
+            let stop = self.stop.0.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*stop {
                 let _ = self
-                    .wake
+                    .stop
                     .1
-                    .wait_timeout(n, tick)
+                    .wait_timeout(stop, tick)
                     .unwrap_or_else(PoisonError::into_inner);
             }
         }
-        self.thread_ended();
     }
 
     fn heartbeat(&self) {
@@ -894,6 +949,7 @@ fn schedule_job(plugin: &str, s: &ScheduleSpec, spec: &JobSpec, at: i64, how: &s
             payload: &input,
         })
         .ok()
+        .map(|k| bounded_key(&k))
     });
     NewJob {
         plugin: plugin.to_owned(),

@@ -66,6 +66,12 @@ impl BackoffSpec {
     }
 }
 
+/// Most attempts a kind may declare.
+pub const MAX_ATTEMPTS: u32 = 1_000;
+
+/// Longest backoff cap and attempt timeout a kind may declare: 7 days, in milliseconds.
+pub const MAX_DELAY_MS: u64 = 7 * 24 * 3_600_000;
+
 /// A validated job kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -164,9 +170,27 @@ impl JobSpec {
         if r.max_attempts == 0 {
             return Err(fail("max_attempts is 0; a job runs at least once".into()));
         }
+        if r.max_attempts > MAX_ATTEMPTS {
+            return Err(fail(format!(
+                "max_attempts is {}; the most is {MAX_ATTEMPTS}",
+                r.max_attempts
+            )));
+        }
+        if r.timeout_ms > MAX_DELAY_MS {
+            return Err(fail(format!(
+                "timeout_ms is {}; the most is {MAX_DELAY_MS} (7 days)",
+                r.timeout_ms
+            )));
+        }
         let b = r.backoff;
         if b.base_ms == 0 {
             return Err(fail("the backoff base is 0 ms; it is at least 1".into()));
+        }
+        if b.cap_ms > MAX_DELAY_MS {
+            return Err(fail(format!(
+                "the backoff cap is {} ms; the most is {MAX_DELAY_MS} (7 days)",
+                b.cap_ms
+            )));
         }
         if b.cap_ms < b.base_ms {
             return Err(fail(format!(

@@ -513,7 +513,10 @@ impl JobStore for SqliteJobs {
             let Some(job) = get_job(tx, id, now)? else {
                 return Ok(Err(Refused::NotFound));
             };
-            if !matches!(job.state, JobState::Discarded | JobState::Completed) {
+            if !matches!(
+                job.state,
+                JobState::Discarded | JobState::Completed | JobState::Retryable
+            ) {
                 return Ok(Err(Refused::State(job.state)));
             }
             free_key(tx, id)?;

@@ -431,8 +431,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// `backend_unavailable`.
     fn get(&self, id: i64, now: i64) -> Result<Option<(JobRecord, Vec<AttemptRecord>)>>;
 
-    /// Makes a discarded or completed job wait again, due now, with `extra_attempts` more
-    /// attempts than it has used.
+    /// Makes a discarded or completed job wait again, or a retryable one due at once, due now,
+    /// with `extra_attempts` more attempts than it has used.
     ///
     /// # Errors
     /// `backend_unavailable`.

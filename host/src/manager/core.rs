@@ -469,15 +469,25 @@ impl Inner {
         self.write()
             .instances
             .insert(slot.generation(), Arc::clone(slot));
+    }
+
+    pub(crate) fn remove_instance(&self, generation: u64) {
+        self.write().instances.remove(&generation);
+    }
+
+    /// Tells the job queue that `slot` is now its plugin's current instance (a load or a
+    /// reload committed): its kinds, triggers and schedules take effect.
+    pub(crate) fn jobs_register(&self, slot: &Slot) {
         if let Some(jobs) = &self.jobs {
             jobs.register(slot.generation(), slot.manifest());
         }
     }
 
-    pub(crate) fn remove_instance(&self, generation: u64) {
-        let removed = self.write().instances.remove(&generation);
-        if let (Some(jobs), Some(slot)) = (&self.jobs, removed) {
-            jobs.unregister(slot.name(), generation);
+    /// Tells the job queue that `slot` is no longer its plugin's instance (an unload
+    /// committed): its triggers stop; its waiting jobs stay.
+    pub(crate) fn jobs_unregister(&self, slot: &Slot) {
+        if let Some(jobs) = &self.jobs {
+            jobs.unregister(slot.name(), slot.generation());
         }
     }
 

@@ -236,6 +236,7 @@ impl Inner {
             self.retire(&slot);
             return Err(e);
         }
+        self.jobs_register(&slot);
         self.publish(event(
             LifecycleKind::Loaded,
             slot.manifest(),
@@ -589,6 +590,7 @@ impl Inner {
                     reg.plugins.remove(plugin);
                 }
             }
+            self.jobs_unregister(&slot);
             let mut e = event(
                 LifecycleKind::Unloaded,
                 slot.manifest(),
@@ -706,6 +708,7 @@ impl Inner {
             self.retire(&new);
             return Err(e);
         }
+        self.jobs_register(&new);
         let outcome = self.retire(old);
         tracing::info!(target: "manager", plugin = %name, old_generation = old.generation(), ?outcome, "old instance retired");
         self.publish(event(

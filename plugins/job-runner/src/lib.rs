@@ -11,7 +11,8 @@
 //! `work_fn` takes `{"id": "...", "fail_times": n, "panic": bool, "sleep_ms": n, "key": "..."}`
 //! (only `id` required, unknown fields refused): it sleeps, then panics if asked, then fails
 //! its first `fail_times` runs for that `id` and succeeds after. `emit_fn` emits an event as the
-//! plugin (`{"name": "...", "payload": ...}`).
+//! plugin (`{"name": "...", "payload": ...}`). A config `{"fail_init": true}` makes `initialize`
+//! fail (a reload that fails).
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
@@ -78,7 +79,10 @@ impl Plugin for JobRunner {
         ])
         .schedules(&[Schedule::every("ticker", 1_000, "tick")]);
 
-    fn new(_ctx: &Context) -> Result<Self> {
+    fn new(ctx: &Context) -> Result<Self> {
+        if ctx.config_value()?["fail_init"] == true {
+            return Err(Error::new("refused", "the config asks initialize to fail"));
+        }
         Ok(Self::default())
     }
 

@@ -308,7 +308,8 @@ pub(crate) async fn show(
     Ok(Json(json!({ "job": job, "attempts": attempts })).into_response())
 }
 
-/// `POST /api/v1/jobs/{id}/retry`: a discarded or completed job waits again.
+/// `POST /api/v1/jobs/{id}/retry`: a discarded or completed job waits again; a retryable one
+/// is due now.
 pub(crate) async fn retry(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,

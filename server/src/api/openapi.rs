@@ -377,7 +377,7 @@ pub(crate) const ROUTES: &[Route] = &[
     Route {
         verb: Verb::Post,
         path: "/api/v1/jobs/{id}/retry",
-        summary: "Make a discarded or completed job wait again, with fresh attempts",
+        summary: "Make a discarded or completed job wait again with fresh attempts, or a retryable one due now",
         auth: true,
         body: Body::None,
         ok: Success::Json(200, "JobAnswer"),

@@ -210,7 +210,7 @@ ORDER BY id DESC LIMIT $7";
 pub(super) const RETRY: &str = "
 UPDATE {s}.jobs j SET state = 'available', run_at = $3, max_attempts = j.attempt + $2,
     finished_at = NULL, dedupe_key = {keep_key}
-WHERE j.id = $1 AND j.state IN ('discarded', 'completed')
+WHERE j.id = $1 AND j.state IN ('discarded', 'completed', 'retryable')
 RETURNING {job_columns}";
 
 /// `$1`: id, `$2`: now.

@@ -375,7 +375,7 @@ impl JobStore for PgJobs {
                 return Ok(Err(Refused::NotFound));
             };
             let state: String = current.try_get(0)?;
-            if !matches!(state.as_str(), "discarded" | "completed") {
+            if !matches!(state.as_str(), "discarded" | "completed" | "retryable") {
                 let run_at: i64 = current.try_get(1)?;
                 return Ok(Err(Refused::State(JobState::shown(&state, run_at, now))));
             }

@@ -39,6 +39,33 @@ const FAST: [(&str, &str); 2] = [
     ("PLUGIN_HOST_JOBS_POLL_MS", "50"),
 ];
 
+/// A host on the PostgreSQL database `db` (tables and queue), with the fast lease and poll.
+fn pg_host(db: &PgDatabase, id: &str) -> Server {
+    let mut env = FAST.to_vec();
+    env.extend([
+        ("PLUGIN_HOST_TABLES_BACKEND", "postgres"),
+        ("PLUGIN_HOST_TABLES_URL", db.url.as_str()),
+        ("PLUGIN_HOST_JOBS_HOST_ID", id),
+    ]);
+    Server::start(&[], &env)
+}
+
+/// Loads `job-runner` on `host`.
+fn load_runner(host: &Server) {
+    let (st, body) = host.load(&plugin("job-runner"));
+    assert_eq!(st, 201, "{body}");
+}
+
+/// Emits `work:<name>` with `payload` through `host`'s admin API.
+fn emit_work(host: &Server, name: &str, payload: serde_json::Value) {
+    let (st, body) = host.call(
+        "POST",
+        "/api/v1/events",
+        Some(json!({"name": format!("work:{name}"), "payload": payload})),
+    );
+    assert_eq!(st, 202, "{body}");
+}
+
 #[test]
 fn a_job_of_a_host_killed_mid_attempt_runs_again_after_its_lease_expires() {
     let tmp = temp_dir();
@@ -46,14 +73,8 @@ fn a_job_of_a_host_killed_mid_attempt_runs_again_after_its_lease_expires() {
     let mut env = FAST.to_vec();
     env.push(("PLUGIN_HOST_JOBS_HOST_ID", "first"));
     let mut first = Server::start_with_data(&[], &env, &data, None);
-    let (st, body) = first.load(&plugin("job-runner"));
-    assert_eq!(st, 201, "{body}");
-    let (st, body) = first.call(
-        "POST",
-        "/api/v1/events",
-        Some(json!({"name": "work:long", "payload": {"id": "long", "sleep_ms": 2000}})),
-    );
-    assert_eq!(st, 202, "{body}");
+    load_runner(&first);
+    emit_work(&first, "long", json!({"id": "long", "sleep_ms": 2000}));
     // The attempt has started on the first host (its lease is in the file).
     let id = wait_until("the attempt to start", Duration::from_secs(10), || {
         queue_value(
@@ -100,25 +121,10 @@ fn a_job_of_a_host_killed_mid_attempt_runs_again_after_its_lease_expires() {
 #[test]
 fn on_postgres_a_job_of_a_host_killed_mid_attempt_runs_on_the_other_host() {
     let db = PgDatabase::create("jobs_kill");
-    let host = |id: &str| {
-        let mut env = FAST.to_vec();
-        env.extend([
-            ("PLUGIN_HOST_TABLES_BACKEND", "postgres"),
-            ("PLUGIN_HOST_TABLES_URL", db.url.as_str()),
-            ("PLUGIN_HOST_JOBS_HOST_ID", id),
-        ]);
-        Server::start(&[], &env)
-    };
     // Only the first host has the plugin while the job starts.
-    let mut first = host("first");
-    let (st, body) = first.load(&plugin("job-runner"));
-    assert_eq!(st, 201, "{body}");
-    let (st, body) = first.call(
-        "POST",
-        "/api/v1/events",
-        Some(json!({"name": "work:long", "payload": {"id": "long", "sleep_ms": 2000}})),
-    );
-    assert_eq!(st, 202, "{body}");
+    let mut first = pg_host(&db, "first");
+    load_runner(&first);
+    emit_work(&first, "long", json!({"id": "long", "sleep_ms": 2000}));
     let id = wait_until("the attempt to start", Duration::from_secs(10), || {
         let id = db.sql(
             "SELECT id FROM plugin_host.jobs WHERE kind = 'work' AND state = 'running' \
@@ -127,9 +133,8 @@ fn on_postgres_a_job_of_a_host_killed_mid_attempt_runs_on_the_other_host() {
         (!id.is_empty()).then_some(id)
     });
     first.kill();
-    let second = host("second");
-    let (st, body) = second.load(&plugin("job-runner"));
-    assert_eq!(st, 201, "{body}");
+    let second = pg_host(&db, "second");
+    load_runner(&second);
     let done = wait_until("the job to complete", Duration::from_secs(30), || {
         let (st, body) = second.call("GET", &format!("/api/v1/jobs/{id}"), None);
         (st == 200 && body["job"]["state"] == "completed").then_some(body)
@@ -146,32 +151,17 @@ fn on_postgres_a_job_of_a_host_killed_mid_attempt_runs_on_the_other_host() {
 #[test]
 fn two_hosts_on_one_postgres_never_run_a_job_twice() {
     let db = PgDatabase::create("jobs_hosts");
-    let host = |id: &str| {
-        let mut env = FAST.to_vec();
-        env.extend([
-            ("PLUGIN_HOST_TABLES_BACKEND", "postgres"),
-            ("PLUGIN_HOST_TABLES_URL", db.url.as_str()),
-            ("PLUGIN_HOST_JOBS_HOST_ID", id),
-        ]);
-        let s = Server::start(&[], &env);
-        let (st, body) = s.load(&plugin("job-runner"));
-        assert_eq!(st, 201, "{body}");
-        s
-    };
-    let a = host("a");
-    let b = host("b");
+    let a = pg_host(&db, "a");
+    let b = pg_host(&db, "b");
+    load_runner(&a);
+    load_runner(&b);
     // Hold the kind while the jobs are enqueued, so both hosts start from a full queue.
     let (st, body) = a.call("POST", "/api/v1/plugins/job-runner/jobs/work/pause", None);
     assert_eq!(st, 200, "{body}");
     const N: usize = 2000;
     for i in 0..N {
         let via = if i % 2 == 0 { &a } else { &b };
-        let (st, body) = via.call(
-            "POST",
-            "/api/v1/events",
-            Some(json!({"name": "work:many", "payload": {"id": format!("j{i}")}})),
-        );
-        assert_eq!(st, 202, "{body}");
+        emit_work(via, "many", json!({"id": format!("j{i}")}));
     }
     let waiting = db.sql("SELECT count(*) FROM plugin_host.jobs WHERE kind = 'work'");
     assert_eq!(waiting, N.to_string());

@@ -561,7 +561,10 @@ impl Worker {
         self.loaded_hash.remove(path);
     }
 
+    /// Publishes the status board, then the event: whoever sees a watch event finds the files'
+    /// status already saying what it announces.
     fn emit(&self, event: &str, payload: &Value) {
+        self.publish();
         let sent = serde_json::to_vec(payload)
             .map_err(|e| Error::Internal {
                 message: e.to_string(),

@@ -816,23 +816,28 @@ fn serve_loads_the_plugins_folder_and_logs_json_when_asked() {
 
 #[test]
 fn oversized_bodies_get_413_with_the_error_body() {
-    // A small limit and a body that fits in the socket buffers: the client always gets to read
-    // the 413 (a multi-megabyte body races the server closing the connection).
+    // A small limit and bodies up to 200 KiB over it: the server reads (and throws away) up to
+    // 256 KiB of a too-large body before it answers, so the client finishes sending and always
+    // reads the 413 instead of a reset.
     let dir = temp_dir();
     let config = dir.path().join("plugin-host.toml");
     std::fs::write(&config, "[limits]\nbody_bytes = 2048\n").unwrap();
     let s = Server::start(&["--config", config.to_str().unwrap()], &[]);
-    let body = format!("\"{}\"", "x".repeat(16 * 1024));
-    let resp = ureq::post(&format!("{}/api/v1/plugins/hello/execute", s.addr))
-        .set("Content-Type", "application/json")
-        .send_string(&body);
-    let Err(ureq::Error::Status(413, r)) = resp else {
-        panic!("expected 413, got {resp:?}")
-    };
-    assert_eq!(
-        r.into_json::<Value>().unwrap()["error"]["code"],
-        "payload_too_large"
-    );
+    for size in [16 * 1024, 200 * 1024] {
+        for _ in 0..5 {
+            let body = format!("\"{}\"", "x".repeat(size));
+            let resp = ureq::post(&format!("{}/api/v1/plugins/hello/execute", s.addr))
+                .set("Content-Type", "application/json")
+                .send_string(&body);
+            let Err(ureq::Error::Status(413, r)) = resp else {
+                panic!("expected 413 for {size} bytes, got {resp:?}")
+            };
+            assert_eq!(
+                r.into_json::<Value>().unwrap()["error"]["code"],
+                "payload_too_large"
+            );
+        }
+    }
 }
 
 /// A validator of the component schema `name` of the served OpenAPI document.

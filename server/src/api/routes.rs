@@ -105,9 +105,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, st: &AppState) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, st)
-            .await
-            .map_err(|e| body_error(st, e))?;
+        let bytes = read_body(st, req).await?;
         let invalid = |e: serde_json::Error| {
             ApiError::Host(Error::BadRequest {
                 message: format!("invalid JSON body: {e}"),
@@ -160,16 +158,48 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
-fn body_error(st: &AppState, e: axum::extract::rejection::BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge {
-            limit: st.body_limit,
-        }
-    } else {
+/// Bytes of a too-large body read and thrown away before the 413 is sent (nginx's "lingering
+/// close"): a client still sending when the server closes would get a reset instead of the
+/// answer (EPIPE on its write, or the 413 lost from its receive buffer). A body larger than the
+/// limit plus this is cut off, at most this many bytes read for nothing.
+const LINGER_BYTES: usize = 256 * 1024;
+
+/// Reads a request body up to the configured limit: `payload_too_large` past it (after reading
+/// up to [`LINGER_BYTES`] more, so that the client reads the answer).
+async fn read_body(st: &AppState, req: Request) -> ApiResult<Bytes> {
+    use futures_util::StreamExt as _;
+    let limit = st.body_limit;
+    let too_large = ApiError::PayloadTooLarge { limit };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut body = req.into_body().into_data_stream();
+    let bad = |e: axum::Error| {
         ApiError::Host(Error::BadRequest {
-            message: e.body_text(),
+            message: format!("cannot read the request body: {e}"),
         })
+    };
+    let mut buf = Vec::with_capacity(announced.unwrap_or(0).min(limit));
+    let mut over = announced.is_some_and(|n| n > limit);
+    let mut read = 0usize;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(bad)?;
+        read += chunk.len();
+        if over || buf.len() + chunk.len() > limit {
+            over = true;
+            if read > limit.saturating_add(LINGER_BYTES) {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&chunk);
     }
+    if over {
+        return Err(too_large);
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Whether a route takes a request without a body.
@@ -183,9 +213,7 @@ enum EmptyBody {
 
 /// Any JSON body.
 async fn any_json(st: &AppState, req: Request, empty: EmptyBody) -> ApiResult<Value> {
-    let bytes = Bytes::from_request(req, st)
-        .await
-        .map_err(|e| body_error(st, e))?;
+    let bytes = read_body(st, req).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return match empty {
             EmptyBody::IsNull => Ok(Value::Null),

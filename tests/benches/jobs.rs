@@ -48,7 +48,7 @@ fn args() -> Args {
         jobs: value("--jobs", if quick { 1_000 } else { 20_000 }),
         emitters: value("--emitters", 8),
         samples: value("--samples", if quick { 20 } else { 200 }),
-        workers: usize::try_from(value("--workers", 4)).unwrap(),
+        workers: usize::try_from(value("--workers", JobsConfig::default().workers as u64)).unwrap(),
     }
 }
 

@@ -383,6 +383,44 @@ fn jobs_of_an_unloaded_plugin_wait_and_run_when_it_is_loaded_again() {
 }
 
 #[test]
+fn jobs_claimed_but_not_started_at_shutdown_wait_again_uncounted() {
+    each_backend(|b| {
+        let ids: Vec<i64> = {
+            let m = b.manager();
+            runner(&m);
+            m.disable("job-runner").unwrap();
+            // Four slow jobs wait; the plugin runs one call at a time, so once it is enabled
+            // the two workers claim more than it can start before the shutdown.
+            let ids = (0..4)
+                .map(|i| emit_work(&m, json!({"id": format!("s{i}"), "sleep_ms": 400})).id)
+                .collect::<Vec<_>>();
+            m.enable("job-runner").unwrap();
+            wait_job(&m, ids[0], |j| j.state != JobState::Available);
+            ids
+        };
+        // The shutdown let the started attempts finish and gave back the others.
+        let m = b.manager();
+        let q = m.jobs().unwrap();
+        let mut completed = 0;
+        for id in ids {
+            let (job, attempts) = q.get(id).unwrap();
+            match job.state {
+                JobState::Completed => {
+                    completed += 1;
+                    assert_eq!((job.attempt, attempts.len()), (1, 1), "{job:?}");
+                }
+                JobState::Available => {
+                    assert_eq!(job.attempt, 0, "{job:?}");
+                    assert!(attempts.is_empty(), "{attempts:?}");
+                }
+                _ => panic!("a job was left claimed: {job:?} {attempts:?}"),
+            }
+        }
+        assert!((1..=3).contains(&completed), "{completed} completed");
+    });
+}
+
+#[test]
 fn a_job_emitted_by_a_plugin_is_durable_before_its_emit_returns() {
     each_backend(|b| {
         let m = b.manager();

@@ -200,7 +200,7 @@ pub struct JobsSection {
     /// This host's name in leases and the execution log (`PLUGIN_HOST_JOBS_HOST_ID`; default
     /// the machine's host name and the process id).
     pub host_id: Option<String>,
-    /// Job attempts run at once on this host (`PLUGIN_HOST_JOBS_WORKERS`, default 4).
+    /// Job attempts run at once on this host (`PLUGIN_HOST_JOBS_WORKERS`, default 8).
     pub workers: usize,
     /// How long a claim holds a job without a heartbeat, in ms (default 30000): a host that
     /// dies has its jobs run again this long after its last heartbeat.
@@ -224,7 +224,7 @@ impl Default for JobsSection {
         Self {
             enabled: true,
             host_id: None,
-            workers: 4,
+            workers: 8,
             lease_ms: 30_000,
             poll_ms: 1000,
             log_bytes: 4096,

@@ -95,7 +95,7 @@ impl Default for JobsConfig {
         Self {
             store: JobStoreConfig::None,
             host_id: default_host_id(),
-            workers: 4,
+            workers: 8,
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             log_bytes: 4096,

@@ -1,21 +1,21 @@
-//! Group commit of enqueues: emitters that enqueue at the same time share one transaction.
+//! Group commit: callers that write to the job store at the same time share one transaction.
 //!
 //! Every enqueue must be durable before its `emit` returns, and a durable commit costs a disk
 //! sync (PostgreSQL's WAL flush, SQLite's with `synchronous = FULL`): one sync per event would
-//! cap the queue at the disk's sync rate per emitter. Instead the first emitter to arrive
-//! commits what is pending (its own jobs); emitters that arrive while that commit runs wait and
-//! are committed together, in one transaction, by the next of them. Each emitter still returns
-//! only once its own jobs are committed, with their own ids (or the batch's error).
+//! cap the queue at the disk's sync rate per emitter. The ends of attempts are cheaper (no sync
+//! on PostgreSQL) but still cost a statement and a round trip each. So the first caller to
+//! arrive commits what is pending (its own items); callers that arrive while that commit runs
+//! wait and are committed together, in one transaction, by the next of them. Each caller still
+//! returns only once its own items are committed, with its own results (or the batch's error).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 
-use super::store::{JobStore, NewJob};
 use crate::error::{Error, Result};
 
-/// An emitter's outcome: its jobs' ids, or the message of the error that refused them.
-type Outcome = std::result::Result<Vec<Option<i64>>, String>;
+/// A caller's outcome: its items' results, or the message of the error that refused them.
+type Outcome<O> = std::result::Result<Vec<O>, String>;
 
-/// The message of a store error, as the emitter will see it again.
+/// The message of a store error, as the caller will see it again.
 fn message(e: &Error) -> String {
     match e {
         Error::BackendUnavailable { message, .. } => message.clone(),
@@ -23,24 +23,28 @@ fn message(e: &Error) -> String {
     }
 }
 
-/// Runs `store.enqueue` without letting a panic through (a panic would leave the group
-/// committing forever).
-fn guarded(store: &dyn JobStore, jobs: &[NewJob]) -> Outcome {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.enqueue(jobs))) {
-        Ok(Ok(ids)) if ids.len() == jobs.len() => Ok(ids),
-        Ok(Ok(_)) => Err("the store answered for another number of jobs".into()),
+/// Runs `commit` without letting a panic through (a panic would leave the group committing
+/// forever).
+fn guarded<T, O>(commit: &dyn Fn(&[T]) -> Result<Vec<O>>, items: &[T]) -> Outcome<O> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| commit(items))) {
+        Ok(Ok(results)) if results.len() == items.len() => Ok(results),
+        Ok(Ok(_)) => Err("the store answered for another number of items".into()),
         Ok(Err(e)) => Err(message(&e)),
         Err(_) => Err("the job store panicked".into()),
     }
 }
 
-/// Commits a batch (`sizes`: each emitter's ticket and number of jobs, in order) in one
-/// transaction; if that fails and the batch has several emitters, each emitter's jobs are
-/// committed again on their own, so that one emitter's bad job cannot fail the others' emits.
-fn commit(store: &dyn JobStore, all: Vec<NewJob>, sizes: &[(u64, usize)]) -> Vec<Outcome> {
-    match guarded(store, &all) {
-        Ok(ids) => {
-            let mut rest = ids.into_iter();
+/// Commits a batch (`sizes`: each caller's ticket and number of items, in order) in one
+/// transaction; if that fails and the batch has several callers, each caller's items are
+/// committed again on their own, so that one caller's bad item cannot fail the others.
+fn commit<T, O>(
+    run: &dyn Fn(&[T]) -> Result<Vec<O>>,
+    all: Vec<T>,
+    sizes: &[(u64, usize)],
+) -> Vec<Outcome<O>> {
+    match guarded(run, &all) {
+        Ok(results) => {
+            let mut rest = results.into_iter();
             sizes
                 .iter()
                 .map(|(_, n)| Ok(rest.by_ref().take(*n).collect()))
@@ -52,24 +56,23 @@ fn commit(store: &dyn JobStore, all: Vec<NewJob>, sizes: &[(u64, usize)]) -> Vec
             sizes
                 .iter()
                 .map(|(_, n)| {
-                    let mine: Vec<NewJob> = rest.by_ref().take(*n).collect();
-                    guarded(store, &mine)
+                    let mine: Vec<T> = rest.by_ref().take(*n).collect();
+                    guarded(run, &mine)
                 })
                 .collect()
         }
     }
 }
 
-/// One emitter's jobs and, once committed, their outcome.
-struct Entry {
-    jobs: Vec<NewJob>,
-    outcome: Option<Outcome>,
+/// One caller's items and, once committed, their outcome.
+struct Entry<T, O> {
+    items: Vec<T>,
+    outcome: Option<Outcome<O>>,
 }
 
-#[derive(Default)]
-struct State {
-    /// Entries by ticket; an entry leaves when its emitter takes its outcome.
-    entries: std::collections::BTreeMap<u64, Entry>,
+struct State<T, O> {
+    /// Entries by ticket; an entry leaves when its caller takes its outcome.
+    entries: std::collections::BTreeMap<u64, Entry<T, O>>,
     next_ticket: u64,
     /// Tickets below this were taken by a commit.
     taken_below: u64,
@@ -77,37 +80,53 @@ struct State {
     committing: bool,
 }
 
-/// Batches concurrent enqueues into shared transactions.
-#[derive(Default)]
-pub(crate) struct GroupCommit {
-    state: Mutex<State>,
+/// Batches concurrent writes of items `T` (answered with one `O` each) into shared
+/// transactions.
+pub(crate) struct GroupCommit<T, O> {
+    state: Mutex<State<T, O>>,
     done: Condvar,
 }
 
-impl std::fmt::Debug for GroupCommit {
+impl<T, O> Default for GroupCommit<T, O> {
+    fn default() -> Self {
+        Self {
+            state: Mutex::new(State {
+                entries: std::collections::BTreeMap::new(),
+                next_ticket: 0,
+                taken_below: 0,
+                committing: false,
+            }),
+            done: Condvar::new(),
+        }
+    }
+}
+
+impl<T, O> std::fmt::Debug for GroupCommit<T, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GroupCommit").finish_non_exhaustive()
     }
 }
 
-impl GroupCommit {
-    /// Enqueues `jobs` through `store`, in a transaction shared with the enqueues that wait at
-    /// the same time. Returns when they are committed.
+impl<T, O> GroupCommit<T, O> {
+    /// Writes `items` with `run` (one transaction for a batch, answering one result per item,
+    /// in order), in a transaction shared with the callers that wait at the same time. Every
+    /// caller of one `GroupCommit` must pass an equivalent `run`: the leader of a batch runs
+    /// its own for everyone. Returns when the items are committed.
     ///
     /// # Errors
     /// The store's error for the transaction that carried them (`backend_unavailable`).
-    pub(crate) fn enqueue(
+    pub(crate) fn run(
         &self,
-        store: &dyn JobStore,
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<Option<i64>>> {
+        items: Vec<T>,
+        run: &dyn Fn(&[T]) -> Result<Vec<O>>,
+    ) -> Result<Vec<O>> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         st.entries.insert(
             ticket,
             Entry {
-                jobs,
+                items,
                 outcome: None,
             },
         );
@@ -123,7 +142,7 @@ impl GroupCommit {
                 st = self.done.wait(st).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            // Lead a commit of everything waiting (this emitter's jobs included).
+            // Lead a commit of everything waiting (this caller's items included).
             st.committing = true;
             let from = st.taken_below;
             st.taken_below = st.next_ticket;
@@ -133,13 +152,13 @@ impl GroupCommit {
                 .range_mut(from..)
                 .filter(|(_, e)| e.outcome.is_none())
                 .map(|(t, e)| {
-                    let n = e.jobs.len();
-                    all.append(&mut e.jobs);
+                    let n = e.items.len();
+                    all.append(&mut e.items);
                     (*t, n)
                 })
                 .collect();
             drop(st);
-            let outcomes = commit(store, all, &batch);
+            let outcomes = commit(run, all, &batch);
             st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             for ((t, _), outcome) in batch.into_iter().zip(outcomes) {
                 if let Some(e) = st.entries.get_mut(&t) {
@@ -158,6 +177,7 @@ mod tests {
 
     use super::*;
     use crate::jobs::sqlite::SqliteJobs;
+    use crate::jobs::store::{JobStore, NewJob};
 
     #[test]
     fn concurrent_emitters_each_get_their_own_jobs_back() {
@@ -183,7 +203,7 @@ mod tests {
                             source: "api".into(),
                             event_id: None,
                         }];
-                        let ids = group.enqueue(store.as_ref(), jobs).unwrap();
+                        let ids = group.run(jobs, &|j| store.enqueue(j)).unwrap();
                         assert_eq!(ids.len(), 1);
                         match ids[0] {
                             // The id answered is the job this emitter enqueued.

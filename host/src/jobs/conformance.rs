@@ -32,6 +32,7 @@ pub(crate) fn run_all(store: &dyn JobStore) {
     paused_kinds_are_not_claimed(store);
     concurrent_claims_never_share_a_job(store);
     fencing(store);
+    finish_batch(store);
     transitions(store);
     release(store);
     heartbeat(store);
@@ -388,6 +389,55 @@ pub(crate) fn fencing(store: &dyn JobStore) {
     // The claim is spent: finishing again does not hold.
     assert!(!store.finish(&right).unwrap());
     assert_eq!(get(store, id, T0 + 7).0.state, JobState::Completed);
+}
+
+/// A batch of ends: each takes effect as on its own, in one transaction; a stale token in
+/// the batch changes nothing of its job and does not stop the others.
+pub(crate) fn finish_batch(store: &dyn JobStore) {
+    let p = plugin("batch");
+    for _ in 0..4 {
+        enqueue_one(store, keyed(&p, "send", &plugin("key")));
+    }
+    let c = claim_at(store, &p, 4, T0);
+    assert_eq!(c.len(), 4);
+    let mut stale = ending(&c[2], Next::Complete, AttemptStatus::Succeeded, T0, T0 + 3);
+    stale.token = c[2].token + 1;
+    let batch = [
+        ending(&c[0], Next::Complete, AttemptStatus::Succeeded, T0, T0 + 3),
+        ending(
+            &c[1],
+            Next::Retry { at: T0 + 1_000 },
+            AttemptStatus::Failed,
+            T0,
+            T0 + 3,
+        ),
+        stale,
+        ending(&c[3], Next::Discard, AttemptStatus::Failed, T0, T0 + 3),
+    ];
+    assert_eq!(
+        store.finish_many(&batch).unwrap(),
+        vec![true, true, false, true]
+    );
+    let (j, a) = get(store, c[0].id, T0 + 4);
+    assert_eq!(
+        (j.state, j.finished_at),
+        (JobState::Completed, Some(T0 + 3))
+    );
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].output.as_deref(), Some(r#"{"ok":true}"#));
+    let (j, a) = get(store, c[1].id, T0 + 4);
+    assert_eq!((j.state, j.run_at), (JobState::Retryable, T0 + 1_000));
+    assert_eq!(j.last_error.as_deref(), Some("attempt 1 failed"));
+    assert_eq!(a[0].status, AttemptStatus::Failed);
+    let (j, a) = get(store, c[2].id, T0 + 4);
+    assert_eq!(j.state, JobState::Running, "a stale token changes nothing");
+    assert_eq!(a.len(), 1, "its attempt is logged");
+    let (j, _) = get(store, c[3].id, T0 + 4);
+    assert_eq!(
+        (j.state, j.finished_at),
+        (JobState::Discarded, Some(T0 + 3))
+    );
+    assert!(store.finish_many(&[]).unwrap().is_empty());
 }
 
 /// Retry, complete and discard, and the execution log in order.

@@ -5,21 +5,25 @@
 //!   registered ([`JobQueue::register`]). An emit whose name matches a trigger enqueues the
 //!   jobs in one transaction *before* the event is delivered and before `emit` returns; if the
 //!   store refuses, `emit` fails and nothing is delivered.
-//! - **Workers.** `workers` threads each claim one due job at a time, for plugins that are
-//!   active here, and run it through the manager like any other call (on the plugin's own
-//!   thread, with the kind's timeout). The end of an attempt is recorded only if the claim's
-//!   fencing token still holds. A worker with nothing to claim waits for a wake-up (an enqueue
-//!   in this process, a `NOTIFY` from another host) or the poll interval.
+//! - **Workers.** `workers` threads run due jobs of plugins that are active here, through the
+//!   manager like any other call (on the plugin's own thread, with the kind's timeout). A
+//!   worker with no job in hand claims up to `workers` due jobs in one statement, keeps the
+//!   first and leaves the rest to the other workers (claimed jobs wait here, under their
+//!   leases, only while every worker is busy). The ends of attempts that finish at the same
+//!   time are recorded together, in one transaction, each only if its claim's fencing token
+//!   still holds. A worker with nothing to claim waits for a wake-up (an enqueue in this
+//!   process, a `NOTIFY` from another host) or the poll interval.
 //! - **Maintenance.** Every tick: extend the leases of the jobs running here, requeue jobs whose
 //!   lease expired (at-least-once), fire due schedules, and, every minute, prune the log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::commit::GroupCommit;
 use super::store::{
     AttemptRecord, AttemptStatus, Claimed, Finish, JobFilter, JobRecord, JobState, JobStore,
     NewJob, Next, Refused, StateCount,
@@ -38,6 +42,20 @@ struct Ended<'a>(&'a JobQueue);
 impl Drop for Ended<'_> {
     fn drop(&mut self) {
         self.0.thread_ended();
+    }
+}
+
+/// Drops a claim from the ones held here (no longer heartbeated) when its attempt is over,
+/// also when the attempt unwinds.
+struct Held<'a>(&'a JobQueue, i64);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.1);
     }
 }
 
@@ -87,8 +105,13 @@ pub struct JobQueue {
     /// Bumped on every wake-up; workers wait for it to change.
     wake: (Mutex<u64>, Condvar),
     /// Enqueues of concurrent emitters, committed together.
-    commits: super::commit::GroupCommit,
-    /// Claims running here: token → job id.
+    commits: GroupCommit<NewJob, Option<i64>>,
+    /// Ends of attempts that finish at the same time, recorded together.
+    finishes: GroupCommit<Finish, bool>,
+    /// Jobs claimed here and not started yet, for the next free worker.
+    ready: Mutex<VecDeque<Claimed>>,
+    /// Claims held here (waiting in `ready` or running): token → job id. Their leases are
+    /// extended by the heartbeat until their ends are recorded.
     running: Mutex<HashMap<i64, i64>>,
     stopping: AtomicBool,
     /// Threads still running (workers and maintenance), signalled as each ends.
@@ -164,7 +187,9 @@ impl JobQueue {
             triggers: Arc::new(AtomicUsize::new(0)),
             stop: (Mutex::new(false), Condvar::new()),
             wake: (Mutex::new(0), Condvar::new()),
-            commits: super::commit::GroupCommit::default(),
+            commits: GroupCommit::default(),
+            finishes: GroupCommit::default(),
+            ready: Mutex::new(VecDeque::new()),
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             live: (Mutex::new(0), Condvar::new()),
@@ -246,6 +271,14 @@ impl JobQueue {
     /// The store's configuration.
     pub fn config(&self) -> &JobsConfig {
         &self.config
+    }
+
+    /// Wakes one idle worker: enough for new jobs, since a worker claims up to `workers` jobs
+    /// at once and wakes the others when it claimed more than it can run.
+    fn wake_one(&self) {
+        let mut n = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.wrapping_add(1);
+        self.wake.1.notify_one();
     }
 
     /// Wakes every idle worker.
@@ -362,7 +395,9 @@ impl JobQueue {
         if jobs.is_empty() {
             return Ok(());
         }
-        let ids = self.commits.enqueue(self.store.as_ref(), jobs.clone())?;
+        let ids = self
+            .commits
+            .run(jobs.clone(), &|batch| self.store.enqueue(batch))?;
         self.enqueued(&jobs, &ids);
         Ok(())
     }
@@ -384,7 +419,7 @@ impl JobQueue {
             }
         }
         if any {
-            self.wake_up();
+            self.wake_one();
         }
     }
 
@@ -612,10 +647,20 @@ impl JobQueue {
             .collect()
     }
 
-    /// A worker: claim one due job, run it, record it; wait when there is none.
+    /// A worker: take a claimed job (claiming a batch when none waits here), run it, record
+    /// it; wait when there is none.
     fn work(self: Arc<Self>) {
         let _ended = Ended(&self);
         while !self.stopping.load(Ordering::Acquire) {
+            let next = self
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            if let Some(job) = next {
+                self.run(job);
+                continue;
+            }
             let seen = *self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
             let plugins = self.active_plugins();
             let now = now_ms();
@@ -625,14 +670,27 @@ impl JobQueue {
                 self.store.claim(
                     &plugins,
                     &self.config.host_id,
-                    1,
+                    self.config.workers.max(1),
                     now,
                     now + ms(self.config.lease),
                 )
             };
             match claimed {
                 Ok(jobs) if !jobs.is_empty() => {
-                    for job in jobs {
+                    self.running
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(jobs.iter().map(|j| (j.token, j.id)));
+                    let mut jobs = jobs.into_iter();
+                    let first = jobs.next();
+                    let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+                    let more = jobs.len() > 0;
+                    ready.extend(jobs);
+                    drop(ready);
+                    if more {
+                        self.wake_up();
+                    }
+                    if let Some(job) = first {
                         self.run(job);
                     }
                     continue;
@@ -651,10 +709,21 @@ impl JobQueue {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         }
+        // Claimed jobs no worker will start now wait again, their attempts not counted.
+        loop {
+            let next = self
+                .ready
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(job) = next else { break };
+            self.give_back(&job);
+        }
     }
 
     /// Runs one claimed attempt and records how it ended.
     fn run(&self, job: Claimed) {
+        let _held = Held(self, job.token);
         let started = now_ms();
         self.metrics.started(
             &job.plugin,
@@ -664,10 +733,6 @@ impl JobQueue {
         let spec = self.spec_of(&job.plugin, &job.kind);
         let (version, outcome) = match (&spec, self.host.upgrade()) {
             (Ok((manifest, spec)), Some(host)) => {
-                self.running
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(job.token, job.id);
                 let limit = spec
                     .timeout_ms
                     .map_or_else(|| host.execute_timeout(), Duration::from_millis);
@@ -678,10 +743,6 @@ impl JobQueue {
                     job.input.clone().into_bytes(),
                     limit,
                 );
-                self.running
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&job.token);
                 (manifest.version.to_string(), Some((result, t0.elapsed())))
             }
             // The plugin's current version no longer declares the kind: nothing can run it.
@@ -761,7 +822,11 @@ impl JobQueue {
             now,
         };
         self.metrics.finished(&job.plugin, &job.kind, status, took);
-        match self.store.finish(&finish) {
+        let held = self
+            .finishes
+            .run(vec![finish], &|batch| self.store.finish_many(batch))
+            .map(|held| held.first().copied().unwrap_or(false));
+        match held {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(target: "jobs", id = job.id, plugin = %job.plugin, kind = %job.kind, "the job's lease was lost before its attempt ended; its result is logged but another claim owns the job");
@@ -785,6 +850,10 @@ impl JobQueue {
     }
 
     fn give_back(&self, job: &Claimed) {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&job.token);
         if let Err(e) = self.store.release(job.id, job.token) {
             tracing::warn!(target: "jobs", id = job.id, error = %e.chain(), "giving a job back failed; it runs when its lease expires");
         }

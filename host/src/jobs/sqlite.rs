@@ -95,6 +95,40 @@ fn unavailable(e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Records one attempt's end in `tx` (see [`JobStore::finish`]).
+fn finish_one(tx: &Transaction<'_>, finish: &Finish) -> rusqlite::Result<bool> {
+    insert_attempt(tx, &finish.log)?;
+    let clear = "lease_token = NULL, lease_host = NULL, lease_until = NULL";
+    let n = match &finish.next {
+        Next::Complete => tx
+            .prepare_cached(&format!(
+                "UPDATE jobs SET state = 'completed', finished_at = ?3, {clear} \
+                     WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
+            ))?
+            .execute(params![finish.id, finish.token, finish.now])?,
+        Next::Retry { at } => {
+            free_key(tx, finish.id)?;
+            tx.prepare_cached(&format!(
+                "UPDATE jobs SET state = 'retryable', run_at = ?3, last_error = ?4, \
+                     {clear} WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
+            ))?
+            .execute(params![finish.id, finish.token, at, finish.log.error])?
+        }
+        Next::Discard => tx
+            .prepare_cached(&format!(
+                "UPDATE jobs SET state = 'discarded', finished_at = ?3, last_error = ?4, \
+                     {clear} WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
+            ))?
+            .execute(params![
+                finish.id,
+                finish.token,
+                finish.now,
+                finish.log.error
+            ])?,
+    };
+    Ok(n == 1)
+}
+
 /// A fresh fencing token: random, so a token of a claim before a restart is never reused.
 fn token() -> i64 {
     use std::hash::{BuildHasher, Hasher};
@@ -318,44 +352,11 @@ impl JobStore for SqliteJobs {
         })
     }
 
-    fn finish(&self, finish: &Finish) -> Result<bool> {
-        self.write(|tx| {
-            insert_attempt(tx, &finish.log)?;
-            let clear = "lease_token = NULL, lease_host = NULL, lease_until = NULL";
-            let n = match &finish.next {
-                Next::Complete => tx
-                    .prepare_cached(&format!(
-                        "UPDATE jobs SET state = 'completed', finished_at = ?3, {clear} \
-                         WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
-                    ))?
-                    .execute(params![finish.id, finish.token, finish.now])?,
-                Next::Retry { at } => {
-                    free_key(tx, finish.id)?;
-                    tx.prepare_cached(&format!(
-                        "UPDATE jobs SET state = 'retryable', run_at = ?3, last_error = ?4, \
-                         {clear} WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
-                    ))?
-                    .execute(params![
-                        finish.id,
-                        finish.token,
-                        at,
-                        finish.log.error
-                    ])?
-                }
-                Next::Discard => tx
-                    .prepare_cached(&format!(
-                        "UPDATE jobs SET state = 'discarded', finished_at = ?3, last_error = ?4, \
-                         {clear} WHERE id = ?1 AND state = 'running' AND lease_token = ?2"
-                    ))?
-                    .execute(params![
-                        finish.id,
-                        finish.token,
-                        finish.now,
-                        finish.log.error
-                    ])?,
-            };
-            Ok(n == 1)
-        })
+    fn finish_many(&self, finishes: &[Finish]) -> Result<Vec<bool>> {
+        if finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| finishes.iter().map(|f| finish_one(tx, f)).collect())
     }
 
     fn release(&self, id: i64, token: i64) -> Result<()> {

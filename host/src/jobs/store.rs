@@ -396,7 +396,18 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     ///
     /// # Errors
     /// `backend_unavailable`.
-    fn finish(&self, finish: &Finish) -> Result<bool>;
+    fn finish(&self, finish: &Finish) -> Result<bool> {
+        let held = self.finish_many(std::slice::from_ref(finish))?;
+        Ok(held.first().copied().unwrap_or(false))
+    }
+
+    /// Records the ends of several attempts in one transaction, as [`JobStore::finish`] does
+    /// for each; returns, in order, whether each claim held. Of two ends of one claim in a
+    /// batch, at most one holds.
+    ///
+    /// # Errors
+    /// `backend_unavailable` (nothing of the batch is recorded).
+    fn finish_many(&self, finishes: &[Finish]) -> Result<Vec<bool>>;
 
     /// Gives back a claimed job whose attempt never started (its plugin went away): it waits
     /// again, its attempt not counted.

@@ -6,10 +6,16 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 
-/// Listens on `channel` until the runtime stops, calling `wake` on each notification and
-/// once after each (re)connection, since what was enqueued while no listener ran would
+/// Listens on `channel` until the runtime stops, calling `wake` on each notification but
+/// those whose payload is `me` (this store's own enqueues: its host woke its workers already),
+/// and once after each (re)connection, since what was enqueued while no listener ran would
 /// otherwise go unnoticed.
-pub(super) async fn listen(pool: PgPool, channel: String, wake: Arc<dyn Fn() + Send + Sync>) {
+pub(super) async fn listen(
+    pool: PgPool,
+    channel: String,
+    me: String,
+    wake: Arc<dyn Fn() + Send + Sync>,
+) {
     const FIRST: Duration = Duration::from_millis(100);
     let mut backoff = FIRST;
     loop {
@@ -20,6 +26,7 @@ pub(super) async fn listen(pool: PgPool, channel: String, wake: Arc<dyn Fn() + S
                     wake();
                     loop {
                         match listener.try_recv().await {
+                            Ok(Some(n)) if n.payload() == me => {}
                             Ok(Some(_)) => wake(),
                             Ok(None) => {
                                 tracing::warn!(target: "jobs", %channel, "job queue listener lost its connection; reconnecting");

@@ -91,7 +91,9 @@ pub(super) const KEEP_KEY: &str = "CASE WHEN j.dedupe_key IS NOT NULL AND EXISTS
   THEN NULL ELSE j.dedupe_key END";
 
 /// Enqueues a batch in one statement. Ids are drawn first (in input order) so each input row
-/// learns whether it was inserted; a conflict on the dedupe index skips the row.
+/// learns whether it was inserted; a conflict on the dedupe index skips the row. The
+/// notification carries this store's instance (`{me}`): its own listener skips it, since the
+/// enqueuing host wakes its workers in-process.
 /// `$1..$9`: arrays of the jobs' fields; `$10`: created_at.
 pub(super) const ENQUEUE: &str = "
 WITH src AS MATERIALIZED (
@@ -110,7 +112,7 @@ WITH src AS MATERIALIZED (
       WHERE dedupe_key IS NOT NULL AND state IN ('available', 'retryable') DO NOTHING
     RETURNING id
 ), woke AS (
-    SELECT pg_notify('{ch}', '') FROM (SELECT 1 FROM ins LIMIT 1) one
+    SELECT pg_notify('{ch}', '{me}') FROM (SELECT 1 FROM ins LIMIT 1) one
 )
 SELECT ins.id FROM src LEFT JOIN ins ON ins.id = src.id
 CROSS JOIN (SELECT count(*) FROM woke) w
@@ -135,24 +137,37 @@ WITH picked AS (
 SELECT id, plugin, kind, input, attempt, max_attempts, created_at, run_at, lease_token
 FROM claimed ORDER BY priority, run_at, id";
 
-/// `$1`: id, `$2`: token, `$3..$13`: the log row, `$14`: the next state, `$15`: the next
-/// run_at (retry), `$16`: finished_at (final states).
+/// Ends a batch of attempts in one statement. `$1..$3`: the jobs' ids, tokens and order in the
+/// batch; `$4..$7`: each job's next state, next run_at (retry), finished_at (final states) and
+/// error; `$8..$16`: the log rows' attempt, plugin, version, kind, host, started_at,
+/// duration_ms, status, input; `$17`: their outputs. Answers, in batch order, whether each
+/// claim held.
 pub(super) const FINISH: &str = "
-WITH log AS (
+WITH f AS MATERIALIZED (
+    SELECT * FROM unnest($1::int8[], $2::int8[], $3::int4[], $4::text[], $5::int8[],
+                         $6::int8[], $7::text[])
+      AS t(id, token, ord, next, run_at, finished_at, error)
+), log AS (
     INSERT INTO {s}.job_attempts (job_id, attempt, plugin, version, kind, host, started_at,
                                   duration_ms, status, error, input, output)
-    VALUES ($1, $3, $4, $5, $6, $7, $8, $9, $10, $11::text, $12, $13)
+    SELECT f.id, l.attempt, l.plugin, l.version, l.kind, l.host, l.started_at, l.duration_ms,
+           l.status, f.error, l.input, l.output
+    FROM f JOIN unnest($3::int4[], $8::int4[], $9::text[], $10::text[], $11::text[],
+                       $12::text[], $13::int8[], $14::int8[], $15::text[], $16::text[],
+                       $17::text[])
+      AS l(ord, attempt, plugin, version, kind, host, started_at, duration_ms, status, input,
+           output) ON l.ord = f.ord
 ), upd AS (
-    UPDATE {s}.jobs j SET state = $14::text, run_at = COALESCE($15::int8, j.run_at),
-        finished_at = $16::int8,
-        last_error = CASE WHEN $14::text = 'completed' THEN j.last_error
-                          ELSE COALESCE($11::text, j.last_error) END,
+    UPDATE {s}.jobs j SET state = f.next, run_at = COALESCE(f.run_at, j.run_at),
+        finished_at = f.finished_at,
+        last_error = CASE WHEN f.next = 'completed' THEN j.last_error
+                          ELSE COALESCE(f.error, j.last_error) END,
         lease_token = NULL, lease_host = NULL, lease_until = NULL,
-        dedupe_key = CASE WHEN $14::text = 'retryable' THEN {keep_key} ELSE j.dedupe_key END
-    WHERE j.id = $1 AND j.state = 'running' AND j.lease_token = $2
-    RETURNING 1
+        dedupe_key = CASE WHEN f.next = 'retryable' THEN {keep_key} ELSE j.dedupe_key END
+    FROM f WHERE j.id = f.id AND j.state = 'running' AND j.lease_token = f.token
+    RETURNING f.ord
 )
-SELECT count(*) FROM upd";
+SELECT f.ord IN (SELECT ord FROM upd) FROM f ORDER BY f.ord";
 
 /// `$1`: id, `$2`: token.
 pub(super) const RELEASE: &str = "
@@ -250,7 +265,7 @@ WITH finished AS (
 )
 SELECT count(*) FROM del";
 
-/// The statements, with the schema (and channel) written in.
+/// The statements, with the schema, the channel and the store's instance written in.
 #[derive(Debug)]
 pub(super) struct Statements {
     pub(super) enqueue: String,
@@ -276,9 +291,10 @@ pub(super) struct Statements {
 }
 
 impl Statements {
-    pub(super) fn new(schema: &str, channel: &str) -> Self {
+    pub(super) fn new(schema: &str, channel: &str, instance: &str) -> Self {
         let fill = |template: &str| {
             template
+                .replace("{me}", instance)
                 .replace("{keep_key}", KEEP_KEY)
                 .replace("{job_columns}", JOB_COLUMNS)
                 .replace("{attempt_columns}", ATTEMPT_COLUMNS)

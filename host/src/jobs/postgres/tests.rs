@@ -118,6 +118,28 @@ fn job(plugin: &str) -> NewJob {
 }
 
 #[test]
+fn a_claim_walks_the_waiting_index_whatever_the_statistics_say() {
+    // And compiles nothing: the priced-out plans cost enough to trigger JIT otherwise.
+    let db = TestDb::create();
+    let store = PgJobs::open(&db.url(), "plugin_host").unwrap();
+    // A backlog the statistics do not know of (the table is new, never analyzed).
+    let jobs: Vec<NewJob> = (0..5_000).map(|_| job("backlog")).collect();
+    store.enqueue(&jobs).unwrap();
+    let plan = store.explain_claim(&["backlog".to_owned()], 4);
+    assert!(
+        plan.contains("Index Scan using jobs_waiting")
+            && !plan.contains("Bitmap")
+            && !plan.contains("JIT"),
+        "{plan}"
+    );
+    // The plan stops at the limit instead of reading the backlog.
+    let claimed = store
+        .claim(&["backlog".to_owned()], "h", 4, 1, 1_000)
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+}
+
+#[test]
 fn passes_the_conformance_suite() {
     let db = TestDb::create();
     let store = PgJobs::open(&db.url(), "plugin_host").unwrap();

@@ -7,12 +7,12 @@
 //!   store refuses, `emit` fails and nothing is delivered.
 //! - **Workers.** `workers` threads run due jobs of plugins that are active here, through the
 //!   manager like any other call (on the plugin's own thread, with the kind's timeout). A
-//!   worker with no job in hand claims up to `workers` due jobs in one statement, keeps the
-//!   first and leaves the rest to the other workers (claimed jobs wait here, under their
-//!   leases, only while every worker is busy). The ends of attempts that finish at the same
-//!   time are recorded together, in one transaction, each only if its claim's fencing token
-//!   still holds. A worker with nothing to claim waits for a wake-up (an enqueue in this
-//!   process, a `NOTIFY` from another host) or the poll interval.
+//!   worker with no job in hand claims, in one statement, as many due jobs as there are workers
+//!   free to start one now (itself included), keeps the first and hands the rest to the others
+//!   (a pause of a kind here, or a shutdown, gives back those not started). The ends of
+//!   attempts that finish at the same time are recorded together, in one transaction, each
+//!   only if its claim's fencing token still holds. A worker with nothing to claim waits for a
+//!   wake-up (an enqueue in this process, a `NOTIFY` from another host) or the poll interval.
 //! - **Maintenance.** Every tick: extend the leases of the jobs running here, requeue jobs whose
 //!   lease expired (at-least-once), fire due schedules, and, every minute, prune the log.
 
@@ -45,12 +45,14 @@ impl Drop for Ended<'_> {
     }
 }
 
-/// Drops a claim from the ones held here (no longer heartbeated) when its attempt is over,
-/// also when the attempt unwinds.
+/// A worker running an attempt: counted as busy, and its claim held here (heartbeated) until
+/// the attempt is over, also when it unwinds. Created by [`JobQueue::run`], which counts the
+/// worker busy right after.
 struct Held<'a>(&'a JobQueue, i64);
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
         self.0
             .running
             .lock()
@@ -110,6 +112,9 @@ pub struct JobQueue {
     finishes: GroupCommit<Finish, bool>,
     /// Jobs claimed here and not started yet, for the next free worker.
     ready: Mutex<VecDeque<Claimed>>,
+    /// Workers running an attempt (a claim asks for no more jobs than the other workers can
+    /// start now).
+    busy: AtomicUsize,
     /// Claims held here (waiting in `ready` or running): token → job id. Their leases are
     /// extended by the heartbeat until their ends are recorded.
     running: Mutex<HashMap<i64, i64>>,
@@ -190,6 +195,7 @@ impl JobQueue {
             commits: GroupCommit::default(),
             finishes: GroupCommit::default(),
             ready: Mutex::new(VecDeque::new()),
+            busy: AtomicUsize::new(0),
             running: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
             live: (Mutex::new(0), Condvar::new()),
@@ -249,6 +255,7 @@ impl JobQueue {
             return;
         }
         self.wake_up();
+        self.give_back_ready();
         *self.stop.0.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.stop.1.notify_all();
         let deadline = Instant::now() + grace;
@@ -273,8 +280,8 @@ impl JobQueue {
         &self.config
     }
 
-    /// Wakes one idle worker: enough for new jobs, since a worker claims up to `workers` jobs
-    /// at once and wakes the others when it claimed more than it can run.
+    /// Wakes one idle worker: enough for new jobs, since a worker claims jobs for every free
+    /// worker at once and wakes the others when it claimed more than it can run.
     fn wake_one(&self) {
         let mut n = self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
         *n = n.wrapping_add(1);
@@ -607,7 +614,21 @@ impl JobQueue {
             }
         }
         self.store.set_paused(plugin, kind, paused)?;
-        if !paused {
+        if paused {
+            // Jobs of the kind claimed here but not started wait again.
+            let taken = {
+                let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+                let (taken, kept): (VecDeque<Claimed>, VecDeque<Claimed>) =
+                    std::mem::take(&mut *ready)
+                        .into_iter()
+                        .partition(|j| j.plugin == plugin && j.kind == kind);
+                *ready = kept;
+                taken
+            };
+            for job in &taken {
+                self.give_back(job);
+            }
+        } else {
             self.wake_up();
         }
         Ok(())
@@ -652,6 +673,9 @@ impl JobQueue {
     fn work(self: Arc<Self>) {
         let _ended = Ended(&self);
         while !self.stopping.load(Ordering::Acquire) {
+            // Read before looking at `ready`: jobs pushed after this bump the count, so the
+            // wait below cannot miss them.
+            let seen = *self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
             let next = self
                 .ready
                 .lock()
@@ -661,16 +685,22 @@ impl JobQueue {
                 self.run(job);
                 continue;
             }
-            let seen = *self.wake.0.lock().unwrap_or_else(PoisonError::into_inner);
             let plugins = self.active_plugins();
             let now = now_ms();
+            // This worker and the others that are neither running an attempt nor about to
+            // start one from `ready`.
+            let workers = self.config.workers.max(1);
+            let idle = workers
+                .saturating_sub(self.busy.load(Ordering::Acquire))
+                .saturating_sub(self.ready_len())
+                .max(1);
             let claimed = if plugins.is_empty() {
                 Ok(Vec::new())
             } else {
                 self.store.claim(
                     &plugins,
                     &self.config.host_id,
-                    self.config.workers.max(1),
+                    idle,
                     now,
                     now + ms(self.config.lease),
                 )
@@ -681,12 +711,20 @@ impl JobQueue {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .extend(jobs.iter().map(|j| (j.token, j.id)));
+                    if self.stopping.load(Ordering::Acquire) {
+                        // Claimed as the shutdown began: none of them starts.
+                        for job in &jobs {
+                            self.give_back(job);
+                        }
+                        break;
+                    }
                     let mut jobs = jobs.into_iter();
                     let first = jobs.next();
-                    let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
                     let more = jobs.len() > 0;
-                    ready.extend(jobs);
-                    drop(ready);
+                    self.ready
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(jobs);
                     if more {
                         self.wake_up();
                     }
@@ -710,20 +748,28 @@ impl JobQueue {
             }
         }
         // Claimed jobs no worker will start now wait again, their attempts not counted.
-        loop {
-            let next = self
-                .ready
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop_front();
-            let Some(job) = next else { break };
-            self.give_back(&job);
+        self.give_back_ready();
+    }
+
+    fn ready_len(&self) -> usize {
+        self.ready
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Gives back every job claimed here and not started.
+    fn give_back_ready(&self) {
+        let left = std::mem::take(&mut *self.ready.lock().unwrap_or_else(PoisonError::into_inner));
+        for job in &left {
+            self.give_back(job);
         }
     }
 
     /// Runs one claimed attempt and records how it ended.
     fn run(&self, job: Claimed) {
         let _held = Held(self, job.token);
+        self.busy.fetch_add(1, Ordering::AcqRel);
         let started = now_ms();
         self.metrics.started(
             &job.plugin,

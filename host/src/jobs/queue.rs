@@ -7,9 +7,11 @@
 //!   store refuses, `emit` fails and nothing is delivered.
 //! - **Workers.** `workers` threads run due jobs of plugins that are active here, through the
 //!   manager like any other call (on the plugin's own thread, with the kind's timeout). A
-//!   worker with no job in hand claims, in one statement, as many due jobs as there are workers
-//!   free to start one now (itself included), keeps the first and hands the rest to the others
-//!   (a pause of a kind here, or a shutdown, gives back those not started). The ends of
+//!   worker with no job in hand claims, in one statement, up to as many due jobs as there are
+//!   workers free when the claim starts (itself included; workers claiming at the same moment
+//!   may together take more), keeps the first and hands the rest to the others (a pause of a
+//!   kind here, or a shutdown, gives back those not started; a claim in flight during the
+//!   pause may still start one). The ends of
 //!   attempts that finish at the same time are recorded together, in one transaction, each
 //!   only if its claim's fencing token still holds. A worker with nothing to claim waits for a
 //!   wake-up (an enqueue in this process, a `NOTIFY` from another host) or the poll interval.
@@ -711,8 +713,11 @@ impl JobQueue {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .extend(jobs.iter().map(|j| (j.token, j.id)));
+                    let mut ready = self.ready.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Checked under the lock the shutdown drains `ready` with (it sets
+                    // `stopping` first): claimed as the shutdown began, none of them starts.
                     if self.stopping.load(Ordering::Acquire) {
-                        // Claimed as the shutdown began: none of them starts.
+                        drop(ready);
                         for job in &jobs {
                             self.give_back(job);
                         }
@@ -721,10 +726,8 @@ impl JobQueue {
                     let mut jobs = jobs.into_iter();
                     let first = jobs.next();
                     let more = jobs.len() > 0;
-                    self.ready
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .extend(jobs);
+                    ready.extend(jobs);
+                    drop(ready);
                     if more {
                         self.wake_up();
                     }

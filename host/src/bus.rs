@@ -16,7 +16,13 @@
 //! ## Delivery
 //! The payload is put in one `Arc` per emit and shared read-only by all subscribers. Each
 //! delivery is queued in the subscriber's mailbox and runs on the subscriber's own worker thread,
-//! never on the emitter's: per subscription, events arrive in the order they were queued. A
+//! never on the emitter's: per subscription, events arrive in the order they were queued. The
+//! worker hands the deliveries waiting in its mailbox to the plugin in batches, one call for up
+//! to 256 (API minor 3); each handler's panic or failure stays with its own event.
+//!
+//! Which subscriptions an event name matches is worked out once per name and kept (with the
+//! name's shared `Arc<str>`) until a subscription is added or removed; at most 4,096 names are
+//! kept, so a plugin emitting ever new names costs a match per emit, never unbounded memory. A
 //! plugin receives its own events when it subscribed to a matching pattern (delivered after the
 //! current call returns, never re-entrantly). Mailboxes are bounded: when one is full the emitter
 //! waits up to `emit_block` (default 50 ms), then the event is dropped *for that subscriber only*
@@ -219,16 +225,68 @@ impl Pattern {
     }
 }
 
+/// The subscriptions an event name matches, in id order, and the name shared by every event
+/// of it: what an emit needs, computed once per name and kept until a subscription changes.
+struct Route {
+    name: Arc<str>,
+    subs: Vec<Arc<Subscription>>,
+}
+
+/// The most event names whose routes are kept; past it the cache starts over (a plugin emitting
+/// ever new names costs a match per emit, never unbounded memory).
+const MAX_ROUTES: usize = 4096;
+
 #[derive(Default)]
 struct Index {
     by_id: HashMap<u64, Arc<Subscription>>,
     exact: HashMap<String, Vec<Arc<Subscription>>>,
     wildcard: Vec<Arc<Subscription>>,
+    /// Routes of valid event names, emptied on every change of the subscriptions.
+    routes: HashMap<Box<str>, Arc<Route>>,
 }
 
 impl Index {
+    fn insert(&mut self, sub: Arc<Subscription>) {
+        self.routes.clear();
+        if sub.pattern.is_exact() {
+            self.exact
+                .entry(sub.pattern.text.clone())
+                .or_default()
+                .push(Arc::clone(&sub));
+        } else {
+            self.wildcard.push(Arc::clone(&sub));
+        }
+        self.by_id.insert(sub.id, sub);
+    }
+
+    /// The route of a valid event name, made and kept if it is not yet.
+    fn route(&mut self, name: &str) -> Arc<Route> {
+        if let Some(route) = self.routes.get(name) {
+            return Arc::clone(route);
+        }
+        let mut subs: Vec<Arc<Subscription>> = self.exact.get(name).cloned().unwrap_or_default();
+        subs.extend(
+            self.wildcard
+                .iter()
+                .filter(|s| s.pattern.matches(name))
+                .cloned(),
+        );
+        // Subscriptions were pushed in creation order; deliver in id order for determinism.
+        subs.sort_unstable_by_key(|s| s.id);
+        let route = Arc::new(Route {
+            name: Arc::from(name),
+            subs,
+        });
+        if self.routes.len() >= MAX_ROUTES {
+            self.routes.clear();
+        }
+        self.routes.insert(Box::from(name), Arc::clone(&route));
+        route
+    }
+
     fn remove(&mut self, id: u64) -> Option<Arc<Subscription>> {
         let sub = self.by_id.remove(&id)?;
+        self.routes.clear();
         if sub.pattern.is_exact() {
             if let Some(list) = self.exact.get_mut(&sub.pattern.text) {
                 list.retain(|s| s.id != id);
@@ -309,20 +367,10 @@ impl EventBus {
             fired: AtomicBool::new(false),
             target,
         });
-        let mut index = self
-            .index
+        self.index
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if sub.pattern.is_exact() {
-            index
-                .exact
-                .entry(sub.pattern.text.clone())
-                .or_default()
-                .push(Arc::clone(&sub));
-        } else {
-            index.wildcard.push(Arc::clone(&sub));
-        }
-        index.by_id.insert(id, sub);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(sub);
         Ok(id)
     }
 
@@ -414,7 +462,7 @@ impl EventBus {
         payload: &[u8],
         raw: bool,
     ) -> Result<usize> {
-        validate_event_name(name)?;
+        let route = self.route(name)?;
         if matches!(emitter, Some(Owner::Plugin { .. })) && is_host_event(name) {
             return Err(Error::InvalidEventName {
                 name: name.to_owned(),
@@ -429,25 +477,23 @@ impl EventBus {
             hook(name, payload)?;
         }
         self.emitted.fetch_add(1, Ordering::Relaxed);
-        let mut matched = self.matching(name);
-        if matched.is_empty() {
+        if route.subs.is_empty() {
             return Ok(0);
         }
-        // Subscriptions were pushed in creation order; deliver in id order for determinism.
-        matched.sort_unstable_by_key(|s| s.id);
         let source = match emitter {
             Some(Owner::Plugin { name, .. }) => Some(name.clone()),
             _ => None,
         };
         let event = Arc::new(BusEvent {
-            name: Arc::from(name),
+            name: Arc::clone(&route.name),
             payload: Arc::from(payload),
             raw,
             source,
         });
+        let matched = &route.subs;
         let mut queued = 0;
         let mut spent_once = Vec::new();
-        for sub in &matched {
+        for sub in matched {
             if sub.once {
                 if sub.fired.swap(true, Ordering::AcqRel) {
                     continue;
@@ -466,22 +512,24 @@ impl EventBus {
         Ok(queued)
     }
 
-    /// The subscriptions whose pattern matches `name` (exact names first, unordered).
-    fn matching(&self, name: &str) -> Vec<Arc<Subscription>> {
-        let index = self
+    /// The route of `name`: from the cache under the read lock when it is there (the name was
+    /// valid when it was cached), else validated and made under the write lock.
+    fn route(&self, name: &str) -> Result<Arc<Route>> {
+        if let Some(route) = self
             .index
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut matched: Vec<Arc<Subscription>> =
-            index.exact.get(name).cloned().unwrap_or_default();
-        matched.extend(
-            index
-                .wildcard
-                .iter()
-                .filter(|s| s.pattern.matches(name))
-                .cloned(),
-        );
-        matched
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .routes
+            .get(name)
+        {
+            return Ok(Arc::clone(route));
+        }
+        validate_event_name(name)?;
+        Ok(self
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .route(name))
     }
 
     /// Hands the event to one subscriber: a host handler runs now; a plugin's delivery is

@@ -24,8 +24,9 @@ pub const ABI_MAJOR: u32 = 1;
 /// API minor version. A host accepts plugins whose minor version is at most its own. Bumped
 /// for an appended table field or a new host service request (1: `topics` `produce_batch`;
 /// 2: typed named functions: [`PluginVTable::call`], [`HostVTable::call_function`],
-/// [`HostVTable::max_level`], the manifest's `functions` and [`FLAG_CONCURRENT`]).
-pub const API_MINOR: u32 = 2;
+/// [`HostVTable::max_level`], the manifest's `functions` and [`FLAG_CONCURRENT`]; 3: batched
+/// event deliveries, [`PluginVTable::deliver_batch`]).
+pub const API_MINOR: u32 = 3;
 /// First bytes of every plugin declaration.
 pub const MAGIC: [u8; 8] = *b"PLGHOST\0";
 /// Name of the exported data symbol holding the [`Declaration`].
@@ -143,6 +144,19 @@ impl RawSlice {
         // SAFETY: the caller upholds that ptr/len describe valid memory for 'a.
         unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
+}
+
+/// One event of a [`PluginVTable::deliver_batch`] call: the subscription it is for, its name and
+/// its payload, borrowed for the call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct RawDelivery {
+    /// The subscription id the host assigned.
+    pub id: u64,
+    /// The event's name (UTF-8).
+    pub name: RawSlice,
+    /// The event's payload.
+    pub payload: RawSlice,
 }
 
 /// Frees a [`RawBuf`] allocated by the library that owns this function.
@@ -324,7 +338,21 @@ pub struct PluginVTable {
         function: RawSlice,
         input: RawSlice,
     ) -> RawResult,
+    /// API minor 3: delivers `len` events in order, each exactly as [`PluginVTable::deliver`]
+    /// would (a handler's failure or panic is contained to its own event), in one call. The
+    /// output is empty when every handler succeeded; otherwise it lists the events that did
+    /// not, as JSON `[{"index", "status", "code", "message"}]` (`status` as in [`RawResult`];
+    /// `code` empty for a panic).
+    pub deliver_batch: unsafe extern "C" fn(
+        instance: InstancePtr,
+        deliveries: *const RawDelivery,
+        len: usize,
+    ) -> RawResult,
 }
+
+/// Size of a [`PluginVTable`] of API minor 2 (everything before
+/// [`PluginVTable::deliver_batch`]): a table at least this long has `call`.
+pub const PLUGIN_VTABLE_MINOR2_SIZE: usize = std::mem::offset_of!(PluginVTable, deliver_batch);
 
 /// Size of a [`PluginVTable`] of API minor 0 and 1 (everything before [`PluginVTable::call`]):
 /// the smallest table a host of this ABI major accepts.
@@ -640,6 +668,7 @@ impl<T: Plugin> Glue<T> {
         deliver: Self::deliver,
         destroy: Self::destroy,
         call: Self::call,
+        deliver_batch: Self::deliver_batch,
     };
 
     /// Body of the exported `plugin_host_entry` symbol.
@@ -848,6 +877,67 @@ impl<T: Plugin> Glue<T> {
                     .deliver(id, &name, payload)
                     .map(|()| Vec::new()),
             )
+        };
+        // SAFETY: forwarded from this function's own contract.
+        unsafe { Self::with_instance(instance, run) }
+    }
+
+    /// `PluginVTable::deliver_batch`: each event as `deliver` would, each under its own panic
+    /// guard, in order; only the failures are reported.
+    ///
+    /// # Safety
+    /// The [`PluginVTable`] contract; `deliveries` points to `len` entries whose slices are
+    /// valid for the call.
+    unsafe extern "C" fn deliver_batch(
+        instance: InstancePtr,
+        deliveries: *const RawDelivery,
+        len: usize,
+    ) -> RawResult {
+        let run = |i: &Instance<T>| {
+            if deliveries.is_null() && len > 0 {
+                return RawResult::error(&Error::new("invalid_argument", "null deliveries"));
+            }
+            let entries = if len == 0 {
+                &[][..]
+            } else {
+                // SAFETY: the host passes `len` initialised entries, alive for this call.
+                unsafe { std::slice::from_raw_parts(deliveries, len) }
+            };
+            let mut failures = Vec::new();
+            let inner = i.ctx.inner();
+            for (index, entry) in entries.iter().enumerate() {
+                let result = guarded(|| {
+                    // SAFETY: the host keeps every entry's slices alive for this call.
+                    let (name, payload) =
+                        unsafe { (entry.name.as_bytes(), entry.payload.as_bytes()) };
+                    let name = String::from_utf8_lossy(name);
+                    bytes_result(inner.deliver(entry.id, &name, payload).map(|()| Vec::new()))
+                });
+                if result.status == STATUS_OK {
+                    continue;
+                }
+                // SAFETY: a result this glue just made, consumed once.
+                let (status, bytes) = unsafe { result.into_parts() };
+                let (code, message) = if status == STATUS_PANIC {
+                    (String::new(), String::from_utf8_lossy(&bytes).into_owned())
+                } else {
+                    match serde_json::from_slice::<Error>(&bytes) {
+                        Ok(e) => (e.code, e.message),
+                        Err(_) => (
+                            "plugin_error".to_owned(),
+                            String::from_utf8_lossy(&bytes).into_owned(),
+                        ),
+                    }
+                };
+                failures.push(serde_json::json!({
+                    "index": index, "status": status, "code": code, "message": message,
+                }));
+            }
+            if failures.is_empty() {
+                RawResult::ok(Vec::new())
+            } else {
+                bytes_result(serde_json::to_vec(&failures).map_err(Error::from))
+            }
         };
         // SAFETY: forwarded from this function's own contract.
         unsafe { Self::with_instance(instance, run) }

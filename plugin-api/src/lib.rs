@@ -79,8 +79,8 @@ pub mod ffi {
     pub use crate::abi::{
         ABI_MAJOR, API_MINOR, ContextPtr, DECLARATION_SYMBOL, DeclarationHeader, ENTRY_SYMBOL,
         FLAG_CONCURRENT, FreeFn, HostVTable, InstancePtr, MAGIC, PANIC_ABORT, PANIC_UNWIND,
-        PLUGIN_VTABLE_MIN_SIZE, PluginVTable, RawBuf, RawResult, RawSlice, STATUS_ERROR, STATUS_OK,
-        STATUS_PANIC, live_contexts,
+        PLUGIN_VTABLE_MIN_SIZE, PLUGIN_VTABLE_MINOR2_SIZE, PluginVTable, RawBuf, RawDelivery,
+        RawResult, RawSlice, STATUS_ERROR, STATUS_OK, STATUS_PANIC, live_contexts,
     };
 }
 

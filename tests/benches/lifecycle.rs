@@ -14,6 +14,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use integration::figures::{Better, ns, record};
 use integration::*;
 use plugin_host::{ManagerConfig, PluginManager, UnloadOutcome};
 use serde_json::json;
@@ -22,6 +23,7 @@ struct Args {
     cycles: usize,
     calls: usize,
     chain: usize,
+    chain_rounds: usize,
     soak: usize,
 }
 
@@ -30,6 +32,7 @@ fn args() -> Args {
         cycles: 2_000,
         calls: 50_000,
         chain: 2_000,
+        chain_rounds: 3,
         soak: 10_000,
     };
     let argv: Vec<String> = std::env::args().collect();
@@ -46,6 +49,7 @@ fn args() -> Args {
                     cycles: 200,
                     calls: 5_000,
                     chain: 200,
+                    chain_rounds: 1,
                     soak: 500,
                 }
             }
@@ -69,7 +73,7 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn report(name: &str, mut samples: Vec<Duration>) {
+fn report(name: &str, mut samples: Vec<Duration>) -> Vec<Duration> {
     samples.sort();
     let total: Duration = samples.iter().sum();
     println!(
@@ -80,6 +84,11 @@ fn report(name: &str, mut samples: Vec<Duration>) {
         total / samples.len() as u32,
         samples.len() as f64 / total.as_secs_f64()
     );
+    samples
+}
+
+fn nanos(samples: &[Duration]) -> Vec<f64> {
+    samples.iter().map(|d| ns(*d)).collect()
 }
 
 fn rss_kib() -> u64 {
@@ -147,8 +156,16 @@ fn main() {
     // Warm up the page cache and the allocator.
     load_unload_cycles(&m, &hello, 50);
     let (samples, bad) = load_unload_cycles(&m, &hello, a.cycles);
-    report("load+unload cycle (hello)", samples);
+    let samples = report("load+unload cycle (hello)", samples);
     assert_eq!(bad, 0, "every cycle must unmap");
+    record(
+        "lifecycle.load_unload",
+        "load + unload of a plugin, new code each time (every cycle `unmapped`)",
+        "ns",
+        Better::Lower,
+        Some(150e3),
+        &nanos(&samples),
+    );
 
     m.load(&hello).unwrap();
     m.load(plugin("greeter")).unwrap();
@@ -159,7 +176,15 @@ fn main() {
         m.execute("hello", &input).unwrap();
         samples.push(t.elapsed());
     }
-    report("execute round trip (hello)", samples);
+    let hello_json = report("execute round trip (hello)", samples);
+    record(
+        "lifecycle.execute",
+        "execute round trip host → plugin → host (JSON in and out)",
+        "ns",
+        Better::Lower,
+        Some(1e3),
+        &nanos(&hello_json),
+    );
     let bytes = serde_json::to_vec(&input).unwrap();
     let mut samples = Vec::with_capacity(a.calls);
     for _ in 0..a.calls {
@@ -167,14 +192,38 @@ fn main() {
         m.execute_bytes("hello", bytes.clone()).unwrap();
         samples.push(t.elapsed());
     }
-    report("execute round trip, bytes (hello)", samples);
+    let hello_bytes = report("execute round trip, bytes (hello)", samples);
+    record(
+        "lifecycle.execute_bytes",
+        "execute round trip, input already encoded",
+        "ns",
+        Better::Lower,
+        None,
+        &nanos(&hello_bytes),
+    );
     let mut samples = Vec::with_capacity(a.calls);
     for _ in 0..a.calls {
         let t = Instant::now();
         m.execute("greeter", &input).unwrap();
         samples.push(t.elapsed());
     }
-    report("greeter execute + 1 dependency call", samples);
+    let greeter = report("greeter execute + 1 dependency call", samples);
+    // What the dependency call adds: greeter's execute (one call of `hello` inside) over an
+    // execute of the same shape without it.
+    let base = pct(&hello_json, 0.5);
+    let added: Vec<f64> = greeter.iter().map(|d| ns(*d) - ns(base)).collect();
+    println!(
+        "dependency call, added over an execute   median={:.1?}",
+        pct(&greeter, 0.5).saturating_sub(base)
+    );
+    record(
+        "lifecycle.dependency_call",
+        "a dependency call (greeter → hello), added over an execute",
+        "ns",
+        Better::Lower,
+        Some(100.0),
+        &added,
+    );
     m.unload("hello", true).unwrap();
 
     // Graph work alone for the chain, then a real directory load of the chain.
@@ -188,21 +237,33 @@ fn main() {
     let dir = temp_dir();
     chain_dir(a.chain, dir.path());
     let chain = PluginManager::new(ManagerConfig::default()).unwrap();
-    let t = Instant::now();
-    let r = chain.load_dir(dir.path()).unwrap();
-    let load = t.elapsed();
-    assert_eq!(r.loaded.len(), a.chain, "failed: {:?}", r.failed.first());
-    assert_eq!(r.loaded[0], "chain-link-00000");
-    let t = Instant::now();
-    let out = chain.unload("chain-link-00000", true).unwrap();
-    let unload = t.elapsed();
-    assert_eq!(out.unloaded.len(), a.chain);
-    println!(
-        "directory load, {}-plugin chain        total={load:.2?} ({:.1?}/plugin); cascade unload total={unload:.2?}",
-        a.chain,
-        load / a.chain as u32
-    );
+    let mut loads = Vec::new();
+    for _ in 0..a.chain_rounds {
+        let t = Instant::now();
+        let r = chain.load_dir(dir.path()).unwrap();
+        let load = t.elapsed();
+        assert_eq!(r.loaded.len(), a.chain, "failed: {:?}", r.failed.first());
+        assert_eq!(r.loaded[0], "chain-link-00000");
+        let t = Instant::now();
+        let out = chain.unload("chain-link-00000", true).unwrap();
+        let unload = t.elapsed();
+        assert_eq!(out.unloaded.len(), a.chain);
+        println!(
+            "directory load, {}-plugin chain        total={load:.2?} ({:.1?}/plugin); cascade unload total={unload:.2?}",
+            a.chain,
+            load / a.chain as u32
+        );
+        loads.push(load);
+    }
     drop(chain);
+    record(
+        "lifecycle.chain",
+        &format!("directory load of a {}-plugin dependency chain", a.chain),
+        "ns",
+        Better::Lower,
+        (a.chain == 2_000).then_some(2e9),
+        &nanos(&loads),
+    );
 
     // Soak: RSS growth over many cycles, every one unmapped.
     load_unload_cycles(&m, &hello, 200);
@@ -219,4 +280,12 @@ fn main() {
         after as i64 - before as i64
     );
     assert_eq!(bad, 0, "every soak cycle must unmap");
+    record(
+        "lifecycle.soak_rss",
+        &format!("RSS growth over {} load/unload cycles (KiB)", a.soak),
+        "KiB",
+        Better::Lower,
+        None,
+        &[after as f64 - before as f64],
+    );
 }

@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use integration::figures::{Better, record};
 use integration::*;
 use plugin_host::{ManagerConfig, PluginManager, TablesConfig};
 use serde_json::json;
@@ -21,7 +22,8 @@ fn per_op(total_ns: u64, n: u64) -> Duration {
     Duration::from_nanos(total_ns / n.max(1))
 }
 
-fn report(backend: &str, n: u64, repo: (u64, u64), raw: (Duration, Duration)) {
+/// Prints one run and answers its ratios (insert, select).
+fn report(backend: &str, n: u64, repo: (u64, u64), raw: (Duration, Duration)) -> (f64, f64) {
     let (ri, rs) = (per_op(repo.0, n), per_op(repo.1, n));
     let (wi, ws) = (raw.0 / n as u32, raw.1 / n as u32);
     println!(
@@ -29,6 +31,10 @@ fn report(backend: &str, n: u64, repo: (u64, u64), raw: (Duration, Duration)) {
         ri.as_secs_f64() / wi.as_secs_f64(),
         rs.as_secs_f64() / ws.as_secs_f64()
     );
+    (
+        ri.as_secs_f64() / wi.as_secs_f64(),
+        rs.as_secs_f64() / ws.as_secs_f64(),
+    )
 }
 
 fn repository(config: TablesConfig, n: u64) -> (u64, u64) {
@@ -123,15 +129,36 @@ fn main() {
     build();
     println!("plugin-host tables bench: {n} inserts then {n} selects by primary key");
 
-    let dir = temp_dir();
-    let repo = repository(
-        TablesConfig::Sqlite {
-            dir: dir.path().join("tables"),
-        },
-        n,
+    let (mut inserts, mut selects) = (Vec::new(), Vec::new());
+    for _ in 0..if quick { 1 } else { 5 } {
+        let dir = temp_dir();
+        let repo = repository(
+            TablesConfig::Sqlite {
+                dir: dir.path().join("tables"),
+            },
+            n,
+        );
+        let raw = raw_sqlite(dir.path(), n);
+        let (insert, select) = report("sqlite", n, repo, raw);
+        inserts.push(insert);
+        selects.push(select);
+    }
+    record(
+        "tables.sqlite.select",
+        "SQLite repository, select by id, ÷ raw rusqlite on the same file",
+        "x",
+        Better::Lower,
+        Some(1.5),
+        &selects,
     );
-    let raw = raw_sqlite(dir.path(), n);
-    report("sqlite", n, repo, raw);
+    record(
+        "tables.sqlite.insert",
+        "SQLite repository, insert, ÷ raw rusqlite on the same file",
+        "x",
+        Better::Lower,
+        Some(1.5),
+        &inserts,
+    );
 
     let db = PgDatabase::create("bench");
     let repo = repository(
@@ -142,5 +169,21 @@ fn main() {
         n,
     );
     let raw = raw_postgres(&db.url, n);
-    report("postgres", n, repo, raw);
+    let (insert, select) = report("postgres", n, repo, raw);
+    record(
+        "tables.postgres.select",
+        "PostgreSQL repository, select by id, ÷ raw sqlx",
+        "x",
+        Better::Lower,
+        None,
+        &[select],
+    );
+    record(
+        "tables.postgres.insert",
+        "PostgreSQL repository, insert, ÷ raw sqlx",
+        "x",
+        Better::Lower,
+        None,
+        &[insert],
+    );
 }

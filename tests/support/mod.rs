@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use plugin_host::{ManagerConfig, PluginManager};
 
+pub mod figures;
 mod s3;
 pub use s3::{S3Raw, S3Target, raw_client, s3_config, s3_prefix, s3_runtime, s3_target};
 

@@ -288,6 +288,66 @@ fn deliveries_keep_emit_order_per_subscription() {
 }
 
 #[test]
+fn a_burst_delivered_in_batches_keeps_order_and_contains_each_panic_to_its_event() {
+    // The subscriber is held in a slow handler while 400 events queue behind it, so they reach
+    // it in batches (one call into the plugin for many deliveries). In each batch every event
+    // goes to a handler that panics, one that fails and one that records, in that order.
+    let dir = temp_dir();
+    let m = manager();
+    m.load(events_plugin(30, dir.path())).unwrap();
+    m.load(events_plugin(31, dir.path())).unwrap();
+    exec(
+        &m,
+        "events-31",
+        json!({"op": "on", "pattern": "gate", "mode": "slow", "ms": 200}),
+    );
+    exec(
+        &m,
+        "events-31",
+        json!({"op": "on", "pattern": "burst:*", "mode": "panic"}),
+    );
+    exec(
+        &m,
+        "events-31",
+        json!({"op": "on", "pattern": "burst:*", "mode": "fail"}),
+    );
+    let recorder = exec(&m, "events-31", json!({"op": "on", "pattern": "burst:*"}))["id"]
+        .as_u64()
+        .unwrap();
+    exec(&m, "events-30", json!({"op": "emit", "name": "gate"}));
+    exec(
+        &m,
+        "events-30",
+        json!({"op": "emit", "name": "burst:n", "count": 400, "seq": true}),
+    );
+    assert_eq!(
+        wait_count(&m, "events-31", 401),
+        401,
+        "the gate and every event recorded"
+    );
+    let seqs: Vec<u64> = seen(&m, "events-31")
+        .iter()
+        .filter(|e| e["sub"] == recorder)
+        .map(|e| e["payload"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..400).collect::<Vec<_>>(),
+        "emit order, nothing lost"
+    );
+    let stats = m.get("events-31").unwrap().stats;
+    assert_eq!(
+        stats.events_failed, 800,
+        "each panic and each failure counted once"
+    );
+    assert_eq!(stats.events_delivered, 401);
+    assert_eq!(stats.events_dropped, 0);
+    // The plugin that panicked 400 times still serves calls and events.
+    exec(&m, "events-30", json!({"op": "emit", "name": "gate"}));
+    assert_eq!(wait_count(&m, "events-31", 402), 402);
+}
+
+#[test]
 fn a_slow_subscriber_is_bounded_and_drops_are_counted() {
     let dir = temp_dir();
     let m = PluginManager::new(

@@ -25,7 +25,8 @@ use std::sync::{Arc, LazyLock, PoisonError, RwLock, Weak};
 
 use plugin_api::ffi::{
     ABI_MAJOR, ContextPtr, DeclarationHeader, HostVTable, InstancePtr, PLUGIN_VTABLE_MIN_SIZE,
-    PluginVTable, RawResult, RawSlice, STATUS_OK, STATUS_PANIC,
+    PLUGIN_VTABLE_MINOR2_SIZE, PluginVTable, RawDelivery, RawResult, RawSlice, STATUS_OK,
+    STATUS_PANIC,
 };
 
 use super::TrustedPath;
@@ -178,8 +179,10 @@ impl Library {
                 cleanup: std::ptr::addr_of!((*table).cleanup).read(),
                 deliver: std::ptr::addr_of!((*table).deliver).read(),
                 destroy: std::ptr::addr_of!((*table).destroy).read(),
-                call: (size >= size_of::<PluginVTable>())
+                call: (size >= PLUGIN_VTABLE_MINOR2_SIZE)
                     .then(|| std::ptr::addr_of!((*table).call).read()),
+                deliver_batch: (size >= size_of::<PluginVTable>())
+                    .then(|| std::ptr::addr_of!((*table).deliver_batch).read()),
             }
         };
         let mut ptr: InstancePtr = std::ptr::null_mut();
@@ -206,9 +209,11 @@ impl Library {
 }
 
 type CallFn = unsafe extern "C" fn(InstancePtr, RawSlice, RawSlice) -> RawResult;
+type DeliverBatchFn = unsafe extern "C" fn(InstancePtr, *const RawDelivery, usize) -> RawResult;
 
 /// The plugin's function table as the host uses it: the fields copied out of the plugin's
-/// static table, `call` only when the plugin's table has it (API minor 2 and later).
+/// static table, `call` and `deliver_batch` only when the plugin's table has them (API minor 2
+/// and 3).
 #[derive(Debug, Clone, Copy)]
 struct Table {
     create: unsafe extern "C" fn(*const HostVTable, ContextPtr, *mut InstancePtr) -> RawResult,
@@ -220,6 +225,7 @@ struct Table {
     deliver: unsafe extern "C" fn(InstancePtr, u64, RawSlice, RawSlice) -> RawResult,
     destroy: unsafe extern "C" fn(InstancePtr) -> RawResult,
     call: Option<CallFn>,
+    deliver_batch: Option<DeliverBatchFn>,
 }
 
 /// Why an instance could not be created.
@@ -249,6 +255,48 @@ fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
                 message: String::from_utf8_lossy(&bytes).into_owned(),
             }),
         },
+    }
+}
+
+/// Reads the failures `deliver_batch` reported. An answer that is not the documented JSON fails
+/// every event of the batch, so nothing is counted as delivered on a plugin's say-so alone.
+fn batch_failures(bytes: &[u8], len: usize) -> Vec<(usize, CallError)> {
+    #[derive(serde::Deserialize)]
+    struct Failure {
+        index: usize,
+        status: u32,
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    match serde_json::from_slice::<Vec<Failure>>(bytes) {
+        Ok(list) => list
+            .into_iter()
+            .filter(|f| f.index < len)
+            .map(|f| {
+                let error = if f.status == STATUS_PANIC {
+                    CallError::Panicked { message: f.message }
+                } else {
+                    CallError::Failed {
+                        code: f.code,
+                        message: f.message,
+                    }
+                };
+                (f.index, error)
+            })
+            .collect(),
+        Err(e) => (0..len)
+            .map(|i| {
+                (
+                    i,
+                    CallError::Failed {
+                        code: "plugin_error".into(),
+                        message: format!("unreadable answer to a batch of deliveries: {e}"),
+                    },
+                )
+            })
+            .collect(),
     }
 }
 
@@ -335,6 +383,38 @@ impl Instance<'_> {
                 RawSlice::new(payload),
             )
         })
+    }
+
+    /// Delivers `events` (subscription id, name, payload) in order, in one call when the plugin
+    /// has `deliver_batch` (API minor 3), else one `deliver` per event. Answers the events whose
+    /// handler did not succeed, by index.
+    pub(crate) fn deliver_batch(&self, events: &[(u64, &str, &[u8])]) -> Vec<(usize, CallError)> {
+        let Some(batch) = self.vtable.deliver_batch else {
+            return events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (id, name, payload))| {
+                    self.deliver(*id, name, payload).err().map(|e| (i, e))
+                })
+                .collect();
+        };
+        let entries: Vec<RawDelivery> = events
+            .iter()
+            .map(|(id, name, payload)| RawDelivery {
+                id: *id,
+                name: RawSlice::new(name.as_bytes()),
+                payload: RawSlice::new(payload),
+            })
+            .collect();
+        // SAFETY: the live instance and `entries.len()` entries whose slices borrow `events`,
+        // all alive for the call (the contract on `Instance`); `deliver_batch` exists, the
+        // table's size said so.
+        match decode(unsafe { batch(self.ptr, entries.as_ptr(), entries.len()) }) {
+            Ok(bytes) if bytes.is_empty() => Vec::new(),
+            Ok(bytes) => batch_failures(&bytes, events.len()),
+            // The call as a whole failed (it never does for a live instance): every event failed.
+            Err(e) => (0..events.len()).map(|i| (i, e.clone())).collect(),
+        }
     }
 
     /// A handle that pool threads share to run named functions of a concurrent plugin at once;

@@ -459,6 +459,39 @@ fn serve(
     instance.destroy().live_contexts
 }
 
+/// The most deliveries handed to a plugin in one call.
+const MAX_BATCH: usize = 256;
+
+/// Runs one batch of deliveries and counts them: a subscription removed after its event was
+/// queued is neither delivered nor failed (nothing ran); a failed or panicking handler is counted
+/// and logged, and the events after it are still delivered.
+fn deliver_batch(
+    instance: &crate::loader::Instance<'_>,
+    spawn: &Spawn,
+    batch: &[(u64, Arc<BusEvent>)],
+) {
+    let events: Vec<(u64, &str, &[u8])> = batch
+        .iter()
+        .map(|(id, event)| (*id, &*event.name, &*event.payload))
+        .collect();
+    let failures = instance.deliver_batch(&events);
+    for (index, error) in &failures {
+        match error {
+            CallError::Failed { code, .. } if code == "subscription_not_found" => {}
+            e => {
+                spawn.stats.events_failed.fetch_add(1, Ordering::Relaxed);
+                let event = batch.get(*index).map_or("", |(_, e)| &*e.name);
+                tracing::warn!(target: "bus", plugin = %spawn.ctx.plugin, event, error = ?e, "event handler failed");
+            }
+        }
+    }
+    let delivered = batch.len() - failures.len();
+    spawn
+        .stats
+        .events_delivered
+        .fetch_add(delivered as u64, Ordering::Relaxed);
+}
+
 /// Serves jobs until `Stop` (or a closed mailbox). Named calls go to `pool` when given (a
 /// concurrent plugin); everything else runs here, in order.
 fn serve_jobs(
@@ -468,7 +501,14 @@ fn serve_jobs(
     pool: Option<&Sender<(Invocation, Reply)>>,
 ) {
     let mut cleaned_up = false;
-    while let Some(job) = spin_recv(rx).or_else(|| rx.recv().ok()) {
+    // The job met while gathering a batch of deliveries, served next.
+    let mut next: Option<Job> = None;
+    let mut batch: Vec<(u64, Arc<BusEvent>)> = Vec::new();
+    while let Some(job) = next
+        .take()
+        .or_else(|| spin_recv(rx))
+        .or_else(|| rx.recv().ok())
+    {
         let to_pool = pool.is_some() && matches!(&job, Job::Execute(c, _) if c.function.is_some());
         if let Some(on_call) = &spawn.on_call
             && !matches!(job, Job::Stop)
@@ -504,22 +544,25 @@ fn serve_jobs(
                 let _ = reply.send(result);
             }
             Job::Deliver(id, event) => {
+                // The deliveries queued behind this one go with it, in order, in one call into
+                // the plugin; the first other job ends the batch and is served next.
+                batch.push((id, event));
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(Job::Deliver(id, event)) => batch.push((id, event)),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
                 // Deliveries queued before the subscriptions were revoked are dropped once the
                 // plugin has cleaned up: its handlers must not run after cleanup.
-                if cleaned_up {
-                    continue;
+                if !cleaned_up {
+                    deliver_batch(instance, spawn, &batch);
                 }
-                match instance.deliver(id, &event.name, &event.payload) {
-                    Ok(_) => {
-                        spawn.stats.events_delivered.fetch_add(1, Ordering::Relaxed);
-                    }
-                    // Unsubscribed after the event was queued: nothing ran, nothing failed.
-                    Err(CallError::Failed { code, .. }) if code == "subscription_not_found" => {}
-                    Err(e) => {
-                        spawn.stats.events_failed.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(target: "bus", plugin = %spawn.ctx.plugin, event = %event.name, error = ?e, "event handler failed");
-                    }
-                }
+                batch.clear();
             }
             Job::DeliverWait(id, name, payload, reply) => {
                 let result = if cleaned_up {

@@ -68,6 +68,9 @@ fn args() -> Args {
     a
 }
 
+/// Rounds of the call figures.
+const ROUNDS: usize = 5;
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -170,51 +173,55 @@ fn main() {
     m.load(&hello).unwrap();
     m.load(plugin("greeter")).unwrap();
     let input = json!({"name": "bench"});
-    let mut samples = Vec::with_capacity(a.calls);
-    for _ in 0..a.calls {
-        let t = Instant::now();
-        m.execute("hello", &input).unwrap();
-        samples.push(t.elapsed());
+    let bytes = serde_json::to_vec(&input).unwrap();
+    // Rounds of calls, the three kinds interleaved, so that a slow stretch of the machine shows
+    // in the spread instead of moving one figure: a figure is the median of its rounds' medians.
+    let time = |f: &dyn Fn()| {
+        let mut samples = Vec::with_capacity(a.calls / ROUNDS);
+        for _ in 0..a.calls / ROUNDS {
+            let t = Instant::now();
+            f();
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        samples
+    };
+    let (mut json_rounds, mut bytes_rounds, mut added) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=ROUNDS {
+        let hello_json = time(&|| drop(m.execute("hello", &input).unwrap()));
+        let hello_bytes = time(&|| drop(m.execute_bytes("hello", bytes.clone()).unwrap()));
+        let greeter = time(&|| drop(m.execute("greeter", &input).unwrap()));
+        let (j, b, g) = (
+            pct(&hello_json, 0.5),
+            pct(&hello_bytes, 0.5),
+            pct(&greeter, 0.5),
+        );
+        // What the dependency call adds: greeter's execute (one call of `hello` inside) over
+        // an execute of the same shape without it.
+        println!(
+            "round {round}: execute round trip median={j:.1?} p99={:.1?}; bytes median={b:.1?}; greeter execute + 1 dependency call median={g:.1?}; dependency call added={:.1?}",
+            pct(&hello_json, 0.99),
+            g.saturating_sub(j)
+        );
+        json_rounds.push(ns(j));
+        bytes_rounds.push(ns(b));
+        added.push(ns(g) - ns(j));
     }
-    let hello_json = report("execute round trip (hello)", samples);
     record(
         "lifecycle.execute",
         "execute round trip host → plugin → host (JSON in and out)",
         "ns",
         Better::Lower,
         Some(1e3),
-        &nanos(&hello_json),
+        &json_rounds,
     );
-    let bytes = serde_json::to_vec(&input).unwrap();
-    let mut samples = Vec::with_capacity(a.calls);
-    for _ in 0..a.calls {
-        let t = Instant::now();
-        m.execute_bytes("hello", bytes.clone()).unwrap();
-        samples.push(t.elapsed());
-    }
-    let hello_bytes = report("execute round trip, bytes (hello)", samples);
     record(
         "lifecycle.execute_bytes",
         "execute round trip, input already encoded",
         "ns",
         Better::Lower,
         None,
-        &nanos(&hello_bytes),
-    );
-    let mut samples = Vec::with_capacity(a.calls);
-    for _ in 0..a.calls {
-        let t = Instant::now();
-        m.execute("greeter", &input).unwrap();
-        samples.push(t.elapsed());
-    }
-    let greeter = report("greeter execute + 1 dependency call", samples);
-    // What the dependency call adds: greeter's execute (one call of `hello` inside) over an
-    // execute of the same shape without it.
-    let base = pct(&hello_json, 0.5);
-    let added: Vec<f64> = greeter.iter().map(|d| ns(*d) - ns(base)).collect();
-    println!(
-        "dependency call, added over an execute   median={:.1?}",
-        pct(&greeter, 0.5).saturating_sub(base)
+        &bytes_rounds,
     );
     record(
         "lifecycle.dependency_call",

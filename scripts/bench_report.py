@@ -79,14 +79,17 @@ def fmt(value, unit):
 
 def met(fig):
     goal = fig.get("goal")
-    if goal is None:
+    if goal is None or not fig.get("n"):
         return ""
     ok = fig["median"] <= goal if fig["better"] == "lower" else fig["median"] >= goal
     return "yes" if ok else "**no**"
 
 
 def change(fig, prev):
-    if prev is None or not prev.get("median"):
+    # A ratio means nothing when either side is zero or negative (memory growth, a difference).
+    if prev is None or not prev.get("n") or not fig.get("n"):
+        return ""
+    if prev["median"] <= 0 or fig["median"] <= 0:
         return ""
     ratio = fig["median"] / prev["median"]
     better = ratio < 1 if fig["better"] == "lower" else ratio > 1
@@ -168,7 +171,7 @@ def main():
             goal_text = ("≤ " if fig["better"] == "lower" else "≥ ") + fmt(goal, unit)
         spread = f"{fmt(fig['p10'], unit)} – {fmt(fig['p90'], unit)}" if fig["n"] > 1 else ""
         out.append(
-            f"| {fig['label']} | {fmt(fig['median'], unit)} | {spread} | {fig['n']} | {goal_text} "
+            f"| {fig['label']} | {fmt(fig['median'], unit) if fig['n'] else '—'} | {spread} | {fig['n']} | {goal_text} "
             f"| {met(fig)} | {fmt(prev['median'], unit) if prev else ''} | {change(fig, prev)} |"
         )
     out.append("")

@@ -21,8 +21,11 @@
 //! to 256 (API minor 3); each handler's panic or failure stays with its own event.
 //!
 //! Which subscriptions an event name matches is worked out once per name and kept (with the
-//! name's shared `Arc<str>`) until a subscription is added or removed; at most 4,096 names are
-//! kept, so a plugin emitting ever new names costs a match per emit, never unbounded memory. A
+//! name's shared `Arc<str>`) until a subscription is added or removed. At most 4,096 names are
+//! kept; past that a new name is matched on each emit and not kept, so a plugin emitting ever new
+//! names costs a match per emit, never unbounded memory. An emit never waits to update the cache.
+//! Besides its bounded mailbox, a plugin's worker holds the batch it is running (at most 256
+//! deliveries), so that many more deliveries may be waiting to run than `mailbox_capacity`. A
 //! plugin receives its own events when it subscribed to a matching pattern (delivered after the
 //! current call returns, never re-entrantly). Mailboxes are bounded: when one is full the emitter
 //! waits up to `emit_block` (default 50 ms), then the event is dropped *for that subscriber only*
@@ -232,8 +235,9 @@ struct Route {
     subs: Vec<Arc<Subscription>>,
 }
 
-/// The most event names whose routes are kept; past it the cache starts over (a plugin emitting
-/// ever new names costs a match per emit, never unbounded memory).
+/// The most event names whose routes are kept; past it new names are matched on each emit and
+/// not kept (a plugin emitting ever new names costs a match per emit, never unbounded memory,
+/// and does not push the hot names out).
 const MAX_ROUTES: usize = 4096;
 
 #[derive(Default)]
@@ -243,11 +247,14 @@ struct Index {
     wildcard: Vec<Arc<Subscription>>,
     /// Routes of valid event names, emptied on every change of the subscriptions.
     routes: HashMap<Box<str>, Arc<Route>>,
+    /// Bumped on every change of the subscriptions: a route made before a change is not kept.
+    version: u64,
 }
 
 impl Index {
     fn insert(&mut self, sub: Arc<Subscription>) {
         self.routes.clear();
+        self.version += 1;
         if sub.pattern.is_exact() {
             self.exact
                 .entry(sub.pattern.text.clone())
@@ -259,11 +266,8 @@ impl Index {
         self.by_id.insert(sub.id, sub);
     }
 
-    /// The route of a valid event name, made and kept if it is not yet.
-    fn route(&mut self, name: &str) -> Arc<Route> {
-        if let Some(route) = self.routes.get(name) {
-            return Arc::clone(route);
-        }
+    /// The route of a valid event name, made from the subscriptions (not kept).
+    fn make_route(&self, name: &str) -> Route {
         let mut subs: Vec<Arc<Subscription>> = self.exact.get(name).cloned().unwrap_or_default();
         subs.extend(
             self.wildcard
@@ -273,20 +277,16 @@ impl Index {
         );
         // Subscriptions were pushed in creation order; deliver in id order for determinism.
         subs.sort_unstable_by_key(|s| s.id);
-        let route = Arc::new(Route {
+        Route {
             name: Arc::from(name),
             subs,
-        });
-        if self.routes.len() >= MAX_ROUTES {
-            self.routes.clear();
         }
-        self.routes.insert(Box::from(name), Arc::clone(&route));
-        route
     }
 
     fn remove(&mut self, id: u64) -> Option<Arc<Subscription>> {
         let sub = self.by_id.remove(&id)?;
         self.routes.clear();
+        self.version += 1;
         if sub.pattern.is_exact() {
             if let Some(list) = self.exact.get_mut(&sub.pattern.text) {
                 list.retain(|s| s.id != id);
@@ -462,7 +462,6 @@ impl EventBus {
         payload: &[u8],
         raw: bool,
     ) -> Result<usize> {
-        let route = self.route(name)?;
         if matches!(emitter, Some(Owner::Plugin { .. })) && is_host_event(name) {
             return Err(Error::InvalidEventName {
                 name: name.to_owned(),
@@ -473,6 +472,7 @@ impl EventBus {
                 ),
             });
         }
+        let route = self.route(name)?;
         if let Some(hook) = self.hook.get() {
             hook(name, payload)?;
         }
@@ -512,24 +512,29 @@ impl EventBus {
         Ok(queued)
     }
 
-    /// The route of `name`: from the cache under the read lock when it is there (the name was
-    /// valid when it was cached), else validated and made under the write lock.
+    /// The route of `name`: from the cache when it is there (the name was valid when it was
+    /// cached). Otherwise the name is validated and its route made under the read lock, then kept
+    /// if the write lock is free at once, the subscriptions have not changed meanwhile and the
+    /// cache has room: an emit never waits for the write lock.
     fn route(&self, name: &str) -> Result<Arc<Route>> {
-        if let Some(route) = self
-            .index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .routes
-            .get(name)
+        let (route, version) = {
+            let index = self
+                .index
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(route) = index.routes.get(name) {
+                return Ok(Arc::clone(route));
+            }
+            validate_event_name(name)?;
+            (Arc::new(index.make_route(name)), index.version)
+        };
+        if let Ok(mut index) = self.index.try_write()
+            && index.version == version
+            && index.routes.len() < MAX_ROUTES
         {
-            return Ok(Arc::clone(route));
+            index.routes.insert(Box::from(name), Arc::clone(&route));
         }
-        validate_event_name(name)?;
-        Ok(self
-            .index
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .route(name))
+        Ok(route)
     }
 
     /// Hands the event to one subscriber: a host handler runs now; a plugin's delivery is
@@ -678,6 +683,58 @@ mod tests {
             bus.unsubscribe_host(a).unwrap_err().code().as_str(),
             "subscription_not_found"
         );
+    }
+
+    #[test]
+    fn the_route_cache_follows_every_change_of_the_subscriptions() {
+        let bus = EventBus::new(std::time::Duration::ZERO);
+        assert_eq!(
+            bus.emit_host("c:d", b"").unwrap(),
+            0,
+            "cached with no subscriber"
+        );
+        let (a, seen_a) = recorder(&bus, "c:*", false);
+        assert_eq!(
+            bus.emit_host("c:d", b"1").unwrap(),
+            1,
+            "a new subscription is seen"
+        );
+        let (_b, seen_b) = recorder(&bus, "c:d", true);
+        assert_eq!(bus.emit_host("c:d", b"2").unwrap(), 2);
+        assert_eq!(
+            bus.emit_host("c:d", b"3").unwrap(),
+            1,
+            "the spent once is gone"
+        );
+        bus.unsubscribe_host(a).unwrap();
+        assert_eq!(
+            bus.emit_host("c:d", b"4").unwrap(),
+            0,
+            "a removed one is gone"
+        );
+        assert_eq!(seen_a.lock().unwrap().len(), 3);
+        assert_eq!(seen_b.lock().unwrap().len(), 1);
+        // More names than the cache keeps: each still reaches its subscriber.
+        let (_all, seen_all) = recorder(&bus, "n:*", false);
+        for i in 0..MAX_ROUTES + 10 {
+            assert_eq!(bus.emit_host(&format!("n:{i}"), b"").unwrap(), 1);
+        }
+        assert_eq!(seen_all.lock().unwrap().len(), MAX_ROUTES + 10);
+        assert!(bus.index.read().unwrap().routes.len() <= MAX_ROUTES);
+    }
+
+    #[test]
+    fn a_host_event_name_the_host_emitted_first_is_still_refused_to_a_plugin() {
+        let bus = EventBus::new(std::time::Duration::ZERO);
+        bus.emit_host("plugin:loaded", b"{}").unwrap();
+        let plugin = Owner::Plugin {
+            name: "p".into(),
+            generation: 1,
+        };
+        let err = bus
+            .emit(Some(&plugin), "plugin:loaded", b"{}", false)
+            .unwrap_err();
+        assert_eq!(err.code().as_str(), "invalid_event_name");
     }
 
     #[test]

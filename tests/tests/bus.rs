@@ -289,10 +289,11 @@ fn deliveries_keep_emit_order_per_subscription() {
 
 #[test]
 fn a_burst_delivered_in_batches_keeps_order_and_contains_each_panic_to_its_event() {
-    // The subscriber is held in a slow handler while 64 events queue behind it, so they reach
+    // The subscriber is held in a slow handler while 100 events queue behind it, so they reach
     // it in batches (one call into the plugin for many deliveries). In each batch every event
     // goes to a handler that panics, one that fails and one that records, in that order. The
-    // mailbox holds all 192 deliveries, so none is dropped while the subscriber sleeps.
+    // mailbox holds all 300 deliveries, so none is dropped while the subscriber sleeps, and they
+    // take more than one batch (256 at most).
     let dir = temp_dir();
     let m = PluginManager::new(ManagerConfig::default().with_mailbox_capacity(4096)).unwrap();
     m.load(events_plugin(30, dir.path())).unwrap();
@@ -319,11 +320,11 @@ fn a_burst_delivered_in_batches_keeps_order_and_contains_each_panic_to_its_event
     exec(
         &m,
         "events-30",
-        json!({"op": "emit", "name": "burst:n", "count": 64, "seq": true}),
+        json!({"op": "emit", "name": "burst:n", "count": 100, "seq": true}),
     );
     assert_eq!(
-        wait_count(&m, "events-31", 65),
-        65,
+        wait_count(&m, "events-31", 101),
+        101,
         "the gate and every event recorded"
     );
     let seqs: Vec<u64> = seen(&m, "events-31")
@@ -333,19 +334,19 @@ fn a_burst_delivered_in_batches_keeps_order_and_contains_each_panic_to_its_event
         .collect();
     assert_eq!(
         seqs,
-        (0..64).collect::<Vec<_>>(),
+        (0..100).collect::<Vec<_>>(),
         "emit order, nothing lost"
     );
     let stats = m.get("events-31").unwrap().stats;
     assert_eq!(
-        stats.events_failed, 128,
+        stats.events_failed, 200,
         "each panic and each failure counted once"
     );
-    assert_eq!(stats.events_delivered, 65);
+    assert_eq!(stats.events_delivered, 101);
     assert_eq!(stats.events_dropped, 0);
-    // The plugin that panicked 64 times still serves calls and events.
+    // The plugin that panicked 100 times still serves calls and events.
     exec(&m, "events-30", json!({"op": "emit", "name": "gate"}));
-    assert_eq!(wait_count(&m, "events-31", 66), 66);
+    assert_eq!(wait_count(&m, "events-31", 102), 102);
 }
 
 #[test]

@@ -258,8 +258,9 @@ fn decode(result: RawResult) -> Result<Vec<u8>, CallError> {
     }
 }
 
-/// Reads the failures `deliver_batch` reported. An answer that is not the documented JSON fails
-/// every event of the batch, so nothing is counted as delivered on a plugin's say-so alone.
+/// Reads the failures `deliver_batch` reported, at most one per event (the first one given for
+/// an index counts). An answer that is not the documented JSON fails every event of the batch,
+/// so nothing is counted as delivered on a plugin's say-so alone.
 fn batch_failures(bytes: &[u8], len: usize) -> Vec<(usize, CallError)> {
     #[derive(serde::Deserialize)]
     struct Failure {
@@ -271,21 +272,23 @@ fn batch_failures(bytes: &[u8], len: usize) -> Vec<(usize, CallError)> {
         message: String,
     }
     match serde_json::from_slice::<Vec<Failure>>(bytes) {
-        Ok(list) => list
-            .into_iter()
-            .filter(|f| f.index < len)
-            .map(|f| {
-                let error = if f.status == STATUS_PANIC {
-                    CallError::Panicked { message: f.message }
-                } else {
-                    CallError::Failed {
-                        code: f.code,
-                        message: f.message,
-                    }
-                };
-                (f.index, error)
-            })
-            .collect(),
+        Ok(list) => {
+            let mut seen = std::collections::BTreeSet::new();
+            list.into_iter()
+                .filter(|f| f.index < len && seen.insert(f.index))
+                .map(|f| {
+                    let error = if f.status == STATUS_PANIC {
+                        CallError::Panicked { message: f.message }
+                    } else {
+                        CallError::Failed {
+                            code: f.code,
+                            message: f.message,
+                        }
+                    };
+                    (f.index, error)
+                })
+                .collect()
+        }
         Err(e) => (0..len)
             .map(|i| {
                 (
@@ -916,3 +919,37 @@ static HOST_VTABLE: HostVTable = HostVTable {
     call_function: host_call_function,
     max_level: host_max_level,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_failures_are_one_per_event_in_range_and_an_unreadable_answer_fails_all() {
+        let answer = br#"[{"index":0,"status":2,"code":"","message":"boom"},
+            {"index":0,"status":1,"code":"x","message":"again"},
+            {"index":7,"status":1,"code":"x","message":"out of range"},
+            {"index":1,"status":1,"code":"handler_failed","message":"no"}]"#;
+        let failures = batch_failures(answer, 2);
+        assert_eq!(
+            failures,
+            vec![
+                (
+                    0,
+                    CallError::Panicked {
+                        message: "boom".into()
+                    }
+                ),
+                (
+                    1,
+                    CallError::Failed {
+                        code: "handler_failed".into(),
+                        message: "no".into()
+                    }
+                ),
+            ]
+        );
+        let all = batch_failures(b"not json", 3);
+        assert_eq!(all.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1, 2]);
+    }
+}

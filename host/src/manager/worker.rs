@@ -485,7 +485,7 @@ fn deliver_batch(
             }
         }
     }
-    let delivered = batch.len() - failures.len();
+    let delivered = batch.len().saturating_sub(failures.len());
     spawn
         .stats
         .events_delivered
@@ -545,9 +545,17 @@ fn serve_jobs(
             }
             Job::Deliver(id, event) => {
                 // The deliveries queued behind this one go with it, in order, in one call into
-                // the plugin; the first other job ends the batch and is served next.
+                // the plugin; the first other job ends the batch and is served next. A plugin
+                // with a tables session gets one delivery per call: a call that times out
+                // cancels the session's statements until the next call starts, which must not
+                // reach the handlers of other events.
+                let max = if spawn.on_call.is_some() {
+                    1
+                } else {
+                    MAX_BATCH
+                };
                 batch.push((id, event));
-                while batch.len() < MAX_BATCH {
+                while batch.len() < max {
                     match rx.try_recv() {
                         Ok(Job::Deliver(id, event)) => batch.push((id, event)),
                         Ok(other) => {

@@ -252,9 +252,14 @@ struct Index {
 }
 
 impl Index {
-    fn insert(&mut self, sub: Arc<Subscription>) {
+    /// Forgets every kept route: the subscriptions are about to change.
+    fn changed(&mut self) {
         self.routes.clear();
         self.version += 1;
+    }
+
+    fn insert(&mut self, sub: Arc<Subscription>) {
+        self.changed();
         if sub.pattern.is_exact() {
             self.exact
                 .entry(sub.pattern.text.clone())
@@ -285,8 +290,7 @@ impl Index {
 
     fn remove(&mut self, id: u64) -> Option<Arc<Subscription>> {
         let sub = self.by_id.remove(&id)?;
-        self.routes.clear();
-        self.version += 1;
+        self.changed();
         if sub.pattern.is_exact() {
             if let Some(list) = self.exact.get_mut(&sub.pattern.text) {
                 list.retain(|s| s.id != id);

@@ -39,6 +39,9 @@ pub fn record(
     goal: Option<f64>,
     samples: &[f64],
 ) {
+    let Some(path) = std::env::var_os(RESULTS_ENV).filter(|p| !p.is_empty()) else {
+        return;
+    };
     let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| v.is_finite()).collect();
     sorted.sort_by(f64::total_cmp);
     let line = serde_json::json!({
@@ -55,9 +58,6 @@ pub fn record(
         "max": sorted.last().copied().unwrap_or(0.0),
         "profile": super::profile(),
     });
-    let Some(path) = std::env::var_os(RESULTS_ENV).filter(|p| !p.is_empty()) else {
-        return;
-    };
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
